@@ -1,0 +1,72 @@
+package node
+
+import (
+	"fmt"
+	"os"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/configs/conf"
+	"sharpeye/console/api"
+	"sharpeye/console/auth"
+	"sharpeye/ingest"
+	"sharpeye/ingest/camera"
+)
+
+// Config is the whole configuration file. Each section is defined beside
+// the code that uses it; configs/sharpeye.yml documents every key.
+type Config struct {
+	// DataDir holds the embedded databases and the blob store.
+	DataDir string        `yaml:"data_dir"`
+	Log     LogConfig     `yaml:"log"`
+	HTTP    api.Config    `yaml:"http"`
+	Auth    auth.Config   `yaml:"auth"`
+	CaseDB  casedb.Config `yaml:"casedb"`
+	Ingest  ingest.Config `yaml:"ingest"`
+	// Cameras are the cameras of the configuration file; more can be
+	// added through the API.
+	Cameras []camera.Camera `yaml:"cameras"`
+}
+
+// Defaults returns the compiled defaults: everything embedded, nothing
+// installed.
+func Defaults() Config {
+	return Config{
+		DataDir: "./sharpeye-data",
+		Log:     DefaultLogConfig(),
+		HTTP:    api.Defaults(),
+		Auth:    auth.Defaults(),
+		CaseDB:  casedb.Defaults(),
+		Ingest:  ingest.Defaults(),
+		Cameras: []camera.Camera{},
+	}
+}
+
+// Validate implements conf.Validator.
+func (c *Config) Validate(v *conf.V) {
+	if c.DataDir == "" {
+		v.Errorf("data_dir", "must not be empty")
+	}
+	seen := map[string]int{}
+	for i, cam := range c.Cameras {
+		if j, ok := seen[cam.ID]; ok && cam.ID != "" {
+			v.Errorf(fmt.Sprintf("cameras[%d].id", i), "%q is also the id of cameras[%d]", cam.ID, j)
+		}
+		seen[cam.ID] = i
+	}
+}
+
+// LoadFile reads the configuration file at path over the defaults, then
+// the SHARPEYE_* environment, and validates the result. An empty path
+// means defaults and environment only.
+func LoadFile(path string, environ []string) (Config, error) {
+	cfg := Defaults()
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return cfg, fmt.Errorf("read configuration: %w", err)
+		}
+	}
+	err := conf.Load(&cfg, data, path, environ)
+	return cfg, err
+}

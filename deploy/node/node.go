@@ -1,0 +1,241 @@
+// Package node runs a set of Sharpeye's roles in one process: it builds the
+// shared parts every role plugs into (the HTTP listener, metrics registry,
+// health, case database and authentication), starts the roles under one
+// context and stops them all when one fails or a signal arrives.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/console/api"
+	"sharpeye/console/auth"
+	"sharpeye/console/web"
+	"sharpeye/ingest"
+)
+
+// The roles.
+const (
+	Ingest  = "ingest"
+	Relay   = "relay"
+	Alerts  = "alerts"
+	Console = "console"
+)
+
+// AllRoles lists every role in start order.
+var AllRoles = []string{Ingest, Relay, Alerts, Console}
+
+// ParseRoles checks a comma-separated role list.
+func ParseRoles(s string) ([]string, error) {
+	var roles []string
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if !slices.Contains(AllRoles, r) {
+			return nil, fmt.Errorf("unknown role %q (roles: %s)", r, strings.Join(AllRoles, ", "))
+		}
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	if len(roles) == 0 {
+		return nil, errors.New("no role given (roles: " + strings.Join(AllRoles, ", ") + ")")
+	}
+	return roles, nil
+}
+
+// Options are the command line's choices.
+type Options struct {
+	// Roles to run; all when empty.
+	Roles []string
+	// Version is reported in metrics and /api/v1/system.
+	Version string
+}
+
+// component is one long-running part of a role.
+type component struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// Node is one Sharpeye process.
+type Node struct {
+	cfg    Config
+	opts   Options
+	logs   *Logs
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	health *api.Health
+	router *api.Router
+	server *api.Server
+
+	db         *casedb.DB
+	auth       *auth.Service
+	ingest     *ingest.Ingest
+	components []component
+	started    bool
+}
+
+// New builds a node; it opens nothing until Start.
+func New(cfg Config, opts Options, logs *Logs) *Node {
+	if len(opts.Roles) == 0 {
+		opts.Roles = AllRoles
+	}
+	if opts.Version == "" {
+		opts.Version = Version()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sharpeye_build_info",
+		Help: "Always 1; the labels say which build and roles run.",
+	}, []string{"version", "roles"})
+	build.WithLabelValues(opts.Version, strings.Join(opts.Roles, ",")).Set(1)
+	reg.MustRegister(build)
+
+	n := &Node{cfg: cfg, opts: opts, logs: logs, log: logs.For("node"), reg: reg}
+	n.health = api.NewHealth(reg)
+	n.router = api.NewRouter(cfg.HTTP.MaxBodyBytes, cfg.HTTP.RequestTimeout.D())
+	n.server = api.NewServer(cfg.HTTP, n.router, n.health, reg, logs.For("http"), func(h http.Handler) http.Handler {
+		return auth.RequireHandler(h, auth.Admin, auth.Analyst, auth.ServiceAccount)
+	})
+	return n
+}
+
+// Has reports whether the node runs role.
+func (n *Node) Has(role string) bool { return slices.Contains(n.opts.Roles, role) }
+
+// URL is the base URL of the HTTP listener (after Start).
+func (n *Node) URL() string { return n.server.URL() }
+
+// Router is the node's HTTP router (for tests and documentation).
+func (n *Node) Router() *api.Router { return n.router }
+
+// Ingest is the ingest role (after Start, when the node runs it).
+func (n *Node) Ingest() *ingest.Ingest { return n.ingest }
+
+// Auth is the authentication service (after Start).
+func (n *Node) Auth() *auth.Service { return n.auth }
+
+// Start binds the listener, opens the case database and builds every role,
+// so that a busy port or an unreachable database is reported before
+// anything runs.
+func (n *Node) Start(ctx context.Context) error {
+	if n.started {
+		return errors.New("node already started")
+	}
+	n.started = true
+	n.health.Starting("http")
+	if err := n.server.Listen(); err != nil {
+		return err
+	}
+	n.health.Starting("casedb")
+	db, err := casedb.Open(ctx, n.cfg.CaseDB, n.cfg.DataDir, n.logs.For("casedb"))
+	if err != nil {
+		n.server.Close()
+		return fmt.Errorf("casedb: %w", err)
+	}
+	n.db = db
+	n.health.Ready("casedb")
+	if n.auth, err = auth.NewService(n.cfg.Auth, db, n.cfg.HTTP.TLS(), n.reg, n.logs.For("auth")); err != nil {
+		n.close()
+		return err
+	}
+	n.router.SetAuthenticator(n.auth)
+	n.components = append(n.components, component{"auth", n.auth.Run})
+
+	for _, role := range n.opts.Roles {
+		if err := n.buildRole(ctx, role); err != nil {
+			n.close()
+			return fmt.Errorf("%s: %w", role, err)
+		}
+	}
+	n.registerSystem()
+	return nil
+}
+
+// buildRole registers a role's routes and components.
+func (n *Node) buildRole(ctx context.Context, role string) error {
+	switch role {
+	case Console:
+		n.auth.Routes(n.router)
+		web.Routes(n.router)
+		n.health.Ready(Console)
+	case Ingest:
+		n.ingest = ingest.New(n.cfg.Ingest, n.cfg.Cameras, n.db, n.auth, n.reg, n.logs.For(Ingest))
+		if err := n.ingest.Start(ctx); err != nil {
+			return err
+		}
+		n.ingest.Routes(n.router)
+		n.components = append(n.components, component{Ingest, n.ingest.Run})
+		n.health.Ready(Ingest)
+	case Relay, Alerts:
+		// Their capabilities land with their issues; until then the role
+		// has nothing to run and is ready at once.
+		n.health.Ready(role)
+	}
+	return nil
+}
+
+func (n *Node) close() {
+	n.server.Close()
+	if n.db != nil {
+		n.db.Close()
+	}
+}
+
+// Run runs every component until ctx is cancelled or one of them fails,
+// then stops them all and releases the listener and the database. It
+// returns the first failure, named after its component.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.started {
+		if err := n.Start(ctx); err != nil {
+			return err
+		}
+	}
+	defer n.close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		n.health.Ready("http")
+		if err := n.server.Run(gctx); err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	for _, c := range n.components {
+		g.Go(func() error {
+			if err := c.run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			return nil
+		})
+	}
+	n.log.Info("sharpeye running", "roles", strings.Join(n.opts.Roles, ","), "url", n.URL(), "version", n.opts.Version, "casedb", n.cfg.CaseDB.Driver)
+	err := g.Wait()
+	n.log.Info("sharpeye stopped")
+	return err
+}
+
+// Version is the module version of this build, or "dev".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,154 @@
+package ingest
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"sharpeye/configs/conf"
+	"sharpeye/console/api"
+	"sharpeye/console/auth"
+	"sharpeye/ingest/camera"
+)
+
+// Routes registers the camera API.
+func (in *Ingest) Routes(rt *api.Router) {
+	rt.Handle("GET", "/api/v1/cameras", in.handleList)
+	rt.Handle("POST", "/api/v1/cameras", auth.Require(in.handleCreate, auth.Admin), api.MaxBody(16<<10))
+	rt.Handle("GET", "/api/v1/cameras/{id}", in.handleGet)
+	rt.Handle("PUT", "/api/v1/cameras/{id}", auth.Require(in.handleUpdate, auth.Admin), api.MaxBody(16<<10))
+	rt.Handle("DELETE", "/api/v1/cameras/{id}", auth.Require(in.handleDelete, auth.Admin))
+}
+
+func (in *Ingest) handleList(w http.ResponseWriter, r *http.Request) error {
+	p, _ := auth.FromContext(r.Context())
+	scope := p.Scope()
+	out := []CameraStatus{}
+	for _, e := range in.reg.All() {
+		if !scope.AllowsRegion(e.Region) {
+			continue
+		}
+		if st, ok := in.Status(e.ID); ok {
+			out = append(out, st)
+		}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"cameras": out})
+	return nil
+}
+
+// visible finds a camera the caller may see; others are "not found".
+func (in *Ingest) visible(r *http.Request) (CameraStatus, error) {
+	p, _ := auth.FromContext(r.Context())
+	id := r.PathValue("id")
+	st, ok := in.Status(id)
+	if !ok || !p.Scope().AllowsRegion(st.Region) {
+		return CameraStatus{}, api.NotFound("no camera %q in your region", id)
+	}
+	return st, nil
+}
+
+func (in *Ingest) handleGet(w http.ResponseWriter, r *http.Request) error {
+	st, err := in.visible(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(st.Version, 10)))
+	api.WriteJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// cameraBody is a camera as the API takes it: the password may be given
+// (it is never shown back).
+type cameraBody struct {
+	camera.Camera
+	Password *string `json:"password"`
+	// Version, when given, must match the stored one (or send If-Match).
+	Version int64 `json:"version,omitempty"`
+}
+
+func (in *Ingest) decodeCamera(r *http.Request) (camera.Camera, int64, error) {
+	var b cameraBody
+	if err := api.DecodeJSON(r, &b); err != nil {
+		return camera.Camera{}, 0, err
+	}
+	c := b.Camera
+	if b.Password != nil {
+		c.Password = conf.Secret(*b.Password)
+	}
+	c.Normalize()
+	if ps := c.Problems(); len(ps) > 0 {
+		return camera.Camera{}, 0, api.BadRequest(ps[0].Field, "%s", ps[0].Msg)
+	}
+	p, _ := auth.FromContext(r.Context())
+	if !p.Scope().AllowsRegion(c.Region) {
+		return camera.Camera{}, 0, api.BadRequest("region", "must lie within your own region %q", p.Region)
+	}
+	version := b.Version
+	if im := r.Header.Get("If-Match"); im != "" {
+		v, err := strconv.ParseInt(strings.Trim(im, `"`), 10, 64)
+		if err != nil {
+			return camera.Camera{}, 0, api.BadRequest("If-Match", "must be the camera's version (its ETag)")
+		}
+		version = v
+	}
+	return c, version, nil
+}
+
+func registryError(err error) error {
+	switch {
+	case errors.Is(err, camera.ErrExists):
+		return api.Conflict("%v", err)
+	case errors.Is(err, camera.ErrReadOnly):
+		return api.Conflict("%v", err)
+	case errors.Is(err, camera.ErrConflict):
+		return api.Errorf(http.StatusPreconditionFailed, api.CodeConflict, "%v", err)
+	case errors.Is(err, camera.ErrNotFound):
+		return api.NotFound("%v", err)
+	}
+	return err
+}
+
+func (in *Ingest) handleCreate(w http.ResponseWriter, r *http.Request) error {
+	c, _, err := in.decodeCamera(r)
+	if err != nil {
+		return err
+	}
+	if _, err := in.reg.Create(r.Context(), c); err != nil {
+		return registryError(err)
+	}
+	st, _ := in.Status(c.ID)
+	w.Header().Set("Location", "/api/v1/cameras/"+c.ID)
+	api.WriteJSON(w, http.StatusCreated, st)
+	return nil
+}
+
+func (in *Ingest) handleUpdate(w http.ResponseWriter, r *http.Request) error {
+	if _, err := in.visible(r); err != nil {
+		return err
+	}
+	c, version, err := in.decodeCamera(r)
+	if err != nil {
+		return err
+	}
+	if c.ID != r.PathValue("id") {
+		return api.BadRequest("id", "must match the URL (%q)", r.PathValue("id"))
+	}
+	if _, err := in.reg.Update(r.Context(), c, version); err != nil {
+		return registryError(err)
+	}
+	st, _ := in.Status(c.ID)
+	api.WriteJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (in *Ingest) handleDelete(w http.ResponseWriter, r *http.Request) error {
+	if _, err := in.visible(r); err != nil {
+		return err
+	}
+	if err := in.reg.Delete(r.Context(), r.PathValue("id")); err != nil {
+		return registryError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,253 @@
+// Package ingest is the ingest role: it keeps every camera of the registry
+// pulled over RTSP (exactly one session per camera, however many consumers
+// it has), holds each camera's stream hub, re-serves the cameras over RTSP
+// and answers the camera API.
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/rtsp"
+	"sharpeye/ingest/stream"
+)
+
+// Config is the ingest section of the configuration.
+type Config struct {
+	Pull       rtsp.PullConfig  `yaml:"pull"`
+	RTSPServer rtsp.ServeConfig `yaml:"rtsp_server"`
+	// GOPMaxUnits and GOPMaxBytes bound each camera's cached group of
+	// pictures (instant start for new viewers).
+	GOPMaxUnits int `yaml:"gop_max_units"`
+	GOPMaxBytes int `yaml:"gop_max_bytes"`
+	// RegistryPoll is how often cameras changed on other nodes are read.
+	RegistryPoll conf.Duration `yaml:"registry_poll"`
+}
+
+// Defaults returns the compiled defaults.
+func Defaults() Config {
+	h := stream.DefaultHubConfig()
+	return Config{
+		Pull:         rtsp.DefaultPullConfig(),
+		RTSPServer:   rtsp.DefaultServeConfig(),
+		GOPMaxUnits:  h.MaxGOPUnits,
+		GOPMaxBytes:  h.MaxGOPBytes,
+		RegistryPoll: conf.Duration(10 * time.Second),
+	}
+}
+
+// Validate implements conf.Validator.
+func (c *Config) Validate(v *conf.V) {
+	if c.GOPMaxUnits < 1 || c.GOPMaxUnits > 10000 {
+		v.Errorf("gop_max_units", "must be between 1 and 10000")
+	}
+	if c.GOPMaxBytes < 1<<16 || c.GOPMaxBytes > 1<<30 {
+		v.Errorf("gop_max_bytes", "must be between 65536 and 1073741824")
+	}
+	if c.RegistryPoll.D() < time.Second {
+		v.Errorf("registry_poll", "must be at least 1s")
+	}
+}
+
+// Ingest is the ingest role.
+type Ingest struct {
+	cfg  Config
+	reg  *camera.Registry
+	rtsp *rtsp.Server
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	cams map[string]*running
+	wg   sync.WaitGroup
+}
+
+// running is one camera being pulled.
+type running struct {
+	entry  camera.Entry
+	hub    *stream.Hub
+	puller *rtsp.Puller
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New builds the role from the configured cameras; db keeps the cameras
+// added through the API (nil: configuration only). authz checks RTSP
+// readers of the re-serve.
+func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authorizer, reg prometheus.Registerer, log *slog.Logger) *Ingest {
+	in := &Ingest{
+		cfg:  cfg,
+		reg:  camera.NewRegistry(cameras, db),
+		log:  log,
+		cams: map[string]*running{},
+	}
+	if cfg.RTSPServer.Listen != "" {
+		in.rtsp = rtsp.NewServer(cfg.RTSPServer, in, authz, log.With("component", "rtsp-server"))
+	}
+	reg.MustRegister(&collector{in: in})
+	return in
+}
+
+// Registry is the camera registry.
+func (in *Ingest) Registry() *camera.Registry { return in.reg }
+
+// RTSPAddr is the re-serve's bound address ("" when off).
+func (in *Ingest) RTSPAddr() string {
+	if in.rtsp == nil {
+		return ""
+	}
+	return in.rtsp.Addr()
+}
+
+// Start reads the stored cameras and binds the RTSP re-serve.
+func (in *Ingest) Start(ctx context.Context) error {
+	if err := in.reg.Load(ctx); err != nil {
+		return err
+	}
+	if in.rtsp != nil {
+		if err := in.rtsp.Start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run pulls every camera and follows the registry until ctx ends.
+func (in *Ingest) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return in.reg.Run(gctx, in.cfg.RegistryPoll.D()) })
+	if in.rtsp != nil {
+		g.Go(func() error { return in.rtsp.Run(gctx) })
+	}
+	g.Go(func() error {
+		for {
+			changed := in.reg.Changed()
+			in.reconcile(gctx)
+			select {
+			case <-gctx.Done():
+				in.stopAll()
+				return nil
+			case <-changed:
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// reconcile starts, restarts and stops pullers to match the registry. A
+// changed camera keeps its hub, so its viewers stay and see a new session.
+func (in *Ingest) reconcile(ctx context.Context) {
+	want := map[string]camera.Entry{}
+	for _, e := range in.reg.All() {
+		want[e.ID] = e
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for id, r := range in.cams {
+		e, ok := want[id]
+		if ok && reflect.DeepEqual(e.Camera, r.entry.Camera) {
+			continue
+		}
+		r.stop()
+		if !ok {
+			r.hub.Close()
+			delete(in.cams, id)
+			in.log.Info("camera removed", "camera", id)
+			continue
+		}
+		in.startLocked(ctx, e, r.hub)
+		in.log.Info("camera changed", "camera", id)
+	}
+	for id, e := range want {
+		if _, ok := in.cams[id]; !ok {
+			in.startLocked(ctx, e, stream.NewHub(id, stream.HubConfig{MaxGOPUnits: in.cfg.GOPMaxUnits, MaxGOPBytes: in.cfg.GOPMaxBytes}))
+		}
+	}
+}
+
+func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.Hub) {
+	p := rtsp.NewPuller(e.Camera, hub, in.cfg.Pull, in.log)
+	rctx, cancel := context.WithCancel(ctx)
+	r := &running{entry: e, hub: hub, puller: p, cancel: cancel, done: make(chan struct{})}
+	in.cams[e.ID] = r
+	if e.Disabled {
+		close(r.done)
+		return
+	}
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		defer close(r.done)
+		p.Run(rctx)
+	}()
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+}
+
+func (in *Ingest) stopAll() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for id, r := range in.cams {
+		r.stop()
+		r.hub.Close()
+		delete(in.cams, id)
+	}
+	in.wg.Wait()
+}
+
+// Lookup finds a camera's hub: for the relay and the RTSP re-serve.
+func (in *Ingest) Lookup(id string) (*stream.Hub, string, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	r, ok := in.cams[id]
+	if !ok || r.entry.Disabled {
+		return nil, "", false
+	}
+	return r.hub, r.entry.Region, true
+}
+
+// CameraStatus is a camera with its state and statistics.
+type CameraStatus struct {
+	camera.Entry
+	Status rtsp.Status  `json:"status"`
+	Stream stream.Stats `json:"stream"`
+	// RTSPURL is where the camera is re-served (credentials not included).
+	RTSPURL string `json:"rtsp_url,omitempty"`
+}
+
+// Status returns one camera's record (redacted) and state.
+func (in *Ingest) Status(id string) (CameraStatus, bool) {
+	in.mu.Lock()
+	r, ok := in.cams[id]
+	in.mu.Unlock()
+	if !ok {
+		e, ok := in.reg.Get(id)
+		if !ok {
+			return CameraStatus{}, false
+		}
+		e.Camera = e.Public()
+		return CameraStatus{Entry: e, Status: rtsp.Status{State: rtsp.StateConnecting}}, true
+	}
+	e := r.entry
+	e.Camera = e.Public()
+	st := CameraStatus{Entry: e, Status: r.puller.Status(), Stream: r.hub.Stats()}
+	if e.Disabled {
+		st.Status = rtsp.Status{State: rtsp.StateDisabled}
+	}
+	if in.rtsp != nil {
+		st.RTSPURL = fmt.Sprintf("rtsp://%s/%s", in.rtsp.Addr(), e.ID)
+	}
+	return st, true
+}

@@ -1,0 +1,71 @@
+package ingest
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sharpeye/ingest/rtsp"
+)
+
+// collector exports every camera's state and statistics at scrape time,
+// so that a removed camera's series go with it. Labels are the camera id
+// and region only: never a URL.
+type collector struct{ in *Ingest }
+
+var (
+	labels       = []string{"camera", "region"}
+	descUp       = prometheus.NewDesc("sharpeye_camera_up", "1 when the camera's stream is flowing.", labels, nil)
+	descState    = prometheus.NewDesc("sharpeye_camera_state", "The camera's pull state (1 for the current one).", append(labels, "state"), nil)
+	descBitrate  = prometheus.NewDesc("sharpeye_camera_bitrate_bits_per_second", "Video bitrate over the last seconds.", labels, nil)
+	descFPS      = prometheus.NewDesc("sharpeye_camera_frame_rate", "Frames per second over the last seconds.", labels, nil)
+	descKeyInt   = prometheus.NewDesc("sharpeye_camera_keyframe_interval_seconds", "Time between the last two keyframes.", labels, nil)
+	descPackets  = prometheus.NewDesc("sharpeye_camera_rtp_packets_received_total", "RTP packets received from the camera.", labels, nil)
+	descLost     = prometheus.NewDesc("sharpeye_camera_rtp_packets_lost_total", "RTP packets lost on the way from the camera.", labels, nil)
+	descDecode   = prometheus.NewDesc("sharpeye_camera_decode_errors_total", "Packets that could not be decoded.", labels, nil)
+	descRecon    = prometheus.NewDesc("sharpeye_camera_reconnects_total", "Sessions that ended and were retried.", labels, nil)
+	descConsumer = prometheus.NewDesc("sharpeye_camera_consumers", "Consumers of the camera's stream (viewers, re-serve, detectors).", labels, nil)
+	descSlow     = prometheus.NewDesc("sharpeye_camera_slow_consumer_drops_total", "Consumers dropped for falling behind.", labels, nil)
+	states       = []rtsp.State{rtsp.StateIdle, rtsp.StateConnecting, rtsp.StateOnline, rtsp.StateOffline, rtsp.StateError, rtsp.StateDisabled}
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	for _, e := range c.in.reg.All() {
+		st, ok := c.in.Status(e.ID)
+		if !ok {
+			continue
+		}
+		l := []string{e.ID, e.Region}
+		up := 0.0
+		if st.Status.State == rtsp.StateOnline {
+			up = 1
+		}
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+		}
+		counter := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+		}
+		gauge(descUp, up)
+		for _, s := range states {
+			v := 0.0
+			if st.Status.State == s {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, v, e.ID, e.Region, string(s))
+		}
+		gauge(descBitrate, st.Status.Bitrate)
+		gauge(descFPS, st.Status.FrameRate)
+		gauge(descKeyInt, st.Status.KeyframeInterval)
+		counter(descPackets, st.Status.PacketsReceived)
+		counter(descLost, st.Status.PacketsLost)
+		counter(descDecode, st.Status.DecodeErrors)
+		counter(descRecon, st.Status.Reconnects)
+		gauge(descConsumer, float64(st.Stream.Subscribers))
+		counter(descSlow, st.Stream.SlowDrops)
+	}
+}

@@ -1,0 +1,469 @@
+// Package rtsp speaks RTSP for the ingest role: the Puller keeps one
+// session per camera and feeds the camera's stream hub; the Server
+// re-serves every camera at rtsp://host:8554/{camera-id} so that relays on
+// other nodes, recorders and VLC pull from Sharpeye instead of the camera.
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
+	"github.com/pion/rtp"
+
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/stream"
+)
+
+// PullConfig is the ingest.pull section of the configuration.
+type PullConfig struct {
+	// ReadTimeout: a camera silent this long is offline.
+	ReadTimeout conf.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds each RTSP request.
+	WriteTimeout conf.Duration `yaml:"write_timeout"`
+	// BackoffMin and BackoffMax bound the wait between reconnects, doubled
+	// at each failure, with jitter.
+	BackoffMin conf.Duration `yaml:"backoff_min"`
+	BackoffMax conf.Duration `yaml:"backoff_max"`
+	// OnDemandIdle stops an on-demand camera this long after its last
+	// viewer left.
+	OnDemandIdle conf.Duration `yaml:"on_demand_idle"`
+}
+
+// DefaultPullConfig returns the compiled defaults.
+func DefaultPullConfig() PullConfig {
+	return PullConfig{
+		ReadTimeout:  conf.Duration(10 * time.Second),
+		WriteTimeout: conf.Duration(10 * time.Second),
+		BackoffMin:   conf.Duration(time.Second),
+		BackoffMax:   conf.Duration(30 * time.Second),
+		OnDemandIdle: conf.Duration(30 * time.Second),
+	}
+}
+
+// Validate implements conf.Validator.
+func (c *PullConfig) Validate(v *conf.V) {
+	for _, f := range []struct {
+		key string
+		d   conf.Duration
+	}{{"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}, {"backoff_min", c.BackoffMin}, {"backoff_max", c.BackoffMax}, {"on_demand_idle", c.OnDemandIdle}} {
+		if f.d.D() <= 0 {
+			v.Errorf(f.key, "must be positive")
+		}
+	}
+	if c.BackoffMax.D() < c.BackoffMin.D() {
+		v.Errorf("backoff_max", "must be at least backoff_min")
+	}
+}
+
+// State is where a camera's pull stands.
+type State string
+
+// The states.
+const (
+	StateIdle       State = "idle"       // on-demand, nobody watching
+	StateConnecting State = "connecting" // session being set up
+	StateOnline     State = "online"     // media flowing
+	StateOffline    State = "offline"    // unreachable or silent; retrying
+	StateError      State = "error"      // answered, but unusable (auth, codec); retrying
+	StateDisabled   State = "disabled"
+)
+
+// Status is a camera's pull state and statistics.
+type Status struct {
+	State  State     `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+	// Transport actually used: udp or tcp.
+	Transport string `json:"transport,omitempty"`
+	Codec     string `json:"codec,omitempty"`
+	Width     int    `json:"width,omitempty"`
+	Height    int    `json:"height,omitempty"`
+	// Bitrate (bit/s) and FrameRate over the last few seconds.
+	Bitrate   float64 `json:"bitrate"`
+	FrameRate float64 `json:"frame_rate"`
+	// KeyframeInterval between the last two keyframes.
+	KeyframeInterval float64   `json:"keyframe_interval_seconds"`
+	PacketsReceived  uint64    `json:"rtp_packets_received"`
+	PacketsLost      uint64    `json:"rtp_packets_lost"`
+	Jitter           float64   `json:"rtp_jitter"`
+	DecodeErrors     uint64    `json:"decode_errors"`
+	LastPacket       time.Time `json:"last_packet,omitzero"`
+	Reconnects       uint64    `json:"reconnects"`
+}
+
+// Puller keeps one camera's RTSP session alive and feeds its hub.
+type Puller struct {
+	cam camera.Camera
+	hub *stream.Hub
+	cfg PullConfig
+	log *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+	rate   rateMeter
+
+	packets, lost, decodeErrs, reconnects atomic.Uint64
+	lastPacket                            atomic.Int64
+	client                                atomic.Pointer[gortsplib.Client]
+	transport                             atomic.Value // string: udp or tcp
+}
+
+// NewPuller returns a puller for cam feeding hub.
+func NewPuller(cam camera.Camera, hub *stream.Hub, cfg PullConfig, log *slog.Logger) *Puller {
+	p := &Puller{cam: cam, hub: hub, cfg: cfg, log: log.With("camera", cam.ID)}
+	p.status = Status{State: StateConnecting, Since: time.Now().UTC()}
+	if cam.OnDemand {
+		p.status.State = StateIdle
+	}
+	return p
+}
+
+// Camera is the record the puller runs for.
+func (p *Puller) Camera() camera.Camera { return p.cam }
+
+// errIdle ends an on-demand session nobody watches.
+var errIdle = errors.New("no viewers")
+
+// Run keeps the camera pulled until ctx is cancelled: one session at a
+// time, reconnecting with capped exponential backoff and jitter. A camera
+// that never answers costs nothing but its timer.
+func (p *Puller) Run(ctx context.Context) error {
+	defer p.hub.ClearTrack()
+	backoff := p.cfg.BackoffMin.D()
+	for {
+		if p.cam.OnDemand {
+			p.setState(StateIdle, "")
+			if !p.waitForViewers(ctx) {
+				return nil
+			}
+		}
+		p.setState(StateConnecting, "")
+		start := time.Now()
+		err := p.session(ctx)
+		p.hub.ClearTrack()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errIdle) {
+			p.log.Info("on-demand camera stopped: no viewers")
+			backoff = p.cfg.BackoffMin.D()
+			continue
+		}
+		if time.Since(start) > 2*p.cfg.BackoffMax.D() {
+			backoff = p.cfg.BackoffMin.D() // it worked for a good while
+		}
+		state := StateOffline
+		var re *camError
+		if errors.As(err, &re) {
+			state = StateError
+		}
+		reason := camera.RedactURL(errString(err))
+		p.setState(state, reason)
+		p.reconnects.Add(1)
+		p.log.Warn("camera session ended", "state", state, "reason", reason, "retry_in", backoff.Round(time.Millisecond))
+
+		// Full jitter on the upper half: spreads a fleet's reconnects after
+		// a network cut without making anyone wait longer than the cap.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, p.cfg.BackoffMax.D())
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "session ended"
+	}
+	return err.Error()
+}
+
+// camError is a failure of the camera itself (it answered, but wrongly):
+// the state is error rather than offline.
+type camError struct{ msg string }
+
+func (e *camError) Error() string { return e.msg }
+
+func (p *Puller) waitForViewers(ctx context.Context) bool {
+	for {
+		ch := p.hub.Changed()
+		if p.hub.Subscribers() > 0 {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+}
+
+func (p *Puller) setState(s State, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status.State != s || p.status.Reason != reason {
+		p.status.State, p.status.Reason, p.status.Since = s, reason, time.Now().UTC()
+	}
+	if s != StateOnline {
+		p.status.Transport = ""
+	}
+}
+
+// session runs one RTSP session until it fails, ctx ends or (on demand)
+// nobody watches.
+func (p *Puller) session(ctx context.Context) error {
+	u, err := base.ParseURL(p.cam.URL)
+	if err != nil {
+		return &camError{"bad url: " + camera.RedactURL(err.Error())}
+	}
+	if user, pass := p.cam.Credentials(); user != "" {
+		u.User = url.UserPassword(user, pass)
+	}
+	c := &gortsplib.Client{
+		Scheme:        u.Scheme,
+		Host:          u.Host,
+		ReadTimeout:   p.cfg.ReadTimeout.D(),
+		WriteTimeout:  p.cfg.WriteTimeout.D(),
+		UserAgent:     "Sharpeye",
+		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
+		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
+		OnTransportSwitch: func(err error) {
+			p.transport.Store("tcp")
+			p.log.Info("switched to RTSP over TCP", "reason", camera.RedactURL(err.Error()))
+		},
+	}
+	p.transport.Store("udp")
+	switch p.cam.Transport {
+	case camera.TransportTCP:
+		t := gortsplib.TransportTCP
+		c.Transport = &t
+		p.transport.Store("tcp")
+	case camera.TransportUDP:
+		t := gortsplib.TransportUDP
+		c.Transport = &t
+	}
+	if err := c.Start2(); err != nil {
+		return err
+	}
+	defer c.Close()
+	p.client.Store(c)
+	defer p.client.Store(nil)
+
+	// Close the client when ctx ends, so that a request in progress
+	// returns at once.
+	stop := context.AfterFunc(ctx, c.Close)
+	defer stop()
+
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		return describeError(err)
+	}
+	medi, track, decode, err := findVideo(desc)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	p.hub.SetTrack(track)
+	p.rate.reset()
+
+	c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
+		if m != medi {
+			return
+		}
+		now := time.Now()
+		p.packets.Add(1)
+		p.lastPacket.Store(now.UnixNano())
+		au, err := decode(pkt)
+		if err != nil || len(au) == 0 {
+			return
+		}
+		pts, ok := c.PacketPTS(m, pkt)
+		if !ok {
+			return
+		}
+		size := 0
+		for _, n := range au {
+			size += len(n)
+		}
+		key := stream.IsKey(track.Codec, au)
+		p.mu.Lock()
+		p.rate.add(now, size, key)
+		p.mu.Unlock()
+		p.hub.Publish(pts, now, au)
+	})
+	if _, err := c.Play(nil); err != nil {
+		return fmt.Errorf("play: %w", err)
+	}
+	p.mu.Lock()
+	p.status.State, p.status.Reason, p.status.Since = StateOnline, "", time.Now().UTC()
+	p.status.Codec = string(track.Codec)
+	p.mu.Unlock()
+	p.log.Info("camera online", "codec", track.Codec, "url", p.cam.RedactedURL())
+
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+
+	var idle <-chan time.Time
+	var idleTimer *time.Timer
+	for {
+		changed := p.hub.Changed()
+		if p.cam.OnDemand && p.hub.Subscribers() == 0 && idle == nil {
+			idleTimer = time.NewTimer(p.cfg.OnDemandIdle.D())
+			idle = idleTimer.C
+		} else if idleTimer != nil && p.hub.Subscribers() > 0 {
+			idleTimer.Stop()
+			idle, idleTimer = nil, nil
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			c.Close()
+			<-done
+			return nil
+		case <-idle:
+			c.Close()
+			<-done
+			return errIdle
+		case <-changed:
+		}
+	}
+}
+
+func describeError(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "401") || strings.Contains(strings.ToLower(msg), "unauthorized") {
+		return &camError{"authentication refused by the camera (check username and password)"}
+	}
+	if strings.Contains(msg, "404") {
+		return &camError{"stream not found on the camera (check the URL path)"}
+	}
+	return fmt.Errorf("describe: %w", err)
+}
+
+// findVideo picks the camera's video track (H.264, else H.265).
+func findVideo(desc *description.Session) (*description.Media, stream.Track, func(*rtp.Packet) ([][]byte, error), error) {
+	var h264 *format.H264
+	if medi := desc.FindFormat(&h264); medi != nil {
+		dec, err := h264.CreateDecoder()
+		if err != nil {
+			return nil, stream.Track{}, nil, &camError{"h264: " + err.Error()}
+		}
+		return medi, stream.Track{Codec: stream.H264, SPS: h264.SPS, PPS: h264.PPS}, ignoreFragments(dec.Decode), nil
+	}
+	var h265 *format.H265
+	if medi := desc.FindFormat(&h265); medi != nil {
+		dec, err := h265.CreateDecoder()
+		if err != nil {
+			return nil, stream.Track{}, nil, &camError{"h265: " + err.Error()}
+		}
+		return medi, stream.Track{Codec: stream.H265, VPS: h265.VPS, SPS: h265.SPS, PPS: h265.PPS}, ignoreFragments(dec.Decode), nil
+	}
+	var codecs []string
+	for _, m := range desc.Medias {
+		for _, f := range m.Formats {
+			codecs = append(codecs, f.Codec())
+		}
+	}
+	return nil, stream.Track{}, nil, &camError{fmt.Sprintf("no H.264 or H.265 video (the camera offers %s)", strings.Join(codecs, ", "))}
+}
+
+// ignoreFragments turns "need more packets" into no access unit, no error.
+func ignoreFragments(decode func(*rtp.Packet) ([][]byte, error)) func(*rtp.Packet) ([][]byte, error) {
+	return func(pkt *rtp.Packet) ([][]byte, error) {
+		au, err := decode(pkt)
+		if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrMorePacketsNeeded) {
+			return nil, nil
+		}
+		return au, err
+	}
+}
+
+// Status returns the camera's state and statistics.
+func (p *Puller) Status() Status {
+	p.mu.Lock()
+	st := p.status
+	now := time.Now()
+	st.Bitrate, st.FrameRate, st.KeyframeInterval = p.rate.rates(now)
+	p.mu.Unlock()
+	if t, ok := p.hub.Track(); ok {
+		st.Width, st.Height = t.Width, t.Height
+	}
+	if c := p.client.Load(); c != nil && st.State == StateOnline {
+		if s := c.Stats(); s != nil {
+			st.Jitter = s.Session.RTPPacketsJitter
+		}
+		st.Transport, _ = p.transport.Load().(string)
+	}
+	st.PacketsReceived, st.PacketsLost, st.DecodeErrors, st.Reconnects = p.packets.Load(), p.lost.Load(), p.decodeErrs.Load(), p.reconnects.Load()
+	if n := p.lastPacket.Load(); n != 0 {
+		st.LastPacket = time.Unix(0, n).UTC()
+	}
+	return st
+}
+
+// rateMeter measures bitrate, frame rate and keyframe interval over a
+// sliding window of one-second buckets.
+type rateMeter struct {
+	buckets  [5]struct{ sec, bytes, frames int64 }
+	lastKey  time.Time
+	keyEvery time.Duration
+}
+
+func (r *rateMeter) reset() { *r = rateMeter{} }
+
+func (r *rateMeter) add(now time.Time, size int, key bool) {
+	sec := now.Unix()
+	b := &r.buckets[sec%int64(len(r.buckets))]
+	if b.sec != sec {
+		b.sec, b.bytes, b.frames = sec, 0, 0
+	}
+	b.bytes += int64(size)
+	b.frames++
+	if key {
+		if !r.lastKey.IsZero() {
+			r.keyEvery = now.Sub(r.lastKey)
+		}
+		r.lastKey = now
+	}
+}
+
+// rates sums the complete seconds of the window (the current one is partial).
+func (r *rateMeter) rates(now time.Time) (bitrate, fps, keyEvery float64) {
+	sec := now.Unix()
+	var bytes, frames, n int64
+	for _, b := range r.buckets {
+		if b.sec < sec && b.sec >= sec-int64(len(r.buckets)-1) {
+			bytes += b.bytes
+			frames += b.frames
+			n++
+		}
+	}
+	if n > 0 {
+		bitrate = float64(bytes*8) / float64(n)
+		fps = float64(frames) / float64(n)
+	}
+	return bitrate, fps, r.keyEvery.Seconds()
+}

@@ -1,0 +1,453 @@
+package rtsp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	rtspauth "github.com/bluenviron/gortsplib/v4/pkg/auth"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/stream"
+)
+
+// ServeConfig is the ingest.rtsp_server section of the configuration.
+type ServeConfig struct {
+	// Listen is the RTSP (TCP) address; "" turns the re-serve off.
+	Listen string `yaml:"listen"`
+	// UDPRTPListen and UDPRTCPListen enable RTP over UDP (consecutive
+	// ports, RTP even); "" serves TCP only.
+	UDPRTPListen  string `yaml:"udp_rtp_listen"`
+	UDPRTCPListen string `yaml:"udp_rtcp_listen"`
+	// TrackWait is how long a DESCRIBE waits for a camera that is not
+	// streaming yet (an on-demand camera starting).
+	TrackWait conf.Duration `yaml:"track_wait"`
+	// Linger keeps a camera's feed after its last reader left, so that a
+	// reader that reconnects finds it warm.
+	Linger conf.Duration `yaml:"linger"`
+}
+
+// DefaultServeConfig returns the compiled defaults.
+func DefaultServeConfig() ServeConfig {
+	return ServeConfig{Listen: "127.0.0.1:8554", TrackWait: conf.Duration(8 * time.Second), Linger: conf.Duration(10 * time.Second)}
+}
+
+// Validate implements conf.Validator.
+func (c *ServeConfig) Validate(v *conf.V) {
+	for _, f := range []struct{ key, addr string }{{"listen", c.Listen}, {"udp_rtp_listen", c.UDPRTPListen}, {"udp_rtcp_listen", c.UDPRTCPListen}} {
+		if f.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+			v.Errorf(f.key, "must be host:port (%v)", err)
+		}
+	}
+	if (c.UDPRTPListen == "") != (c.UDPRTCPListen == "") {
+		v.Errorf("udp_rtp_listen", "udp_rtp_listen and udp_rtcp_listen go together")
+	}
+	if c.TrackWait.D() <= 0 {
+		v.Errorf("track_wait", "must be positive")
+	}
+	if c.Linger.D() < 0 {
+		v.Errorf("linger", "must not be negative")
+	}
+}
+
+// Source finds a camera's hub for a reader: ok is false when the camera
+// does not exist or the reader may not see it.
+type Source interface {
+	Lookup(id string) (hub *stream.Hub, region string, ok bool)
+}
+
+// Authorizer checks RTSP credentials (Basic; the password may be an API
+// token) and says which regions the reader may see.
+type Authorizer interface {
+	CheckRTSP(ctx context.Context, user, password, remote string) (allows func(region string) bool, err error)
+}
+
+// Server re-serves every camera over RTSP.
+type Server struct {
+	cfg   ServeConfig
+	src   Source
+	authz Authorizer
+	log   *slog.Logger
+	srv   *gortsplib.Server
+
+	mu    sync.Mutex
+	feeds map[string]*feed
+
+	readers atomic.Int64
+	ln      net.Listener
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// NewServer returns a re-serve; it binds nothing until Run.
+func NewServer(cfg ServeConfig, src Source, authz Authorizer, log *slog.Logger) *Server {
+	s := &Server{cfg: cfg, src: src, authz: authz, log: log, feeds: map[string]*feed{}}
+	s.srv = &gortsplib.Server{
+		Handler:        s,
+		RTSPAddress:    cfg.Listen,
+		UDPRTPAddress:  cfg.UDPRTPListen,
+		UDPRTCPAddress: cfg.UDPRTCPListen,
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   10 * time.Second,
+		WriteQueueSize: 512,
+		AuthMethods:    []rtspauth.VerifyMethod{rtspauth.VerifyMethodBasic},
+		Listen: func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			s.ln = ln
+			return ln, err
+		},
+	}
+	return s
+}
+
+// Start binds the listeners.
+func (s *Server) Start() error {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.srv.Start(); err != nil {
+		return fmt.Errorf("ingest.rtsp_server.listen: %w", err)
+	}
+	return nil
+}
+
+// Addr is the bound RTSP address (after Start).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx is cancelled.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Wait() }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("rtsp server: %w", err)
+	}
+	s.cancel()
+	s.srv.Close()
+	s.mu.Lock()
+	for id, f := range s.feeds {
+		f.close()
+		delete(s.feeds, id)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	if err == nil {
+		<-errc
+	}
+	return err
+}
+
+// Readers is the number of RTSP sessions playing.
+func (s *Server) Readers() int { return int(s.readers.Load()) }
+
+// sessionData is kept on each RTSP session.
+type sessionData struct {
+	feed    *feed
+	playing bool
+}
+
+// OnSessionClose releases the session's hold on its feed.
+func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	d, ok := ctx.Session.UserData().(*sessionData)
+	if !ok || d.feed == nil {
+		return
+	}
+	if d.playing {
+		s.readers.Add(-1)
+	}
+	s.release(d.feed)
+}
+
+func basicCredentials(req *base.Request) (user, pass string, ok bool) {
+	h, found := req.Header["Authorization"]
+	if !found || len(h) != 1 {
+		return "", "", false
+	}
+	scheme, b64, found := strings.Cut(h[0], " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(raw), ":")
+}
+
+var errAuth = liberrors.ErrServerAuth{}
+
+// authorize checks the request's credentials; on failure it returns the
+// response to send (401 with a challenge when none were given).
+func (s *Server) authorize(conn *gortsplib.ServerConn, req *base.Request) (func(string) bool, *base.Response, error) {
+	user, pass, ok := basicCredentials(req)
+	if ok {
+		allows, err := s.authz.CheckRTSP(s.ctx, user, pass, conn.NetConn().RemoteAddr().String())
+		if err == nil && conn.VerifyCredentials(req, user, pass) {
+			return allows, nil, nil
+		}
+		s.log.Info("rtsp reader refused", "user", user, "remote", conn.NetConn().RemoteAddr().String())
+	}
+	// Fails on purpose: sets up the challenge sent back with the 401.
+	conn.VerifyCredentials(req, "\x00", rand.Text())
+	return nil, &base.Response{StatusCode: base.StatusUnauthorized}, errAuth
+}
+
+func cameraID(path string) string { return strings.Trim(path, "/") }
+
+// OnDescribe answers with the camera's description.
+func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	allows, res, err := s.authorize(ctx.Conn, ctx.Request)
+	if res != nil {
+		return res, nil, err
+	}
+	f, res := s.acquire(cameraID(ctx.Path), allows)
+	if res != nil {
+		return res, nil, nil
+	}
+	defer s.release(f)
+	return &base.Response{StatusCode: base.StatusOK}, f.stream, nil
+}
+
+// OnSetup attaches the session to the camera's feed.
+func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	allows, res, err := s.authorize(ctx.Conn, ctx.Request)
+	if res != nil {
+		return res, nil, err
+	}
+	if d, ok := ctx.Session.UserData().(*sessionData); ok && d.feed != nil {
+		if d.feed.id != cameraID(ctx.Path) {
+			return &base.Response{StatusCode: base.StatusBadRequest}, nil, nil
+		}
+		return &base.Response{StatusCode: base.StatusOK}, d.feed.stream, nil
+	}
+	f, res := s.acquire(cameraID(ctx.Path), allows)
+	if res != nil {
+		return res, nil, nil
+	}
+	ctx.Session.SetUserData(&sessionData{feed: f})
+	return &base.Response{StatusCode: base.StatusOK}, f.stream, nil
+}
+
+// OnPlay counts the reader.
+func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	if d, ok := ctx.Session.UserData().(*sessionData); ok && !d.playing {
+		d.playing = true
+		s.readers.Add(1)
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// feed is one camera's stream on the RTSP server, fed from its hub by one
+// goroutine that packetizes each access unit once for every reader.
+type feed struct {
+	id      string
+	stream  *gortsplib.ServerStream
+	media   *description.Media
+	sub     *stream.Sub
+	users   int
+	linger  *time.Timer
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func (f *feed) close() {
+	if f.linger != nil {
+		f.linger.Stop()
+	}
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	f.sub.Close()
+	<-f.stopped
+	f.stream.Close()
+}
+
+// acquire returns the camera's feed, creating it (and waiting for the
+// camera's track) if needed; the caller releases it.
+func (s *Server) acquire(id string, allows func(string) bool) (*feed, *base.Response) {
+	hub, region, ok := s.src.Lookup(id)
+	if !ok || !allows(region) {
+		return nil, &base.Response{StatusCode: base.StatusNotFound}
+	}
+	s.mu.Lock()
+	if f, ok := s.feeds[id]; ok {
+		f.users++
+		if f.linger != nil {
+			f.linger.Stop()
+			f.linger = nil
+		}
+		s.mu.Unlock()
+		return f, nil
+	}
+	s.mu.Unlock()
+
+	// Subscribing first makes an on-demand camera start.
+	sub, err := hub.Subscribe(256)
+	if err != nil {
+		return nil, &base.Response{StatusCode: base.StatusNotFound}
+	}
+	track, err := waitTrack(s.ctx, hub, s.cfg.TrackWait.D())
+	if err != nil {
+		sub.Close()
+		s.log.Info("rtsp reader: camera not streaming", "camera", id, "err", err)
+		return nil, &base.Response{StatusCode: base.StatusServiceUnavailable}
+	}
+	media := &description.Media{Type: description.MediaTypeVideo}
+	var enc func([][]byte) ([]*rtp.Packet, error)
+	switch track.Codec {
+	case stream.H265:
+		forma := &format.H265{PayloadTyp: 96, VPS: track.VPS, SPS: track.SPS, PPS: track.PPS}
+		e, err := forma.CreateEncoder()
+		if err != nil {
+			sub.Close()
+			return nil, &base.Response{StatusCode: base.StatusInternalServerError}
+		}
+		media.Formats, enc = []format.Format{forma}, e.Encode
+	default:
+		forma := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: track.SPS, PPS: track.PPS}
+		e, err := forma.CreateEncoder()
+		if err != nil {
+			sub.Close()
+			return nil, &base.Response{StatusCode: base.StatusInternalServerError}
+		}
+		media.Formats, enc = []format.Format{forma}, e.Encode
+	}
+	st := &gortsplib.ServerStream{Server: s.srv, Desc: &description.Session{Medias: []*description.Media{media}}}
+	if err := st.Initialize(); err != nil {
+		sub.Close()
+		return nil, &base.Response{StatusCode: base.StatusInternalServerError}
+	}
+	f := &feed{id: id, stream: st, media: media, sub: sub, users: 1, stop: make(chan struct{}), stopped: make(chan struct{})}
+
+	s.mu.Lock()
+	if other, ok := s.feeds[id]; ok { // lost a race: use the other
+		other.users++
+		s.mu.Unlock()
+		sub.Close()
+		st.Close()
+		return other, nil
+	}
+	s.feeds[id] = f
+	s.mu.Unlock()
+
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.pump(f, hub, enc)
+	}()
+	return f, nil
+}
+
+// release drops a hold on a feed; the last one closes it after the linger.
+func (s *Server) release(f *feed) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.users--
+	if f.users > 0 || s.feeds[f.id] != f {
+		return
+	}
+	f.linger = time.AfterFunc(s.cfg.Linger.D(), func() {
+		s.mu.Lock()
+		if f.users > 0 || s.feeds[f.id] != f {
+			s.mu.Unlock()
+			return
+		}
+		delete(s.feeds, f.id)
+		s.mu.Unlock()
+		f.close()
+	})
+}
+
+func waitTrack(ctx context.Context, hub *stream.Hub, wait time.Duration) (stream.Track, error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		ch := hub.Changed()
+		if tr, ok := hub.Track(); ok && len(tr.SPS) > 0 {
+			return tr, nil
+		}
+		select {
+		case <-ctx.Done():
+			return stream.Track{}, ctx.Err()
+		case <-t.C:
+			return stream.Track{}, errors.New("no video within " + wait.String())
+		case <-ch:
+		}
+	}
+}
+
+// pump packetizes the hub's units into the feed's stream, keeping RTP
+// timestamps continuous across camera reconnects and resubscriptions.
+func (s *Server) pump(f *feed, hub *stream.Hub, enc func([][]byte) ([]*rtp.Packet, error)) {
+	defer close(f.stopped)
+	var (
+		base    uint32 // RTP time of the epoch's first unit
+		epoch   uint32
+		started bool
+		first   time.Duration
+		lastTS  uint32
+		waitKey = true
+		sub     = f.sub
+		dropped bool
+	)
+	for {
+		select {
+		case <-f.stop:
+			return
+		case u, ok := <-sub.Units():
+			if !ok {
+				if sub.Err() != stream.ErrSlowConsumer {
+					return
+				}
+				// Fell behind: start again from the cached keyframe.
+				ns, err := hub.Subscribe(256)
+				if err != nil {
+					return
+				}
+				s.mu.Lock()
+				f.sub = ns
+				s.mu.Unlock()
+				sub, waitKey, dropped = ns, true, true
+				continue
+			}
+			if waitKey && !u.Key {
+				continue
+			}
+			waitKey = false
+			if !started || u.Epoch != epoch || dropped {
+				// New timeline: continue 40 ms after the last packet sent.
+				base, first, epoch, started, dropped = lastTS+3600, u.PTS, u.Epoch, true, false
+			}
+			ts := base + uint32((u.PTS-first)*90000/time.Second)
+			pkts, err := enc(u.NALUs)
+			if err != nil {
+				continue
+			}
+			for _, p := range pkts {
+				p.Timestamp = ts
+				f.stream.WritePacketRTPWithNTP(f.media, p, u.Received)
+			}
+			lastTS = ts
+		}
+	}
+}

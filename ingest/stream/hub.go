@@ -1,0 +1,278 @@
+package stream
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// HubConfig bounds a hub.
+type HubConfig struct {
+	// MaxGOPUnits and MaxGOPBytes bound the cached group of pictures; a
+	// camera whose keyframes are further apart caches no GOP (consumers
+	// then wait for the next keyframe).
+	MaxGOPUnits int
+	MaxGOPBytes int
+}
+
+// DefaultHubConfig holds a GOP of up to 10 s at 30 fps or 16 MiB.
+func DefaultHubConfig() HubConfig {
+	return HubConfig{MaxGOPUnits: 300, MaxGOPBytes: 16 << 20}
+}
+
+// Hub is one camera's stream in the process.
+type Hub struct {
+	id  string
+	cfg HubConfig
+
+	mu       sync.Mutex
+	track    Track
+	hasTrack bool
+	epoch    uint32
+	gop      []*Unit
+	gopBytes int
+	gopValid bool
+	subs     map[*Sub]struct{}
+	closed   bool
+	changed  chan struct{} // closed and replaced when track or subscribers change
+
+	units, bytes, keys, slowDrops atomic.Uint64
+	lastUnit                      atomic.Int64 // unix nanos
+}
+
+// NewHub returns an empty hub for camera id.
+func NewHub(id string, cfg HubConfig) *Hub {
+	return &Hub{id: id, cfg: cfg, subs: map[*Sub]struct{}{}, changed: make(chan struct{})}
+}
+
+// ID is the camera's id.
+func (h *Hub) ID() string { return h.id }
+
+func (h *Hub) notifyLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next change of track or of the
+// number of subscribers.
+func (h *Hub) Changed() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.changed
+}
+
+// SetTrack starts a new session of the camera: new parameters, timestamps
+// that need not follow the previous ones. The cached GOP is dropped.
+func (h *Hub) SetTrack(t Track) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.VPS, t.SPS, t.PPS = clone(t.VPS), clone(t.SPS), clone(t.PPS)
+	t.parseSize()
+	h.track, h.hasTrack = t, true
+	h.epoch++
+	h.gop, h.gopBytes, h.gopValid = nil, 0, false
+	h.notifyLocked()
+}
+
+// ClearTrack marks the camera as not streaming (offline).
+func (h *Hub) ClearTrack() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hasTrack = false
+	h.gop, h.gopBytes, h.gopValid = nil, 0, false
+	h.notifyLocked()
+}
+
+// Track returns the current track, if the camera is streaming.
+func (h *Hub) Track() (Track, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.track, h.hasTrack
+}
+
+func clone(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+// Publish hands one access unit (NAL units of one picture, pts on the
+// camera's clock) to every subscriber. It never blocks. The hub takes
+// ownership of nalus.
+func (h *Hub) Publish(pts time.Duration, received time.Time, nalus [][]byte) {
+	h.mu.Lock()
+	if h.closed || !h.hasTrack || len(nalus) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	h.track.updateParams(nalus)
+	key := IsKey(h.track.Codec, nalus)
+	if key {
+		nalus = h.withParams(nalus)
+	}
+	u := &Unit{PTS: pts, Received: received, NALUs: nalus, Key: key, Epoch: h.epoch}
+	for _, n := range nalus {
+		u.Size += len(n)
+	}
+	h.cache(u)
+	for s := range h.subs {
+		select {
+		case s.ch <- u:
+		default:
+			h.dropLocked(s, ErrSlowConsumer)
+			h.slowDrops.Add(1)
+		}
+	}
+	h.mu.Unlock()
+
+	h.units.Add(1)
+	h.bytes.Add(uint64(u.Size))
+	if key {
+		h.keys.Add(1)
+	}
+	h.lastUnit.Store(received.UnixNano())
+}
+
+// withParams puts the track's parameter sets before a keyframe that lacks
+// them, so that every consumer can start decoding there (browsers need
+// SPS/PPS in band).
+func (h *Hub) withParams(nalus [][]byte) [][]byte {
+	ps := h.track.params()
+	has := 0
+	for _, n := range nalus {
+		if isParamSet(h.track.Codec, n) {
+			has++
+		}
+	}
+	if has >= len(ps) || len(ps) == 0 {
+		return nalus
+	}
+	out := make([][]byte, 0, len(ps)+len(nalus))
+	out = append(out, ps...)
+	for _, n := range nalus {
+		if !isParamSet(h.track.Codec, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (h *Hub) cache(u *Unit) {
+	if u.Key {
+		h.gop = h.gop[:0]
+		h.gopBytes = 0
+		h.gopValid = true
+	}
+	if !h.gopValid {
+		return
+	}
+	if len(h.gop) >= h.cfg.MaxGOPUnits || h.gopBytes+u.Size > h.cfg.MaxGOPBytes {
+		// Keyframes too far apart to cache: new consumers wait for the next.
+		h.gop, h.gopBytes, h.gopValid = nil, 0, false
+		return
+	}
+	h.gop = append(h.gop, u)
+	h.gopBytes += u.Size
+}
+
+// Sub is one consumer's subscription.
+type Sub struct {
+	hub  *Hub
+	ch   chan *Unit
+	err  error
+	done chan struct{}
+}
+
+// Subscribe adds a consumer with room for queue units beyond the cached
+// GOP, which it receives first, starting with its keyframe.
+func (h *Hub) Subscribe(queue int) (*Sub, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrHubClosed
+	}
+	s := &Sub{hub: h, ch: make(chan *Unit, queue+len(h.gop)), done: make(chan struct{})}
+	for _, u := range h.gop {
+		s.ch <- u
+	}
+	h.subs[s] = struct{}{}
+	h.notifyLocked()
+	return s, nil
+}
+
+// Units delivers the subscription's units; it is closed when the
+// subscription ends (see Err).
+func (s *Sub) Units() <-chan *Unit { return s.ch }
+
+// Done is closed when the subscription ends.
+func (s *Sub) Done() <-chan struct{} { return s.done }
+
+// Err says why the subscription ended: ErrSlowConsumer, ErrHubClosed or
+// nil after Close.
+func (s *Sub) Err() error {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.err
+}
+
+// Close ends the subscription.
+func (s *Sub) Close() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.hub.dropLocked(s, nil)
+}
+
+func (h *Hub) dropLocked(s *Sub, err error) {
+	if _, ok := h.subs[s]; !ok {
+		return
+	}
+	delete(h.subs, s)
+	s.err = err
+	close(s.ch)
+	close(s.done)
+	h.notifyLocked()
+}
+
+// Subscribers is the number of consumers.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// Close ends every subscription with ErrHubClosed.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	for s := range h.subs {
+		h.dropLocked(s, ErrHubClosed)
+	}
+}
+
+// Stats are the hub's counters.
+type Stats struct {
+	Units       uint64    `json:"units"`
+	Bytes       uint64    `json:"bytes"`
+	Keyframes   uint64    `json:"keyframes"`
+	SlowDrops   uint64    `json:"slow_consumer_drops"`
+	Subscribers int       `json:"consumers"`
+	LastUnit    time.Time `json:"last_unit,omitzero"`
+	GOPUnits    int       `json:"gop_units"`
+}
+
+// Stats returns the counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	subs, gop := len(h.subs), len(h.gop)
+	h.mu.Unlock()
+	st := Stats{Units: h.units.Load(), Bytes: h.bytes.Load(), Keyframes: h.keys.Load(), SlowDrops: h.slowDrops.Load(), Subscribers: subs, GOPUnits: gop}
+	if n := h.lastUnit.Load(); n != 0 {
+		st.LastUnit = time.Unix(0, n).UTC()
+	}
+	return st
+}

@@ -1,0 +1,197 @@
+package stream
+
+import (
+	"bytes"
+	"testing"
+	"time"
+)
+
+// Minimal H.264 NAL units: the first byte carries the type.
+var (
+	sps   = []byte{0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8}
+	pps   = []byte{0x68, 0xce, 0x3c, 0x80}
+	idr   = []byte{0x65, 0x88, 0x84, 0x00}
+	slice = []byte{0x41, 0x9a, 0x00}
+)
+
+func newTestHub(t *testing.T) *Hub {
+	t.Helper()
+	h := NewHub("cam1", DefaultHubConfig())
+	h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+	t.Cleanup(h.Close)
+	return h
+}
+
+func recv(t *testing.T, s *Sub) *Unit {
+	t.Helper()
+	select {
+	case u, ok := <-s.Units():
+		if !ok {
+			t.Fatalf("subscription ended: %v", s.Err())
+		}
+		return u
+	case <-time.After(5 * time.Second):
+		t.Fatal("no unit")
+	}
+	return nil
+}
+
+func TestNewConsumerStartsAtCachedKeyframe(t *testing.T) {
+	h := newTestHub(t)
+	now := time.Now()
+	h.Publish(0, now, [][]byte{slice}) // before any keyframe: not cached
+	h.Publish(40*time.Millisecond, now, [][]byte{idr})
+	h.Publish(80*time.Millisecond, now, [][]byte{slice})
+	h.Publish(120*time.Millisecond, now, [][]byte{slice})
+
+	s, err := h.Subscribe(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := recv(t, s)
+	if !first.Key || first.PTS != 40*time.Millisecond {
+		t.Fatalf("first unit: key=%v pts=%v", first.Key, first.PTS)
+	}
+	// The camera sent the IDR alone; the hub put SPS and PPS before it.
+	if len(first.NALUs) != 3 || !bytes.Equal(first.NALUs[0], sps) || !bytes.Equal(first.NALUs[1], pps) || !bytes.Equal(first.NALUs[2], idr) {
+		t.Fatalf("keyframe NAL units: %x", first.NALUs)
+	}
+	if u := recv(t, s); u.PTS != 80*time.Millisecond {
+		t.Fatalf("second: %v", u.PTS)
+	}
+	recv(t, s)
+	h.Publish(160*time.Millisecond, now, [][]byte{slice})
+	if u := recv(t, s); u.PTS != 160*time.Millisecond || u.Key {
+		t.Fatalf("live unit: %+v", u)
+	}
+}
+
+func TestInBandParamsNotDuplicatedAndTracked(t *testing.T) {
+	h := newTestHub(t)
+	newSPS := []byte{0x67, 0x64, 0x00, 0x28, 0xac, 0xd9, 0x40, 0x78, 0x02, 0x27, 0xe5, 0x84, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc6, 0x58}
+	s, _ := h.Subscribe(8)
+	h.Publish(0, time.Now(), [][]byte{newSPS, pps, idr})
+	u := recv(t, s)
+	if len(u.NALUs) != 3 || !bytes.Equal(u.NALUs[0], newSPS) {
+		t.Fatalf("in-band params changed: %x", u.NALUs)
+	}
+	tr, _ := h.Track()
+	if !bytes.Equal(tr.SPS, newSPS) || tr.Width != 1920 || tr.Height != 1080 {
+		t.Fatalf("track after in-band SPS: %dx%d %x", tr.Width, tr.Height, tr.SPS)
+	}
+}
+
+func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
+	h := newTestHub(t)
+	slow, _ := h.Subscribe(2)
+	fast, _ := h.Subscribe(100)
+	for i := range 10 {
+		h.Publish(time.Duration(i)*40*time.Millisecond, time.Now(), [][]byte{idr})
+	}
+	select {
+	case <-slow.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("slow consumer not dropped")
+	}
+	if slow.Err() != ErrSlowConsumer {
+		t.Fatalf("err = %v", slow.Err())
+	}
+	for range 10 {
+		recv(t, fast)
+	}
+	if st := h.Stats(); st.SlowDrops != 1 || st.Subscribers != 1 || st.Units != 10 || st.Keyframes != 10 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPublishNeverBlocks(t *testing.T) {
+	h := newTestHub(t)
+	for range 100 {
+		h.Subscribe(1) // nobody reads
+	}
+	done := make(chan struct{})
+	go func() {
+		for i := range 1000 {
+			h.Publish(time.Duration(i), time.Now(), [][]byte{slice})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish blocked on consumers")
+	}
+}
+
+func TestSessionRestartAndClose(t *testing.T) {
+	h := newTestHub(t)
+	h.Publish(0, time.Now(), [][]byte{idr})
+	changed := h.Changed()
+	h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+	select {
+	case <-changed:
+	default:
+		t.Fatal("SetTrack did not signal a change")
+	}
+	s, _ := h.Subscribe(4)
+	select {
+	case u := <-s.Units():
+		t.Fatalf("GOP of the old session delivered: %+v", u)
+	default:
+	}
+	h.Publish(time.Second, time.Now(), [][]byte{idr})
+	if u := recv(t, s); u.Epoch != 2 {
+		t.Fatalf("epoch %d", u.Epoch)
+	}
+	h.Close()
+	if _, ok := <-s.Units(); ok {
+		t.Fatal("units after close")
+	}
+	if s.Err() != ErrHubClosed {
+		t.Fatalf("err %v", s.Err())
+	}
+	if _, err := h.Subscribe(1); err != ErrHubClosed {
+		t.Fatalf("subscribe after close: %v", err)
+	}
+}
+
+func TestGOPTooLongNotCached(t *testing.T) {
+	h := NewHub("c", HubConfig{MaxGOPUnits: 3, MaxGOPBytes: 1 << 20})
+	h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+	for i := range 5 {
+		n := slice
+		if i == 0 {
+			n = idr
+		}
+		h.Publish(time.Duration(i), time.Now(), [][]byte{n})
+	}
+	s, _ := h.Subscribe(4)
+	select {
+	case u := <-s.Units():
+		t.Fatalf("a GOP longer than the limit was replayed: %+v", u)
+	default:
+	}
+}
+
+func BenchmarkPublish100Subscribers(b *testing.B) {
+	h := NewHub("c", DefaultHubConfig())
+	h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+	subs := make([]*Sub, 100)
+	for i := range subs {
+		subs[i], _ = h.Subscribe(1 << 16)
+	}
+	nalus := [][]byte{slice}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		h.Publish(time.Duration(i), time.Time{}, nalus)
+		i++
+		if i%1000 == 0 {
+			for _, s := range subs {
+				for len(s.ch) > 0 {
+					<-s.ch
+				}
+			}
+		}
+	}
+}

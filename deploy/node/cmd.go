@@ -157,7 +157,14 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	password := lookupEnv(environ, "SHARPEYE_ADMIN_PASSWORD")
-	n := New(cfg, Options{}, NewLogs(cfg.Log, stderr))
+	logs := NewLogs(cfg.Log, stderr)
+	sim, cams, err := startDemoCameras(logs.For("simcam"))
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	cfg.Cameras = append(cfg.Cameras, cams...)
+	n := New(cfg, Options{}, logs)
 	return runUntilSignal(n, func(ctx context.Context) error {
 		pw := password
 		if pw == "" {
@@ -173,6 +180,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 			fmt.Fprintf(stdout, "  Login:    admin / (the password in SHARPEYE_ADMIN_PASSWORD)\n")
 		} else {
 			fmt.Fprintf(stdout, "  Login:    admin / %s   (set SHARPEYE_ADMIN_PASSWORD to choose it)\n", pw)
+		}
+		fmt.Fprintf(stdout, "  Cameras:  %d simulated, e.g. %s/play/%s\n", len(cams), n.URL(), cams[0].ID)
+		if addr := n.Ingest().RTSPAddr(); addr != "" {
+			fmt.Fprintf(stdout, "  RTSP:     rtsp://admin:<password or API token>@%s/%s\n", addr, cams[0].ID)
 		}
 		fmt.Fprintf(stdout, "  Stop:     Ctrl-C\n\n")
 		return nil

@@ -97,13 +97,14 @@ type Status struct {
 	Bitrate   float64 `json:"bitrate"`
 	FrameRate float64 `json:"frame_rate"`
 	// KeyframeInterval between the last two keyframes.
-	KeyframeInterval float64   `json:"keyframe_interval_seconds"`
-	PacketsReceived  uint64    `json:"rtp_packets_received"`
-	PacketsLost      uint64    `json:"rtp_packets_lost"`
-	Jitter           float64   `json:"rtp_jitter"`
-	DecodeErrors     uint64    `json:"decode_errors"`
-	LastPacket       time.Time `json:"last_packet,omitzero"`
-	Reconnects       uint64    `json:"reconnects"`
+	KeyframeInterval float64 `json:"keyframe_interval_seconds"`
+	PacketsReceived  uint64  `json:"rtp_packets_received"`
+	PacketsLost      uint64  `json:"rtp_packets_lost"`
+	// Jitter is the RTP interarrival jitter (RFC 3550), in milliseconds.
+	Jitter       float64   `json:"rtp_jitter_ms"`
+	DecodeErrors uint64    `json:"decode_errors"`
+	LastPacket   time.Time `json:"last_packet,omitzero"`
+	Reconnects   uint64    `json:"reconnects"`
 }
 
 // Puller keeps one camera's RTSP session alive and feeds its hub.
@@ -116,10 +117,10 @@ type Puller struct {
 	mu     sync.Mutex
 	status Status
 	rate   rateMeter
+	jitter jitterMeter
 
 	packets, lost, decodeErrs, reconnects atomic.Uint64
 	lastPacket                            atomic.Int64
-	client                                atomic.Pointer[gortsplib.Client]
 	transport                             atomic.Value // string: udp or tcp
 }
 
@@ -266,8 +267,6 @@ func (p *Puller) session(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	p.client.Store(c)
-	defer p.client.Store(nil)
 
 	// Close the client when ctx ends, so that a request in progress
 	// returns at once.
@@ -287,6 +286,9 @@ func (p *Puller) session(ctx context.Context) error {
 	}
 	p.hub.SetTrack(track)
 	p.rate.reset()
+	p.mu.Lock()
+	p.jitter = jitterMeter{}
+	p.mu.Unlock()
 
 	c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
 		if m != medi {
@@ -295,12 +297,14 @@ func (p *Puller) session(ctx context.Context) error {
 		now := time.Now()
 		p.packets.Add(1)
 		p.lastPacket.Store(now.UnixNano())
-		au, err := decode(pkt)
-		if err != nil || len(au) == 0 {
-			return
-		}
+		p.mu.Lock()
+		p.jitter.add(now, pkt.Timestamp)
+		p.mu.Unlock()
+		// The time decoder must see every packet: it starts on the first
+		// one that begins a keyframe.
 		pts, ok := c.PacketPTS(m, pkt)
-		if !ok {
+		au, err := decode(pkt)
+		if !ok || err != nil || len(au) == 0 {
 			return
 		}
 		size := 0
@@ -407,14 +411,12 @@ func (p *Puller) Status() Status {
 	st := p.status
 	now := time.Now()
 	st.Bitrate, st.FrameRate, st.KeyframeInterval = p.rate.rates(now)
+	st.Jitter = p.jitter.ms()
 	p.mu.Unlock()
 	if t, ok := p.hub.Track(); ok {
 		st.Width, st.Height = t.Width, t.Height
 	}
-	if c := p.client.Load(); c != nil && st.State == StateOnline {
-		if s := c.Stats(); s != nil {
-			st.Jitter = s.Session.RTPPacketsJitter
-		}
+	if st.State == StateOnline {
 		st.Transport, _ = p.transport.Load().(string)
 	}
 	st.PacketsReceived, st.PacketsLost, st.DecodeErrors, st.Reconnects = p.packets.Load(), p.lost.Load(), p.decodeErrs.Load(), p.reconnects.Load()
@@ -467,3 +469,26 @@ func (r *rateMeter) rates(now time.Time) (bitrate, fps, keyEvery float64) {
 	}
 	return bitrate, fps, r.keyEvery.Seconds()
 }
+
+// jitterMeter is RFC 3550's interarrival jitter estimate at 90 kHz.
+type jitterMeter struct {
+	have    bool
+	arrival time.Time
+	ts      uint32
+	j       float64 // in timestamp units
+}
+
+func (m *jitterMeter) add(arrival time.Time, ts uint32) {
+	if m.have && ts != m.ts {
+		d := arrival.Sub(m.arrival).Seconds()*90000 - float64(int32(ts-m.ts))
+		if d < 0 {
+			d = -d
+		}
+		m.j += (d - m.j) / 16
+	}
+	if !m.have || ts != m.ts {
+		m.have, m.arrival, m.ts = true, arrival, ts
+	}
+}
+
+func (m *jitterMeter) ms() float64 { return m.j / 90 }

@@ -90,11 +90,12 @@ type Server struct {
 	mu    sync.Mutex
 	feeds map[string]*feed
 
-	readers atomic.Int64
-	ln      net.Listener
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	readers     atomic.Int64
+	writeErrors atomic.Uint64
+	ln          net.Listener
+	wg          sync.WaitGroup
+	ctx         context.Context
+	cancel      context.CancelFunc
 }
 
 // NewServer returns a re-serve; it binds nothing until Run.
@@ -451,3 +452,20 @@ func (s *Server) pump(f *feed, hub *stream.Hub, enc func([][]byte) ([]*rtp.Packe
 		}
 	}
 }
+
+// The handlers below keep gortsplib from logging every bad packet through
+// the standard logger: readers' problems are counted instead.
+
+// OnStreamWriteError counts a reader whose queue was full.
+func (s *Server) OnStreamWriteError(*gortsplib.ServerHandlerOnStreamWriteErrorCtx) {
+	s.writeErrors.Add(1)
+}
+
+// OnDecodeError counts undecodable packets from readers (RTCP).
+func (s *Server) OnDecodeError(*gortsplib.ServerHandlerOnDecodeErrorCtx) {}
+
+// OnPacketsLost ignores loss reports on what readers send (RTCP only).
+func (s *Server) OnPacketsLost(*gortsplib.ServerHandlerOnPacketsLostCtx) {}
+
+// WriteErrors counts packets dropped because a reader fell behind.
+func (s *Server) WriteErrors() uint64 { return s.writeErrors.Load() }

@@ -1,0 +1,431 @@
+package rtsp_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtp"
+
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/rtsp"
+	"sharpeye/ingest/simcam"
+	"sharpeye/ingest/stream"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testPullConfig() rtsp.PullConfig {
+	c := rtsp.DefaultPullConfig()
+	c.ReadTimeout = conf.Duration(2 * time.Second)
+	c.BackoffMin = conf.Duration(50 * time.Millisecond)
+	c.BackoffMax = conf.Duration(200 * time.Millisecond)
+	c.OnDemandIdle = conf.Duration(200 * time.Millisecond)
+	return c
+}
+
+// camServer starts simulated cameras (UDP enabled) for one test.
+func camServer(t *testing.T, cfg simcam.Config) *simcam.Server {
+	t.Helper()
+	if cfg.Address == "" {
+		cfg.Address = "127.0.0.1:0"
+	}
+	s, err := simcam.NewServer(cfg, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func clip(t *testing.T, name string) *simcam.Clip {
+	t.Helper()
+	c, err := simcam.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// pull runs a puller for cam until the test ends.
+func pull(t *testing.T, cam camera.Camera) (*rtsp.Puller, *stream.Hub) {
+	t.Helper()
+	cam.Normalize()
+	hub := stream.NewHub(cam.ID, stream.DefaultHubConfig())
+	p := rtsp.NewPuller(cam, hub, testPullConfig(), discard)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; hub.Close() })
+	return p, hub
+}
+
+// waitFor polls cond until it holds; the deadline only guards against a hang.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func nextUnit(t *testing.T, s *stream.Sub) *stream.Unit {
+	t.Helper()
+	select {
+	case u, ok := <-s.Units():
+		if !ok {
+			t.Fatalf("subscription ended: %v", s.Err())
+		}
+		return u
+	case <-time.After(20 * time.Second):
+		t.Fatal("no unit from the camera")
+	}
+	return nil
+}
+
+func hasParams(u *stream.Unit) bool {
+	var sps, pps bool
+	for _, n := range u.NALUs {
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			sps = true
+		case h264.NALUTypePPS:
+			pps = true
+		}
+	}
+	return sps && pps
+}
+
+func TestPullTransports(t *testing.T) {
+	cams := camServer(t, simcam.Config{UDPRTPAddress: "127.0.0.1:0"})
+	street := clip(t, "street-360p.h264")
+	if err := cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, transport := range []string{camera.TransportTCP, camera.TransportUDP, camera.TransportAuto} {
+		t.Run(transport, func(t *testing.T) {
+			p, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: transport})
+			sub, err := hub.Subscribe(64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			var first *stream.Unit
+			for first == nil {
+				if u := nextUnit(t, sub); u.Key {
+					first = u
+				}
+			}
+			if !hasParams(first) {
+				t.Fatal("keyframe without SPS/PPS")
+			}
+			for range 10 {
+				nextUnit(t, sub)
+			}
+			st := p.Status()
+			want := transport
+			if want == camera.TransportAuto {
+				want = camera.TransportUDP
+			}
+			if st.State != rtsp.StateOnline || st.Transport != want || st.Codec != "H264" || st.Width != street.Width || st.Height != street.Height || st.PacketsReceived == 0 {
+				t.Fatalf("status %+v", st)
+			}
+		})
+	}
+}
+
+func TestPullParamsOnlyInSDP(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	cams.Add(simcam.Camera{Path: "bare", Clip: clip(t, "street-360p.h264").StripParams(), ParamsInSDP: true})
+	_, hub := pull(t, camera.Camera{ID: "bare", URL: cams.URL("bare"), Transport: "tcp"})
+	sub, _ := hub.Subscribe(64)
+	defer sub.Close()
+	for {
+		u := nextUnit(t, sub)
+		if !u.Key {
+			continue
+		}
+		if !hasParams(u) {
+			t.Fatal("the hub did not put the SDP's SPS/PPS before the keyframe")
+		}
+		return
+	}
+}
+
+func TestPullReconnects(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	street := clip(t, "street-360p.h264")
+	cams.Add(simcam.Camera{Path: "cam", Clip: street, ParamsInSDP: true})
+	p, hub := pull(t, camera.Camera{ID: "cam", URL: cams.URL("cam"), Transport: "tcp"})
+	sub, _ := hub.Subscribe(512)
+	defer sub.Close()
+	first := nextUnit(t, sub)
+
+	cams.Remove("cam")
+	waitFor(t, "offline", func() bool { return p.Status().State == rtsp.StateOffline || p.Status().State == rtsp.StateError })
+	cams.Add(simcam.Camera{Path: "cam", Clip: street, ParamsInSDP: true})
+	for {
+		u := nextUnit(t, sub)
+		if u.Epoch != first.Epoch {
+			if !u.Key {
+				t.Fatal("after reconnect the viewer resumed on a non-keyframe")
+			}
+			break
+		}
+	}
+	if st := p.Status(); st.State != rtsp.StateOnline || st.Reconnects == 0 {
+		t.Fatalf("status after reconnect: %+v", st)
+	}
+}
+
+func TestPullAuthentication(t *testing.T) {
+	cams := camServer(t, simcam.Config{Username: "admin", Password: "hik12345"})
+	cams.Add(simcam.Camera{Path: "door", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
+	u, _ := url.Parse(cams.URL("door"))
+	u.User = nil
+	bare := u.String()
+
+	p, _ := pull(t, camera.Camera{ID: "wrong", URL: bare, Username: "admin", Password: "nope", Transport: "tcp"})
+	waitFor(t, "an authentication error", func() bool { return p.Status().State == rtsp.StateError })
+	st := p.Status()
+	if !strings.Contains(st.Reason, "authentication") || strings.Contains(st.Reason, "nope") {
+		t.Fatalf("reason %q", st.Reason)
+	}
+	p, _ = pull(t, camera.Camera{ID: "right", URL: bare, Username: "admin", Password: "hik12345", Transport: "tcp"})
+	waitFor(t, "online", func() bool { return p.Status().State == rtsp.StateOnline })
+	// Credentials in the URL work too, and never show in the status.
+	withCreds := strings.Replace(bare, "rtsp://", "rtsp://admin:hik12345@", 1)
+	p, _ = pull(t, camera.Camera{ID: "url", URL: withCreds, Transport: "tcp"})
+	waitFor(t, "online", func() bool { return p.Status().State == rtsp.StateOnline })
+}
+
+func TestPullUnreachableCostsOnlyATimer(t *testing.T) {
+	p, _ := pull(t, camera.Camera{ID: "dead", URL: "rtsp://127.0.0.1:1/none", Transport: "tcp"})
+	waitFor(t, "offline", func() bool { return p.Status().State == rtsp.StateOffline })
+	waitFor(t, "retries", func() bool { return p.Status().Reconnects >= 2 })
+}
+
+func TestPullGarbageDoesNotStall(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	cams.Add(simcam.Camera{Path: "junk", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
+	p, hub := pull(t, camera.Camera{ID: "junk", URL: cams.URL("junk"), Transport: "tcp"})
+	sub, _ := hub.Subscribe(1024)
+	defer sub.Close()
+	nextUnit(t, sub)
+	cams.SetGarbage("junk", true)
+	before := p.Status().PacketsReceived
+	waitFor(t, "garbage packets", func() bool { return p.Status().PacketsReceived > before+100 })
+	cams.SetGarbage("junk", false)
+	for {
+		if u := nextUnit(t, sub); u.Key && hasParams(u) {
+			break
+		}
+	}
+}
+
+func TestOnDemandStartsAndStops(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	cams.Add(simcam.Camera{Path: "od", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
+	p, hub := pull(t, camera.Camera{ID: "od", URL: cams.URL("od"), Transport: "tcp", OnDemand: true})
+	if st := p.Status(); st.State != rtsp.StateIdle {
+		t.Fatalf("on-demand camera not idle: %+v", st)
+	}
+	sub, _ := hub.Subscribe(64)
+	nextUnit(t, sub)
+	if _, _, readers := cams.Stats("od"); readers != 1 {
+		t.Fatalf("%d RTSP sessions at the camera", readers)
+	}
+	sub.Close()
+	waitFor(t, "idle again", func() bool { return p.Status().State == rtsp.StateIdle })
+	waitFor(t, "session closed at the camera", func() bool { _, _, r := cams.Stats("od"); return r == 0 })
+}
+
+// TestOneSessionPerCamera: many consumers, one RTSP session at the camera.
+func TestOneSessionPerCamera(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	cams.Add(simcam.Camera{Path: "c", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
+	_, hub := pull(t, camera.Camera{ID: "c", URL: cams.URL("c"), Transport: "tcp"})
+	var subs []*stream.Sub
+	for range 20 {
+		s, _ := hub.Subscribe(256)
+		subs = append(subs, s)
+	}
+	for _, s := range subs {
+		nextUnit(t, s)
+	}
+	if _, _, readers := cams.Stats("c"); readers != 1 {
+		t.Fatalf("%d sessions at the camera for 20 consumers", readers)
+	}
+}
+
+// fakeAuth admits user "viewer" with token "sey_good" to region "north".
+type fakeAuth struct{}
+
+func (fakeAuth) CheckRTSP(_ context.Context, user, pass, _ string) (func(string) bool, error) {
+	if pass != "sey_good" {
+		return nil, errors.New("bad token")
+	}
+	return func(region string) bool { return region == "north" || strings.HasPrefix(region, "north/") }, nil
+}
+
+type hubs map[string]*stream.Hub
+
+func (h hubs) Lookup(id string) (*stream.Hub, string, bool) {
+	hub, ok := h[id]
+	region := "north/a"
+	if id == "southcam" {
+		region = "south"
+	}
+	return hub, region, ok
+}
+
+// reserve starts a re-serve of the given hubs.
+func reserve(t *testing.T, src hubs) *rtsp.Server {
+	t.Helper()
+	cfg := rtsp.DefaultServeConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Linger = conf.Duration(50 * time.Millisecond)
+	cfg.TrackWait = conf.Duration(3 * time.Second)
+	s := rtsp.NewServer(cfg, src, fakeAuth{}, discard)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+// readKeyframe plays url with a gortsplib client and returns the first
+// access unit and the SDP's format.
+func readKeyframe(t *testing.T, rawURL string) ([][]byte, *format.H264, error) {
+	t.Helper()
+	u, err := base.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := gortsplib.TransportTCP
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp, ReadTimeout: 5 * time.Second}
+	if err := c.Start2(); err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		return nil, nil, err
+	}
+	var forma *format.H264
+	medi := desc.FindFormat(&forma)
+	if medi == nil {
+		t.Fatal("no H.264 in the re-serve's SDP")
+	}
+	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
+		return nil, nil, err
+	}
+	dec, _ := forma.CreateDecoder()
+	got := make(chan [][]byte, 1)
+	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
+		au, err := dec.Decode(pkt)
+		if err != nil {
+			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+				t.Errorf("decode: %v", err)
+			}
+			return
+		}
+		select {
+		case got <- au:
+		default:
+		}
+	})
+	if _, err := c.Play(nil); err != nil {
+		return nil, nil, err
+	}
+	select {
+	case au := <-got:
+		return au, forma, nil
+	case <-time.After(15 * time.Second):
+		return nil, nil, errors.New("no access unit from the re-serve")
+	}
+}
+
+func TestReserve(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	street := clip(t, "street-360p.h264")
+	cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true})
+	_, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: "tcp"})
+	south := stream.NewHub("southcam", stream.DefaultHubConfig())
+	s := reserve(t, hubs{"street": hub, "southcam": south})
+
+	au, forma, err := readKeyframe(t, "rtsp://viewer:sey_good@"+s.Addr()+"/street")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h264.IsRandomAccess(au) {
+		t.Fatal("the re-serve's first access unit is not a keyframe")
+	}
+	var sps h264.SPS
+	if err := sps.Unmarshal(forma.SPS); err != nil || sps.Width() != street.Width || sps.Height() != street.Height {
+		t.Fatalf("SDP SPS: %v %dx%d", err, sps.Width(), sps.Height())
+	}
+	if !bytes.Equal(au[0], forma.SPS) {
+		t.Fatal("keyframe does not start with the SPS")
+	}
+
+	for _, tc := range []struct{ name, url, want string }{
+		{"no credentials", "rtsp://" + s.Addr() + "/street", "401"},
+		{"wrong token", "rtsp://viewer:sey_bad@" + s.Addr() + "/street", "401"},
+		{"unknown camera", "rtsp://viewer:sey_good@" + s.Addr() + "/nothing", "404"},
+		{"outside the region", "rtsp://viewer:sey_good@" + s.Addr() + "/southcam", "404"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := readKeyframe(t, tc.url)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestReserveNoGoroutineLeak: 100 readers come and go.
+func TestReserveNoGoroutineLeak(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	cams.Add(simcam.Camera{Path: "c", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
+	_, hub := pull(t, camera.Camera{ID: "c", URL: cams.URL("c"), Transport: "tcp"})
+	s := reserve(t, hubs{"c": hub})
+	if _, _, err := readKeyframe(t, "rtsp://v:sey_good@"+s.Addr()+"/c"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first feed to linger out", func() bool { return hub.Subscribers() == 0 })
+	base := runtime.NumGoroutine()
+	for range 100 {
+		if _, _, err := readKeyframe(t, "rtsp://v:sey_good@"+s.Addr()+"/c"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "goroutines back to their number", func() bool { return runtime.NumGoroutine() <= base+2 && hub.Subscribers() == 0 })
+}

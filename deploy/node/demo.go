@@ -12,9 +12,9 @@ import (
 // demoCamera is one simulated camera of the demo county.
 type demoCamera struct {
 	id, name, fixture, region, grid string
-	lat, lon                         float64
-	tags                             []string
-	onDemand                         bool
+	lat, lon                        float64
+	tags                            []string
+	onDemand                        bool
 }
 
 // The demo county, 兰溪县 (fictional): two townships, a few villages, the

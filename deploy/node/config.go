@@ -10,6 +10,7 @@ import (
 	"sharpeye/console/auth"
 	"sharpeye/ingest"
 	"sharpeye/ingest/camera"
+	"sharpeye/relay"
 )
 
 // Config is the whole configuration file. Each section is defined beside
@@ -22,6 +23,7 @@ type Config struct {
 	Auth    auth.Config   `yaml:"auth"`
 	CaseDB  casedb.Config `yaml:"casedb"`
 	Ingest  ingest.Config `yaml:"ingest"`
+	Relay   relay.Config  `yaml:"relay"`
 	// Cameras are the cameras of the configuration file; more can be
 	// added through the API.
 	Cameras []camera.Camera `yaml:"cameras"`
@@ -37,6 +39,7 @@ func Defaults() Config {
 		Auth:    auth.Defaults(),
 		CaseDB:  casedb.Defaults(),
 		Ingest:  ingest.Defaults(),
+		Relay:   relay.Defaults(),
 		Cameras: []camera.Camera{},
 	}
 }

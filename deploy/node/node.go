@@ -23,6 +23,7 @@ import (
 	"sharpeye/console/auth"
 	"sharpeye/console/web"
 	"sharpeye/ingest"
+	"sharpeye/relay"
 )
 
 // The roles.
@@ -85,6 +86,7 @@ type Node struct {
 	db         *casedb.DB
 	auth       *auth.Service
 	ingest     *ingest.Ingest
+	relay      *relay.Relay
 	components []component
 	started    bool
 }
@@ -185,7 +187,26 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		n.ingest.Routes(n.router)
 		n.components = append(n.components, component{Ingest, n.ingest.Run})
 		n.health.Ready(Ingest)
-	case Relay, Alerts:
+	case Relay:
+		if n.ingest == nil {
+			return errors.New("the relay role needs the ingest role in the same process (relays pulling from other ingest nodes are not built yet)")
+		}
+		r, err := relay.New(n.cfg.Relay, n.ingest, n.reg, n.logs.For(Relay))
+		if err != nil {
+			return err
+		}
+		n.relay = r
+		r.Routes(n.router)
+		n.health.Starting(Relay)
+		n.components = append(n.components, component{Relay, r.Run}, component{"relay-ready", func(ctx context.Context) error {
+			select {
+			case <-r.Ready():
+				n.health.Ready(Relay)
+			case <-ctx.Done():
+			}
+			return nil
+		}})
+	case Alerts:
 		// Their capabilities land with their issues; until then the role
 		// has nothing to run and is ready at once.
 		n.health.Ready(role)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -29,15 +30,21 @@ import (
 	"sharpeye/console/auth"
 )
 
+var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 // startNode runs a node with every role on a free port and a fresh case
 // database, and returns it once it answers.
-func startNode(t *testing.T, driver string) *Node {
+func startNode(t *testing.T, driver string, mutate ...func(*Config)) *Node {
 	t.Helper()
 	cfg := Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
+	cfg.Relay.UDPListen = "127.0.0.1:0"
 	cfg.CaseDB = casedbtest.Config(t, driver)
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	n := New(cfg, Options{}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := n.Start(ctx); err != nil {
@@ -205,7 +212,7 @@ func startDemo(t *testing.T, args ...string) (*exec.Cmd, string, string, *bytes.
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"demo", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	cmd.Env = append(os.Environ(), "SHARPEYE_ADMIN_PASSWORD=", "SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "SHARPEYE_ADMIN_PASSWORD=", "SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0", "SHARPEYE_RELAY_UDP_LISTEN=127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -305,7 +312,7 @@ func TestFailingRoleStopsProcess(t *testing.T) {
 	}
 	defer ln.Close()
 	var stdout, stderr bytes.Buffer
-	code := Main([]string{"demo", "--data", t.TempDir(), "--listen", ln.Addr().String(), "--log-format", "json", "--log-level", "error"}, &stdout, &stderr, []string{"SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0"})
+	code := Main([]string{"demo", "--data", t.TempDir(), "--listen", ln.Addr().String(), "--log-format", "json", "--log-level", "error"}, &stdout, &stderr, []string{"SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0", "SHARPEYE_RELAY_UDP_LISTEN=127.0.0.1:0"})
 	if code != 1 {
 		t.Fatalf("exit code %d", code)
 	}

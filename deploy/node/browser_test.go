@@ -1,0 +1,187 @@
+package node
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/console/auth"
+	"sharpeye/deploy/testpeer"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/simcam"
+)
+
+// artifactDir is where browser tests leave their screenshots.
+func artifactDir(t *testing.T) string {
+	dir := os.Getenv("SHARPEYE_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "sharpeye-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// browser starts headless Chromium (Debian's) for one test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	testpeer.Require(t, testpeer.Chromium)
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+			break
+		}
+	}
+	if bin == "" {
+		t.Fatal("chromium switched on but not installed")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		// WebRTC to a peer on loopback: let Chromium use 127.0.0.1 candidates.
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	return ctx
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(artifactDir(t), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// startNodeWithCameras runs a node whose cameras are simulated.
+func startNodeWithCameras(t *testing.T, fixtures map[string]string) *Node {
+	t.Helper()
+	sim, err := simcam.NewServer(simcam.Config{Address: "127.0.0.1:0"}, discardLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	var cams []camera.Camera
+	for id, fixture := range fixtures {
+		clip, err := simcam.Load(fixture)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sim.Add(simcam.NewCamera(id, clip))
+		cams = append(cams, camera.Camera{ID: id, Name: id, URL: sim.URL(id), Transport: "tcp", Region: "lanxi/dongcheng"})
+	}
+	return startNode(t, casedb.SQLite, func(c *Config) { c.Cameras = cams })
+}
+
+type inbound struct {
+	Frames int `json:"frames"`
+	Width  int `json:"width"`
+	Height int `json:"height"`
+}
+
+const inboundJS = `(async () => {
+  if (typeof pc === 'undefined' || !pc) return {frames: 0, width: 0, height: 0};
+  const out = {frames: 0, width: 0, height: 0};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      out.frames = s.framesDecoded || 0; out.width = s.frameWidth || 0; out.height = s.frameHeight || 0;
+    }
+  });
+  return out;
+})()`
+
+// TestBrowserPlaysCamera: the /play page, in Chromium, logs in and plays a
+// camera over WebRTC; getStats reports decoded frames at the fixture's size.
+func TestBrowserPlaysCamera(t *testing.T) {
+	ctx := browser(t)
+	n := startNodeWithCameras(t, map[string]string{"gate": "gate-720p.h264"})
+	if _, err := n.Auth().EnsureUser(context.Background(), auth.NewUser{Username: "zhang.wei", DisplayName: "张伟", Password: "duty-commander-1", Role: auth.Commander}); err != nil {
+		t.Fatal(err)
+	}
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(n.URL()+"/play/gate"),
+		chromedp.WaitVisible(`#login`),
+		chromedp.SendKeys(`#login input[name=username]`, "zhang.wei"),
+		chromedp.SendKeys(`#login input[name=password]`, "duty-commander-1"),
+		chromedp.Click(`#login button[type=submit]`),
+		chromedp.WaitVisible(`#player`),
+	)
+	if err != nil {
+		t.Fatalf("log in on the play page: %v", err)
+	}
+	var got inbound
+	deadline := time.Now().Add(30 * time.Second)
+	for got.Frames < 25 {
+		if time.Now().After(deadline) {
+			screenshot(t, ctx, "play-failed.png")
+			t.Fatalf("no frames decoded in Chromium: %+v", got)
+		}
+		if err := chromedp.Run(ctx, chromedp.Evaluate(inboundJS, &got, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got.Width != 1280 || got.Height != 720 {
+		t.Fatalf("decoded %dx%d, want 1280x720", got.Width, got.Height)
+	}
+	time.Sleep(time.Second) // let the stats line update for the picture
+	screenshot(t, ctx, "play-gate.png")
+}
+
+// TestBrowserConsole: the console logs in and shows the platform's state.
+func TestBrowserConsole(t *testing.T) {
+	ctx := browser(t)
+	n := startNodeWithCameras(t, map[string]string{"market": "street-360p.h264"})
+	if _, err := n.Auth().EnsureUser(context.Background(), auth.NewUser{Username: "admin", Password: "admin-password-1", Role: auth.Admin}); err != nil {
+		t.Fatal(err)
+	}
+	var tiles int
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(n.URL()+"/"),
+		chromedp.WaitVisible(`#login-form`),
+		chromedp.SendKeys(`#login-form input[name=username]`, "admin"),
+		chromedp.SendKeys(`#login-form input[name=password]`, "admin-password-1"),
+		chromedp.Click(`#login-form button[type=submit]`),
+		chromedp.WaitVisible(`#status .tile`),
+		chromedp.Evaluate(`document.querySelectorAll('#status .tile.ok').length`, &tiles),
+	)
+	if err != nil {
+		t.Fatalf("console: %v", err)
+	}
+	if tiles < 4 {
+		t.Fatalf("%d components shown ready", tiles)
+	}
+	screenshot(t, ctx, "console-overview.png")
+	if err := chromedp.Run(ctx, chromedp.Navigate(n.URL()+"/#/users"), chromedp.WaitVisible(`#users tr`)); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "console-users.png")
+
+}

@@ -227,22 +227,22 @@ type CameraStatus struct {
 	RTSPURL string `json:"rtsp_url,omitempty"`
 }
 
-// Status returns one camera's record (redacted) and state.
+// Status returns one camera's record (redacted) and state. The record is
+// the registry's latest; the state is its puller's (a camera just added or
+// changed shows "connecting" until its new puller runs).
 func (in *Ingest) Status(id string) (CameraStatus, bool) {
-	in.mu.Lock()
-	r, ok := in.cams[id]
-	in.mu.Unlock()
+	e, ok := in.reg.Get(id)
 	if !ok {
-		e, ok := in.reg.Get(id)
-		if !ok {
-			return CameraStatus{}, false
-		}
-		e.Camera = e.Public()
-		return CameraStatus{Entry: e, Status: rtsp.Status{State: rtsp.StateConnecting}}, true
+		return CameraStatus{}, false
 	}
-	e := r.entry
 	e.Camera = e.Public()
-	st := CameraStatus{Entry: e, Status: r.puller.Status(), Stream: r.hub.Stats()}
+	st := CameraStatus{Entry: e, Status: rtsp.Status{State: rtsp.StateConnecting}}
+	in.mu.Lock()
+	r, running := in.cams[id]
+	in.mu.Unlock()
+	if running && r.entry.Version == e.Version && r.entry.Source == e.Source {
+		st.Status, st.Stream = r.puller.Status(), r.hub.Stats()
+	}
 	if e.Disabled {
 		st.Status = rtsp.Status{State: rtsp.StateDisabled}
 	}

@@ -183,5 +183,15 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "console-users.png")
+	var rows int
+	err = chromedp.Run(ctx,
+		chromedp.Navigate(n.URL()+"/#/cameras"),
+		chromedp.WaitVisible(`#cameras tr .state-online`),
+		chromedp.Evaluate(`document.querySelectorAll('#cameras tr').length`, &rows),
+	)
+	if err != nil || rows != 1 {
+		t.Fatalf("camera list: %v, %d rows", err, rows)
+	}
+	screenshot(t, ctx, "console-cameras.png")
 
 }

@@ -57,6 +57,7 @@ async function start() {
 
 const views = {
   overview: loadOverview,
+  cameras: loadCameras,
   users: loadUsers,
   tokens: loadTokens,
   audit: loadAudit,
@@ -82,6 +83,26 @@ async function loadOverview() {
     ["Started", fmtTime(sys.started_at)], ["Signed in as", `${me.username} (${me.role}, via ${me.via})`],
     ["Region", me.region || "whole jurisdiction 全辖区"], ["Department", me.department || "—"]];
   $("#node").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+const STATE_NAMES = { online: "online 在线", offline: "offline 离线", error: "error 故障", connecting: "connecting 连接中", idle: "idle 待机", disabled: "disabled 停用" };
+
+async function loadCameras() {
+  const { cameras } = await call("GET", "/api/v1/cameras");
+  const online = cameras.filter((c) => c.status.state === "online").length;
+  $("#camera-summary").textContent = `${online} / ${cameras.length} online`;
+  $("#cameras").replaceChildren(...cameras.map((c) => {
+    const st = c.status;
+    const video = st.width ? `${st.codec} ${st.width}×${st.height} · ${Math.round(st.frame_rate)} fps` : "—";
+    const rate = st.bitrate ? `${(st.bitrate / 1e6).toFixed(2)} Mb/s` : "—";
+    const loss = st.rtp_packets_received ? `${(100 * st.rtp_packets_lost / (st.rtp_packets_received + st.rtp_packets_lost)).toFixed(2)} %` : "—";
+    return el("tr", {},
+      el("td", {}, el("div", {}, c.name || c.id), el("div", { class: "muted small" }, c.id)),
+      el("td", {}, `${c.region || "—"}${c.grid ? " · " + c.grid : ""}`),
+      el("td", {}, el("span", { class: "badge state-" + st.state, title: st.reason || "" }, STATE_NAMES[st.state] || st.state)),
+      el("td", {}, video), el("td", {}, rate), el("td", {}, loss), el("td", {}, String(c.stream.consumers)),
+      el("td", {}, el("a", { href: "/play/" + encodeURIComponent(c.id), target: "_blank" }, "Play 播放")));
+  }));
 }
 
 const ROLES = ["admin", "commander", "clerk", "analyst", "handler", "supervisor", "grid_worker", "leader", "service"];

@@ -1,0 +1,129 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"sharpeye/alerts/casedb/casedbtest"
+	"sharpeye/console/auth"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/simcam"
+)
+
+// TestCameraAPI drives the camera API as an admin and as scoped users:
+// cameras added at run time are pulled at once, credentials never come
+// back, updates are guarded, scope hides other regions.
+func TestCameraAPI(t *testing.T) {
+	for _, driver := range casedbtest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			sim, err := simcam.NewServer(simcam.Config{Address: "127.0.0.1:0", Username: "admin", Password: "hik12345"}, discardLog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sim.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer sim.Close()
+			clip, _ := simcam.Load("street-360p.h264")
+			sim.Add(simcam.NewCamera("north-gate", clip))
+			sim.Add(simcam.NewCamera("south-gate", clip))
+			bare := strings.Replace(sim.URL("x"), "admin:hik12345@", "", 1)
+			bare = strings.TrimSuffix(bare, "/x")
+
+			n := startNode(t, driver, func(c *Config) {
+				c.Cameras = []camera.Camera{{ID: "from-file", URL: "rtsp://127.0.0.1:1/none", Region: "north"}}
+			})
+			ctx := context.Background()
+			for _, u := range []auth.NewUser{
+				{Username: "admin", Password: "admin-password-1", Role: auth.Admin},
+				{Username: "north.cmd", Password: "north-password-1", Role: auth.Commander, Region: "north"},
+			} {
+				if _, err := n.Auth().EnsureUser(ctx, u); err != nil {
+					t.Fatal(err)
+				}
+			}
+			admin, north := newClient(t, n), newClient(t, n)
+			admin.do("POST", "/api/v1/auth/login", strings.NewReader(`{"username":"admin","password":"admin-password-1"}`))
+			north.do("POST", "/api/v1/auth/login", strings.NewReader(`{"username":"north.cmd","password":"north-password-1"}`))
+
+			for _, c := range []string{
+				`{"id":"north-gate","name":"北门","url":"` + bare + `/north-gate","username":"admin","password":"hik12345","transport":"tcp","region":"north/a"}`,
+				`{"id":"south-gate","url":"rtsp://admin:hik12345@` + strings.TrimPrefix(bare, "rtsp://") + `/south-gate","transport":"tcp","region":"south"}`,
+			} {
+				if res, body := admin.do("POST", "/api/v1/cameras", strings.NewReader(c)); res.StatusCode != 201 {
+					t.Fatalf("create: %d %s", res.StatusCode, body)
+				}
+			}
+			if res, body := north.do("POST", "/api/v1/cameras", strings.NewReader(`{"id":"x","url":"rtsp://h/x"}`)); res.StatusCode != 403 {
+				t.Fatalf("commander creating a camera: %d %s", res.StatusCode, body)
+			}
+			if res, body := admin.do("POST", "/api/v1/cameras", strings.NewReader(`{"id":"bad","url":"http://h/x"}`)); res.StatusCode != 400 || !bytes.Contains(body, []byte(`"field":"url"`)) {
+				t.Fatalf("bad url: %d %s", res.StatusCode, body)
+			}
+
+			// Pulled at once, no restart.
+			var st struct {
+				Status struct {
+					State string `json:"state"`
+					Width int    `json:"width"`
+				} `json:"status"`
+				Version int64 `json:"version"`
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for st.Status.State != "online" {
+				if time.Now().After(deadline) {
+					t.Fatalf("camera added through the API never came online: %+v", st)
+				}
+				_, body := admin.do("GET", "/api/v1/cameras/north-gate", nil)
+				json.Unmarshal(body, &st)
+				time.Sleep(20 * time.Millisecond)
+			}
+			if st.Status.Width != 640 {
+				t.Fatalf("width %d", st.Status.Width)
+			}
+
+			// No credentials in any answer or in the metrics.
+			_, list := admin.do("GET", "/api/v1/cameras", nil)
+			_, metrics := admin.do("GET", "/metrics", nil)
+			for _, b := range [][]byte{list, metrics} {
+				if bytes.Contains(b, []byte("hik12345")) {
+					t.Fatalf("password leaked: %.400s", b)
+				}
+			}
+			if !bytes.Contains(metrics, []byte(`sharpeye_camera_up{camera="north-gate",region="north/a"} 1`)) {
+				t.Fatalf("camera metrics missing")
+			}
+
+			// Scope: the north commander sees north cameras only.
+			_, body := north.do("GET", "/api/v1/cameras", nil)
+			if !bytes.Contains(body, []byte(`"north-gate"`)) || bytes.Contains(body, []byte(`"south-gate"`)) {
+				t.Fatalf("north commander sees: %.300s", body)
+			}
+			if res, _ := north.do("GET", "/api/v1/cameras/south-gate", nil); res.StatusCode != 404 {
+				t.Fatalf("out-of-region camera: %d", res.StatusCode)
+			}
+
+			// Guarded updates.
+			upd := `{"id":"north-gate","url":"` + bare + `/north-gate","username":"admin","transport":"tcp","region":"north/b"}`
+			if res, body := admin.do("PUT", "/api/v1/cameras/north-gate", strings.NewReader(upd), "If-Match", `"99"`); res.StatusCode != 412 {
+				t.Fatalf("stale update: %d %s", res.StatusCode, body)
+			}
+			if res, body := admin.do("PUT", "/api/v1/cameras/north-gate", strings.NewReader(upd), "If-Match", `"1"`); res.StatusCode != 200 || !bytes.Contains(body, []byte(`"north/b"`)) {
+				t.Fatalf("update: %d %s", res.StatusCode, body)
+			}
+			if res, _ := admin.do("PUT", "/api/v1/cameras/from-file", strings.NewReader(`{"id":"from-file","url":"rtsp://h/y"}`)); res.StatusCode != 409 {
+				t.Fatalf("updating a configuration camera: %d", res.StatusCode)
+			}
+			if res, _ := admin.do("DELETE", "/api/v1/cameras/south-gate", nil); res.StatusCode != 204 {
+				t.Fatalf("delete: %d", res.StatusCode)
+			}
+			if res, _ := admin.do("GET", "/api/v1/cameras/south-gate", nil); res.StatusCode != 404 {
+				t.Fatalf("deleted camera: %d", res.StatusCode)
+			}
+		})
+	}
+}

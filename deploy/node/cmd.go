@@ -16,6 +16,7 @@ import (
 
 	"sharpeye/configs/conf"
 	"sharpeye/console/auth"
+	"sharpeye/deploy/bench"
 )
 
 const usage = `Sharpeye: video-surveillance and sensing ingestion for governance centres.
@@ -24,6 +25,7 @@ Usage:
   sharpeye demo  [--data DIR] [--listen ADDR]       everything in one process on embedded defaults
   sharpeye run   -c FILE [--roles ingest,relay,alerts,console]
   sharpeye check -c FILE [--print]                  validate a configuration, print every error
+  sharpeye bench ingest|relay|ttff|latency|all      load and latency figures on this machine
   sharpeye version
 
 Common flags: --log-format auto|text|json, --log-level debug|info|warn|error.
@@ -47,6 +49,8 @@ func Main(args []string, stdout, stderr io.Writer, environ []string) int {
 		err = cmdRun(rest, stderr, environ)
 	case "check":
 		err = cmdCheck(rest, stdout, environ)
+	case "bench":
+		err = bench.Main(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sharpeye", Version())
 	case "help", "-h", "--help":
@@ -164,6 +168,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 	}
 	defer sim.Close()
 	cfg.Cameras = append(cfg.Cameras, cams...)
+	devices := demoDeviceRecords()
+	cfg.Devices = append(cfg.Devices, devices...)
 	n := New(cfg, Options{}, logs)
 	return runUntilSignal(n, func(ctx context.Context) error {
 		pw := password
@@ -184,6 +190,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 		fmt.Fprintf(stdout, "  Cameras:  %d simulated, e.g. %s/play/%s\n", len(cams), n.URL(), cams[0].ID)
 		if addr := n.Ingest().RTSPAddr(); addr != "" {
 			fmt.Fprintf(stdout, "  RTSP:     rtsp://admin:<password or API token>@%s/%s\n", addr, cams[0].ID)
+		}
+		if addr := n.MQTTAddr(); addr != "" {
+			fmt.Fprintf(stdout, "  MQTT:     %s (%d simulated sensors and an AI box publishing)\n", addr, len(devices))
+			go runDemoSensors(ctx, addr, devices, logs.For("demo-sensors"))
 		}
 		fmt.Fprintf(stdout, "  Stop:     Ctrl-C\n\n")
 		return nil

@@ -9,9 +9,28 @@ import (
 	"sharpeye/console/api"
 	"sharpeye/console/auth"
 	"sharpeye/ingest"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/bus/kafka"
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/device"
+	"sharpeye/ingest/mqtt"
 	"sharpeye/relay"
 )
+
+// BusConfig chooses the event bus.
+type BusConfig struct {
+	// Driver is embedded (a durable log in the data directory) or kafka.
+	Driver   string       `yaml:"driver"`
+	Embedded bus.Config   `yaml:"embedded"`
+	Kafka    kafka.Config `yaml:"kafka"`
+}
+
+// Validate implements conf.Validator.
+func (c *BusConfig) Validate(v *conf.V) {
+	if c.Driver != "embedded" && c.Driver != "kafka" {
+		v.Errorf("driver", "must be embedded or kafka, not %q", c.Driver)
+	}
+}
 
 // Config is the whole configuration file. Each section is defined beside
 // the code that uses it; configs/sharpeye.yml documents every key.
@@ -24,9 +43,14 @@ type Config struct {
 	CaseDB  casedb.Config `yaml:"casedb"`
 	Ingest  ingest.Config `yaml:"ingest"`
 	Relay   relay.Config  `yaml:"relay"`
+	Bus     BusConfig     `yaml:"bus"`
+	MQTT    mqtt.Config   `yaml:"mqtt"`
 	// Cameras are the cameras of the configuration file; more can be
 	// added through the API.
 	Cameras []camera.Camera `yaml:"cameras"`
+	// Devices are the sensors and analysers of the configuration file;
+	// more can be added through the API.
+	Devices device.List `yaml:"devices"`
 }
 
 // Defaults returns the compiled defaults: everything embedded, nothing
@@ -40,6 +64,9 @@ func Defaults() Config {
 		CaseDB:  casedb.Defaults(),
 		Ingest:  ingest.Defaults(),
 		Relay:   relay.Defaults(),
+		Bus:     BusConfig{Driver: "embedded", Embedded: bus.Defaults(), Kafka: kafka.Defaults()},
+		MQTT:    mqtt.Defaults(),
+		Devices: device.List{},
 		Cameras: []camera.Camera{},
 	}
 }

@@ -23,6 +23,10 @@ import (
 	"sharpeye/console/auth"
 	"sharpeye/console/web"
 	"sharpeye/ingest"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/device"
+	"sharpeye/ingest/mqtt"
 	"sharpeye/relay"
 )
 
@@ -87,6 +91,9 @@ type Node struct {
 	auth       *auth.Service
 	ingest     *ingest.Ingest
 	relay      *relay.Relay
+	bus        bus.Bus
+	devices    *device.Registry
+	mqtt       *mqtt.Intake
 	components []component
 	started    bool
 }
@@ -129,6 +136,64 @@ func (n *Node) URL() string { return n.server.URL() }
 // Router is the node's HTTP router (for tests and documentation).
 func (n *Node) Router() *api.Router { return n.router }
 
+// openBus opens the event bus every role shares: a durable log in the data
+// directory, or Kafka.
+func (n *Node) openBus() error {
+	log := n.logs.For("bus")
+	switch n.cfg.Bus.Driver {
+	case "kafka":
+		b, err := kafka.New(n.cfg.Bus.Kafka, n.cfg.DataDir, n.reg, log)
+		if err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+		n.bus = b
+		n.components = append(n.components, component{"bus", b.Run})
+	default:
+		b, err := bus.NewEmbedded(n.cfg.Bus.Embedded, n.cfg.DataDir, n.reg, log)
+		if err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+		n.bus = b
+		n.components = append(n.components, component{"bus", b.Run})
+	}
+	return nil
+}
+
+// startDevices builds the device registry and the MQTT/HTTP intake of the
+// ingest role.
+func (n *Node) startDevices(ctx context.Context) error {
+	n.devices = device.NewRegistry(n.cfg.Devices, n.db)
+	if err := n.devices.Load(ctx); err != nil {
+		return err
+	}
+	in, err := mqtt.New(n.cfg.MQTT, n.devices, n.bus, mqtt.Cameras(n.ingest.Registry()), n.reg, n.logs.For("mqtt"))
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	if err := in.Start(); err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+	n.mqtt = in
+	device.NewAPI(n.devices, in).Routes(n.router)
+	in.Routes(n.router)
+	poll := n.cfg.Ingest.RegistryPoll.D()
+	n.components = append(n.components,
+		component{"devices", func(ctx context.Context) error { return n.devices.Run(ctx, poll) }},
+		component{"mqtt", in.Run})
+	return nil
+}
+
+// MQTTAddr is the embedded broker's address ("" when an external broker is used).
+func (n *Node) MQTTAddr() string {
+	if n.mqtt == nil {
+		return ""
+	}
+	return n.mqtt.Addr()
+}
+
+// Bus is the event bus (after Start).
+func (n *Node) Bus() bus.Bus { return n.bus }
+
 // Ingest is the ingest role (after Start, when the node runs it).
 func (n *Node) Ingest() *ingest.Ingest { return n.ingest }
 
@@ -161,6 +226,10 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.router.SetAuthenticator(n.auth)
 	n.components = append(n.components, component{"auth", n.auth.Run})
+	if err := n.openBus(); err != nil {
+		n.close()
+		return err
+	}
 
 	for _, role := range n.opts.Roles {
 		if err := n.buildRole(ctx, role); err != nil {
@@ -186,6 +255,9 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		}
 		n.ingest.Routes(n.router)
 		n.components = append(n.components, component{Ingest, n.ingest.Run})
+		if err := n.startDevices(ctx); err != nil {
+			return err
+		}
 		n.health.Ready(Ingest)
 	case Relay:
 		if n.ingest == nil {

@@ -41,6 +41,7 @@ func startNode(t *testing.T, driver string, mutate ...func(*Config)) *Node {
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
 	cfg.Relay.UDPListen = "127.0.0.1:0"
+	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.CaseDB = casedbtest.Config(t, driver)
 	for _, m := range mutate {
 		m(&cfg)
@@ -212,7 +213,7 @@ func startDemo(t *testing.T, args ...string) (*exec.Cmd, string, string, *bytes.
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"demo", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	cmd.Env = append(os.Environ(), "SHARPEYE_ADMIN_PASSWORD=", "SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0", "SHARPEYE_RELAY_UDP_LISTEN=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "SHARPEYE_ADMIN_PASSWORD=", "SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0", "SHARPEYE_RELAY_UDP_LISTEN=127.0.0.1:0", "SHARPEYE_MQTT_LISTEN=127.0.0.1:0")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -312,7 +313,7 @@ func TestFailingRoleStopsProcess(t *testing.T) {
 	}
 	defer ln.Close()
 	var stdout, stderr bytes.Buffer
-	code := Main([]string{"demo", "--data", t.TempDir(), "--listen", ln.Addr().String(), "--log-format", "json", "--log-level", "error"}, &stdout, &stderr, []string{"SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0", "SHARPEYE_RELAY_UDP_LISTEN=127.0.0.1:0"})
+	code := Main([]string{"demo", "--data", t.TempDir(), "--listen", ln.Addr().String(), "--log-format", "json", "--log-level", "error"}, &stdout, &stderr, []string{"SHARPEYE_INGEST_RTSP_SERVER_LISTEN=127.0.0.1:0", "SHARPEYE_RELAY_UDP_LISTEN=127.0.0.1:0", "SHARPEYE_MQTT_LISTEN=127.0.0.1:0"})
 	if code != 1 {
 		t.Fatalf("exit code %d", code)
 	}

@@ -1,0 +1,64 @@
+package bus
+
+import (
+	"context"
+	"time"
+)
+
+// Topics.
+const (
+	TopicEvents     = "sharpeye.events"
+	TopicCases      = "sharpeye.cases"
+	TopicDeadLetter = "sharpeye.deadletter"
+	TopicCameras    = "sharpeye.cameras"
+)
+
+// Message is one record on a topic.
+type Message struct {
+	Topic string
+	// Key chooses the partition: messages with the same key keep their
+	// order. An empty key spreads messages over the partitions.
+	Key     string
+	Value   []byte
+	Headers map[string]string
+	// Time is when the message was produced; Publish sets it to the
+	// current time when it is zero.
+	Time time.Time
+	// Partition and Offset are set on consumed messages.
+	Partition int
+	Offset    int64
+}
+
+// Producer publishes messages durably.
+type Producer interface {
+	// Publish returns nil once every message is durable; it blocks while
+	// the bus applies back-pressure and returns an error only when ctx
+	// ends, the bus is closed, a message is invalid, or the durable store
+	// fails. After an error, some of the messages may still be delivered.
+	Publish(ctx context.Context, msgs ...Message) error
+}
+
+// Handler processes a batch of consumed messages; returning nil commits
+// them, an error redelivers them (after a backoff) without committing.
+type Handler func(ctx context.Context, msgs []Message) error
+
+// Consumer reads topics as a member of a consumer group.
+type Consumer interface {
+	// Consume runs until ctx ends, calling h with batches of at most
+	// maxBatch messages (or fewer after maxWait). It returns nil when ctx
+	// ends, ErrClosed when the bus is closed, or an error when it cannot
+	// start (invalid arguments).
+	Consume(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h Handler) error
+}
+
+// Bus is both.
+type Bus interface {
+	Producer
+	Consumer
+}
+
+// Dead-letter headers: why a message was refused and where it came from.
+const (
+	HeaderReason = "reason"
+	HeaderSource = "source"
+)

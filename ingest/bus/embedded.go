@@ -1,0 +1,851 @@
+package bus
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	_ "modernc.org/sqlite" // SQLite driver "sqlite", pure Go
+
+	"sharpeye/configs/conf"
+)
+
+// retentionInterval is how often Run deletes expired messages.
+const retentionInterval = time.Minute
+
+// msgOverhead is added to each message's key, value and headers to count
+// its size against max_bytes: the row's other columns and its share of
+// the b-tree.
+const msgOverhead = 48
+
+// Embedded is the default bus: an append-only log per topic in an SQLite
+// database (bus.db in a directory the caller gives), with the consumer
+// groups' offsets in the same database. See the package documentation for
+// its guarantees.
+//
+// New checks the configuration; Run opens the database and must be running
+// for Publish and Consume to work (they wait for it to start).
+type Embedded struct {
+	cfg     Config
+	path    string // the database file; "" keeps the log in memory
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time // the clock of retention, replaced in tests
+
+	started atomic.Bool
+	ready   chan struct{} // closed once the log is open, or Run failed
+	done    chan struct{} // closed when Run has returned
+	openErr error         // why Run failed to open the log; read after ready
+
+	db  *sql.DB
+	wmu sync.Mutex // serialises the write transactions
+
+	lastUnreadLog time.Time // guarded by wmu
+
+	mu       sync.Mutex
+	closing  bool
+	ops      sync.WaitGroup // Publish and Consume calls in progress
+	cancels  map[uint64]context.CancelFunc
+	nextOp   uint64
+	changed  chan struct{} // closed and replaced on every change
+	parts    int
+	logs     map[topicPart]*partLog
+	bytes    int64 // stored in the log
+	count    int64 // messages in the log
+	reserved int64 // admitted by Publish, being written
+	groups   map[string]*group
+	rr       atomic.Uint32 // partition for the next message without a key
+}
+
+var _ Bus = (*Embedded)(nil)
+
+type topicPart struct {
+	topic string
+	part  int
+}
+
+func (tp topicPart) String() string { return tp.topic + "/" + strconv.Itoa(tp.part) }
+
+func compareTP(a, b topicPart) int {
+	if a.topic != b.topic {
+		if a.topic < b.topic {
+			return -1
+		}
+		return 1
+	}
+	return a.part - b.part
+}
+
+// partLog is one partition of a topic: its messages are [start, next).
+type partLog struct {
+	start, next int64
+}
+
+// group is a consumer group: its committed offsets (for every partition of
+// every topic it ever subscribed to) and its members at present.
+type group struct {
+	name      string
+	committed map[topicPart]int64
+	members   []*member
+	claims    map[topicPart]*member // the member working on each partition
+	nextID    uint64
+}
+
+// member is one Consume call in a group.
+type member struct {
+	g      *group
+	id     uint64
+	topics []string
+	owned  map[topicPart]struct{}
+	rot    int // where the next batch starts reading, for fairness
+}
+
+// NewEmbedded returns an embedded bus keeping its log in dir/bus.db. It
+// checks cfg and creates nothing: Run opens the database. reg may be nil.
+func NewEmbedded(cfg Config, dir string, reg prometheus.Registerer, log *slog.Logger) (*Embedded, error) {
+	if dir == "" {
+		return nil, errors.New("embedded bus: no directory for bus.db")
+	}
+	return newEmbedded(cfg, filepath.Join(dir, "bus.db"), reg, log)
+}
+
+// NewMemory returns a bus with the semantics of the embedded bus (batches,
+// groups, partitions, back-pressure) whose log lives in memory and
+// disappears with it: for tests of other packages. It still needs Run.
+func NewMemory(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Embedded, error) {
+	return newEmbedded(cfg, "", reg, log)
+}
+
+func newEmbedded(cfg Config, path string, reg prometheus.Registerer, log *slog.Logger) (*Embedded, error) {
+	if err := conf.Load(&cfg, nil, "", nil); err != nil {
+		return nil, fmt.Errorf("embedded bus configuration: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Embedded{
+		cfg:     cfg,
+		path:    path,
+		log:     log.With("component", "bus"),
+		now:     time.Now,
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+		cancels: make(map[uint64]context.CancelFunc),
+		changed: make(chan struct{}),
+		logs:    make(map[topicPart]*partLog),
+		groups:  make(map[string]*group),
+	}
+	m, err := newMetrics(reg, e)
+	if err != nil {
+		return nil, err
+	}
+	e.metrics = m
+	return e, nil
+}
+
+// Run opens the log, expires old messages once a minute and returns when
+// ctx ends, after every Publish and Consume in progress has returned
+// (they are cancelled) and the database is closed. It returns an error
+// only when the log cannot be opened. Run may be called once.
+func (e *Embedded) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("embedded bus: Run called twice")
+	}
+	defer close(e.done)
+	if err := e.open(ctx); err != nil {
+		e.mu.Lock()
+		e.closing = true
+		e.mu.Unlock()
+		e.openErr = err
+		close(e.ready)
+		if ctx.Err() != nil {
+			return nil // stopped while opening
+		}
+		return err
+	}
+	// Expire what aged while the bus was down before serving.
+	e.expire(ctx)
+	e.mu.Lock()
+	e.log.Info("embedded bus open", "path", e.path, "messages", e.count, "bytes", e.bytes, "groups", len(e.groups), "partitions", e.parts)
+	e.mu.Unlock()
+	close(e.ready)
+
+	t := time.NewTicker(retentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.shutdown()
+			return nil
+		case <-t.C:
+			e.expire(ctx)
+		}
+	}
+}
+
+// shutdown cancels and waits for the calls in progress, then closes the
+// database.
+func (e *Embedded) shutdown() {
+	e.mu.Lock()
+	e.closing = true
+	for _, cancel := range e.cancels {
+		cancel()
+	}
+	e.broadcastLocked()
+	e.mu.Unlock()
+	e.ops.Wait()
+	if err := e.db.Close(); err != nil {
+		e.log.Error("close bus database", "err", err)
+	}
+}
+
+// Done is closed when Run has returned.
+func (e *Embedded) Done() <-chan struct{} { return e.done }
+
+// enter waits for Run to have opened the log and registers a call, whose
+// context is cancelled when the bus shuts down; leave must be called.
+func (e *Embedded) enter(ctx context.Context) (context.Context, func(), error) {
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	if e.openErr != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrClosed, e.openErr)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return nil, nil, ErrClosed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	id := e.nextOp
+	e.nextOp++
+	e.cancels[id] = cancel
+	e.ops.Add(1)
+	leave := func() {
+		e.mu.Lock()
+		delete(e.cancels, id)
+		e.mu.Unlock()
+		cancel()
+		e.ops.Done()
+	}
+	return ctx, leave, nil
+}
+
+// ctxErr is the error of a call whose context ended: ErrClosed when the bus
+// is shutting down, the context's error otherwise.
+func (e *Embedded) ctxErr(ctx context.Context) error {
+	e.mu.Lock()
+	closing := e.closing
+	e.mu.Unlock()
+	if closing {
+		return ErrClosed
+	}
+	return ctx.Err()
+}
+
+// broadcastLocked wakes everything waiting for a change: consumers waiting
+// for messages, publishers waiting for room.
+func (e *Embedded) broadcastLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+func (e *Embedded) partLocked(tp topicPart) *partLog {
+	pl := e.logs[tp]
+	if pl == nil {
+		pl = &partLog{}
+		e.logs[tp] = pl
+	}
+	return pl
+}
+
+// open opens (creating if needed) the database and reads the state.
+func (e *Embedded) open(ctx context.Context) error {
+	var dsn string
+	if e.path == "" {
+		dsn = "file::memory:"
+	} else {
+		if err := os.MkdirAll(filepath.Dir(e.path), 0o750); err != nil {
+			return fmt.Errorf("create bus directory: %w", err)
+		}
+		q := url.Values{}
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + e.cfg.Synchronous + ")"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		dsn = "file:" + e.path + "?" + q.Encode()
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("open bus database: %w", err)
+	}
+	if e.path == "" {
+		// Each connection to :memory: is a database of its own.
+		db.SetMaxOpenConns(1)
+		db.SetMaxIdleConns(1)
+		db.SetConnMaxIdleTime(0)
+		db.SetConnMaxLifetime(0)
+	} else {
+		db.SetMaxOpenConns(4)
+		db.SetMaxIdleConns(4)
+	}
+	if err := e.load(ctx, db); err != nil {
+		db.Close()
+		return err
+	}
+	e.db = db
+	return nil
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	k TEXT PRIMARY KEY,
+	v TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+	topic   TEXT    NOT NULL,
+	part    INTEGER NOT NULL,
+	off     INTEGER NOT NULL,
+	key     TEXT    NOT NULL,
+	value   BLOB,
+	headers BLOB,
+	time    INTEGER NOT NULL, -- the message's time, Unix nanoseconds
+	ins     INTEGER NOT NULL, -- when it was stored, Unix milliseconds, for retention
+	size    INTEGER NOT NULL, -- counted against max_bytes
+	PRIMARY KEY (topic, part, off)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parts (
+	topic TEXT    NOT NULL,
+	part  INTEGER NOT NULL,
+	start INTEGER NOT NULL, -- the first offset kept
+	next  INTEGER NOT NULL, -- the offset of the next message
+	PRIMARY KEY (topic, part)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offsets (
+	grp   TEXT    NOT NULL,
+	topic TEXT    NOT NULL,
+	part  INTEGER NOT NULL,
+	off   INTEGER NOT NULL, -- the next offset the group will read
+	PRIMARY KEY (grp, topic, part)
+) WITHOUT ROWID;
+`
+
+// schemaVersion is stored in meta; a database from a newer version is
+// refused rather than misread.
+const schemaVersion = "1"
+
+func (e *Embedded) load(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create bus schema in %s: %w", e.where(), err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT OR IGNORE INTO meta(k, v) VALUES ('schema', ?), ('partitions', ?)`,
+		schemaVersion, strconv.Itoa(e.cfg.Partitions)); err != nil {
+		return fmt.Errorf("initialise bus database %s: %w", e.where(), err)
+	}
+	meta := map[string]string{}
+	rows, err := db.QueryContext(ctx, `SELECT k, v FROM meta`)
+	if err != nil {
+		return fmt.Errorf("read bus database %s: %w", e.where(), err)
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			rows.Close()
+			return fmt.Errorf("read bus database %s: %w", e.where(), err)
+		}
+		meta[k] = v
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read bus database %s: %w", e.where(), err)
+	}
+	if meta["schema"] != schemaVersion {
+		return fmt.Errorf("bus database %s has schema %q; this version reads %q", e.where(), meta["schema"], schemaVersion)
+	}
+	parts, err := strconv.Atoi(meta["partitions"])
+	if err != nil || parts < 1 || parts > 1024 {
+		return fmt.Errorf("bus database %s: bad partition count %q", e.where(), meta["partitions"])
+	}
+	if parts != e.cfg.Partitions {
+		e.log.Warn("bus database keeps the partition count it was created with; partitions setting ignored",
+			"path", e.path, "partitions", parts, "configured", e.cfg.Partitions)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.parts = parts
+	if err := e.loadParts(ctx, db); err != nil {
+		return err
+	}
+	if err := e.loadOffsets(ctx, db); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (e *Embedded) where() string {
+	if e.path == "" {
+		return "(memory)"
+	}
+	return e.path
+}
+
+// loadParts reads each partition's bounds and checks them against the
+// messages present, repairing what does not match.
+func (e *Embedded) loadParts(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT topic, part, start, next FROM parts`)
+	if err != nil {
+		return fmt.Errorf("read bus partitions: %w", err)
+	}
+	for rows.Next() {
+		var tp topicPart
+		var pl partLog
+		if err := rows.Scan(&tp.topic, &tp.part, &pl.start, &pl.next); err != nil {
+			rows.Close()
+			return fmt.Errorf("read bus partitions: %w", err)
+		}
+		e.logs[tp] = &pl
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read bus partitions: %w", err)
+	}
+
+	rows, err = db.QueryContext(ctx, `SELECT topic, part, MIN(off), MAX(off), COUNT(*), COALESCE(SUM(size), 0) FROM log GROUP BY topic, part`)
+	if err != nil {
+		return fmt.Errorf("read bus log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tp topicPart
+		var lo, hi, n, size int64
+		if err := rows.Scan(&tp.topic, &tp.part, &lo, &hi, &n, &size); err != nil {
+			return fmt.Errorf("read bus log: %w", err)
+		}
+		pl := e.partLocked(tp)
+		if pl.next <= hi || pl.start > lo {
+			// The bounds were lost or damaged: the messages present win.
+			e.metrics.corrupt.Inc()
+			e.log.Error("bus partition bounds do not match its messages; repaired",
+				"partition", tp.String(), "start", pl.start, "next", pl.next, "first", lo, "last", hi)
+			pl.start, pl.next = min(pl.start, lo), max(pl.next, hi+1)
+		}
+		e.bytes += size
+		e.count += n
+	}
+	return rows.Err()
+}
+
+func (e *Embedded) loadOffsets(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT grp, topic, part, off FROM offsets`)
+	if err != nil {
+		return fmt.Errorf("read consumer offsets: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var tp topicPart
+		var off int64
+		if err := rows.Scan(&name, &tp.topic, &tp.part, &off); err != nil {
+			return fmt.Errorf("read consumer offsets: %w", err)
+		}
+		e.groupLocked(name).committed[tp] = off
+	}
+	return rows.Err()
+}
+
+func (e *Embedded) groupLocked(name string) *group {
+	g := e.groups[name]
+	if g == nil {
+		g = &group{name: name, committed: make(map[topicPart]int64), claims: make(map[topicPart]*member)}
+		e.groups[name] = g
+	}
+	return g
+}
+
+// partition returns the partition of a key: FNV-1a modulo the partition
+// count; messages without a key go round robin.
+func (e *Embedded) partition(key string, parts int) int {
+	if key == "" {
+		return int(e.rr.Add(1) % uint32(parts))
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(parts))
+}
+
+// row is a message ready to be stored.
+type row struct {
+	tp      topicPart
+	off     int64
+	key     string
+	value   []byte
+	headers []byte
+	time    int64
+	size    int64
+}
+
+// Publish stores msgs in one transaction and returns once it is committed
+// (synced to disk with synchronous: full). It blocks while the log is over
+// max_bytes and the slowest consumer group has not committed enough to
+// make room, until it has or ctx ends. Messages with the same key go to
+// the same partition, in order.
+func (e *Embedded) Publish(ctx context.Context, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	for i := range msgs {
+		if err := CheckTopic(msgs[i].Topic); err != nil {
+			return fmt.Errorf("publish message %d: %w", i, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	ctx, leave, err := e.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	now := e.now()
+
+	e.mu.Lock()
+	parts := e.parts
+	e.mu.Unlock()
+	rows := make([]row, len(msgs))
+	var size int64
+	for i, m := range msgs {
+		r := row{
+			tp:    topicPart{m.Topic, e.partition(m.Key, parts)},
+			key:   m.Key,
+			value: m.Value,
+			time:  m.Time.UnixNano(),
+		}
+		if m.Time.IsZero() {
+			r.time = now.UnixNano()
+		}
+		if len(m.Headers) > 0 {
+			r.headers = encodeHeaders(m.Headers)
+		}
+		r.size = int64(len(r.key)+len(r.value)+len(r.headers)+len(m.Topic)) + msgOverhead
+		size += r.size
+		rows[i] = r
+	}
+	if err := e.admit(ctx, size); err != nil {
+		return err
+	}
+	if err := e.append(rows, size, now); err != nil {
+		return err
+	}
+	e.metrics.published.Add(float64(len(msgs)))
+	e.metrics.publishSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// admit reserves size bytes of the log for a Publish, waiting for room
+// (back-pressure) while the log is full. A Publish alone larger than the
+// bound is admitted when the log is empty.
+func (e *Embedded) admit(ctx context.Context, size int64) error {
+	blocked := false
+	for {
+		e.mu.Lock()
+		used := e.bytes + e.reserved
+		if used == 0 || used+size <= e.cfg.MaxBytes {
+			e.reserved += size
+			e.mu.Unlock()
+			return nil
+		}
+		ch := e.changed
+		e.mu.Unlock()
+
+		freed, err := e.trim(ctx, size)
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("delete consumed messages", "err", err)
+		}
+		if freed > 0 {
+			continue
+		}
+		if !blocked {
+			blocked = true
+			e.metrics.blocked.Inc()
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return e.ctxErr(ctx)
+		}
+	}
+}
+
+// append writes rows in one transaction, giving them their offsets.
+func (e *Embedded) append(rows []row, size int64, now time.Time) error {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+
+	next := make(map[topicPart]int64)
+	e.mu.Lock()
+	for i := range rows {
+		r := &rows[i]
+		off, ok := next[r.tp]
+		if !ok {
+			off = e.partLocked(r.tp).next
+		}
+		r.off = off
+		next[r.tp] = off + 1
+	}
+	e.mu.Unlock()
+
+	// The transaction is not cancelled with the caller's context: a
+	// commit interrupted half way would leave the offsets in doubt.
+	err := e.writeRows(context.Background(), rows, next, now)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reserved -= size
+	if err != nil {
+		e.broadcastLocked() // the reservation is free again
+		return fmt.Errorf("store messages: %w", err)
+	}
+	for tp, off := range next {
+		e.partLocked(tp).next = off
+	}
+	e.bytes += size
+	e.count += int64(len(rows))
+	e.broadcastLocked()
+	return nil
+}
+
+func (e *Embedded) writeRows(ctx context.Context, rows []row, next map[topicPart]int64, now time.Time) error {
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO log(topic, part, off, key, value, headers, time, ins, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	ins := now.UnixMilli()
+	for i := range rows {
+		r := &rows[i]
+		var headers any
+		if r.headers != nil {
+			headers = r.headers
+		}
+		value := r.value
+		if value == nil {
+			value = []byte{}
+		}
+		if _, err := stmt.ExecContext(ctx, r.tp.topic, r.tp.part, r.off, r.key, value, headers, r.time, ins, r.size); err != nil {
+			return err
+		}
+	}
+	for tp, off := range next {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO parts(topic, part, start, next) VALUES (?, ?, 0, ?)
+			ON CONFLICT(topic, part) DO UPDATE SET next = excluded.next`, tp.topic, tp.part, off); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// trim deletes the messages every consumer group has committed, when the
+// log has no room for size more bytes, and returns the bytes it freed.
+func (e *Embedded) trim(ctx context.Context, size int64) (int64, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	type cut struct {
+		tp     topicPart
+		off    int64
+		nobody bool // no group reads the topic
+	}
+	var cuts []cut
+	e.mu.Lock()
+	if e.bytes+e.reserved+size <= e.cfg.MaxBytes {
+		e.mu.Unlock()
+		return 0, nil
+	}
+	for tp, pl := range e.logs {
+		if pl.start >= pl.next {
+			continue
+		}
+		b, nobody := pl.next, true
+		for _, g := range e.groups {
+			if off, ok := g.committed[tp]; ok {
+				nobody = false
+				b = min(b, off)
+			}
+		}
+		if b > pl.start {
+			cuts = append(cuts, cut{tp, b, nobody})
+		}
+	}
+	e.mu.Unlock()
+	var freed, n, unread int64
+	for _, c := range cuts {
+		b, k, err := e.deleteBefore(ctx, c.tp, c.off)
+		if err != nil {
+			return freed, err
+		}
+		freed += b
+		n += k
+		if c.nobody {
+			unread += k
+		}
+	}
+	if n > 0 {
+		e.metrics.trimmed.WithLabelValues("size").Add(float64(n))
+	}
+	if unread > 0 {
+		e.metrics.deletedUnread.Add(float64(unread))
+		if now := time.Now(); now.Sub(e.lastUnreadLog) >= time.Minute {
+			e.lastUnreadLog = now
+			e.log.Warn("log full: deleted messages of topics no consumer group reads", "messages", unread, "max_bytes", e.cfg.MaxBytes)
+		}
+	}
+	return freed, nil
+}
+
+// deleteBefore deletes the messages of tp before off and moves its start
+// there; it returns the bytes and messages deleted. The caller holds wmu.
+func (e *Embedded) deleteBefore(ctx context.Context, tp topicPart, off int64) (int64, int64, error) {
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	var size, n int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0), COUNT(*) FROM log WHERE topic = ? AND part = ? AND off < ?`,
+		tp.topic, tp.part, off).Scan(&size, &n); err != nil {
+		return 0, 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM log WHERE topic = ? AND part = ? AND off < ?`, tp.topic, tp.part, off); err != nil {
+		return 0, 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE parts SET start = ? WHERE topic = ? AND part = ? AND start < ?`, off, tp.topic, tp.part, off); err != nil {
+		return 0, 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, err
+	}
+	e.mu.Lock()
+	pl := e.partLocked(tp)
+	pl.start = max(pl.start, off)
+	e.bytes -= size
+	e.count -= n
+	e.broadcastLocked()
+	e.mu.Unlock()
+	return size, n, nil
+}
+
+// expire deletes the messages older than the retention, counting those a
+// consumer group had not consumed yet.
+func (e *Embedded) expire(ctx context.Context) {
+	cutoff := e.now().Add(-e.cfg.Retention.D()).UnixMilli()
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.Lock()
+	tps := make([]topicPart, 0, len(e.logs))
+	for tp, pl := range e.logs {
+		if pl.start < pl.next {
+			tps = append(tps, tp)
+		}
+	}
+	e.mu.Unlock()
+	var lost, deleted int64
+	for _, tp := range tps {
+		e.mu.Lock()
+		pl := *e.partLocked(tp)
+		e.mu.Unlock()
+		var first sql.NullInt64
+		err := e.db.QueryRowContext(ctx, `SELECT off FROM log WHERE topic = ? AND part = ? AND ins >= ? ORDER BY off LIMIT 1`,
+			tp.topic, tp.part, cutoff).Scan(&first)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			first = sql.NullInt64{Int64: pl.next, Valid: true}
+		case err != nil:
+			if ctx.Err() == nil {
+				e.log.Error("expire messages", "partition", tp.String(), "err", err)
+			}
+			return
+		}
+		if first.Int64 <= pl.start {
+			continue
+		}
+		_, n, err := e.deleteBefore(ctx, tp, first.Int64)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("expire messages", "partition", tp.String(), "err", err)
+			}
+			return
+		}
+		deleted += n
+		e.mu.Lock()
+		for _, g := range e.groups {
+			if off, ok := g.committed[tp]; ok && off < first.Int64 {
+				lost += first.Int64 - max(off, pl.start)
+			}
+		}
+		e.mu.Unlock()
+	}
+	if deleted > 0 {
+		e.metrics.trimmed.WithLabelValues("age").Add(float64(deleted))
+	}
+	if lost > 0 {
+		e.metrics.expiredUnconsumed.Add(float64(lost))
+		e.log.Warn("messages expired before every consumer group read them", "messages", lost, "retention", e.cfg.Retention)
+	}
+}
+
+// DeleteGroup forgets a consumer group that is no longer used, so that
+// the messages it had not consumed no longer hold back the deletion of
+// consumed messages (and Publish with it). It fails while the group has
+// members.
+func (e *Embedded) DeleteGroup(ctx context.Context, name string) error {
+	ctx, leave, err := e.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.mu.Lock()
+	if g := e.groups[name]; g != nil && len(g.members) > 0 {
+		e.mu.Unlock()
+		return fmt.Errorf("delete consumer group %q: it has %d members", name, len(g.members))
+	}
+	e.mu.Unlock()
+	if _, err := e.db.ExecContext(ctx, `DELETE FROM offsets WHERE grp = ?`, name); err != nil {
+		return fmt.Errorf("delete consumer group %q: %w", name, err)
+	}
+	e.mu.Lock()
+	delete(e.groups, name)
+	e.broadcastLocked()
+	e.mu.Unlock()
+	return nil
+}
+
+// sortedTPs returns the keys of a set of partitions in order.
+func sortedTPs(set map[topicPart]struct{}) []topicPart {
+	tps := make([]topicPart, 0, len(set))
+	for tp := range set {
+		tps = append(tps, tp)
+	}
+	slices.SortFunc(tps, compareTP)
+	return tps
+}

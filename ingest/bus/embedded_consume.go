@@ -1,0 +1,418 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Consume reads topics as a member of group until ctx ends. Each topic's
+// partitions are divided among the group's members (Consume calls) in
+// this process; a partition changes hands only between batches, after the
+// last one was committed, so each key keeps its order even with several
+// members. A group that has never committed starts at the oldest message
+// kept.
+//
+// h gets batches of at most maxBatch messages: as many as are waiting, or,
+// when fewer, those that arrived within maxWait of the first. Returning nil
+// commits the batch; an error delivers the same batch again after a
+// backoff, until h accepts it or ctx ends.
+func (e *Embedded) Consume(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h Handler) error {
+	if err := CheckConsume(group, topics, maxBatch, h); err != nil {
+		return err
+	}
+	topics = slices.Clone(topics)
+	slices.Sort(topics)
+	topics = slices.Compact(topics)
+
+	parent := ctx
+	ctx, leave, err := e.enter(ctx)
+	if err != nil {
+		if parent.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer leave()
+	end := func(err error) error {
+		if errors.Is(e.ctxErr(ctx), ErrClosed) {
+			return ErrClosed
+		}
+		if parent.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	m, err := e.join(ctx, group, topics)
+	if err != nil {
+		return end(err)
+	}
+	defer e.leaveGroup(m)
+
+	for {
+		b, err := e.next(ctx, m, maxBatch, maxWait)
+		if err != nil {
+			return end(err)
+		}
+		if len(b.msgs) > 0 {
+			if err := e.handle(ctx, m, b.msgs, h); err != nil {
+				return end(err)
+			}
+		}
+		if err := e.commit(m, b.next); err != nil {
+			// The batch will be delivered again: at least once.
+			e.log.Error("commit consumer offsets", "group", group, "err", err)
+			e.metrics.commitErrors.WithLabelValues(group).Inc()
+			if err := sleepCtx(ctx, e.cfg.RetryBackoffMin.D()); err != nil {
+				return end(err)
+			}
+		}
+	}
+}
+
+// handle calls h until it accepts msgs, waiting between attempts.
+func (e *Embedded) handle(ctx context.Context, m *member, msgs []Message, h Handler) error {
+	for attempt := 0; ; attempt++ {
+		err := h(ctx, slices.Clone(msgs))
+		if err == nil {
+			e.metrics.consumed.WithLabelValues(m.g.name).Add(float64(len(msgs)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.metrics.handlerErrors.WithLabelValues(m.g.name).Inc()
+		d := backoff(attempt, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D())
+		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", len(msgs), "attempt", attempt+1, "retry_in", d, "err", err)
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+// join adds a member to group, first recording the group's starting
+// offsets for the topics it did not read yet, so that deleting consumed
+// messages waits for it from now on.
+func (e *Embedded) join(ctx context.Context, name string, topics []string) (*member, error) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+
+	type start struct {
+		tp  topicPart
+		off int64
+	}
+	var missing []start
+	e.mu.Lock()
+	g := e.groupLocked(name)
+	for _, t := range topics {
+		for p := range e.parts {
+			tp := topicPart{t, p}
+			if _, ok := g.committed[tp]; !ok {
+				off := int64(0)
+				if pl := e.logs[tp]; pl != nil {
+					off = pl.start
+				}
+				missing = append(missing, start{tp, off})
+			}
+		}
+	}
+	e.mu.Unlock()
+
+	if len(missing) > 0 {
+		tx, err := e.db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("join consumer group %q: %w", name, err)
+		}
+		defer tx.Rollback()
+		for _, s := range missing {
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO offsets(grp, topic, part, off) VALUES (?, ?, ?, ?)`,
+				name, s.tp.topic, s.tp.part, s.off); err != nil {
+				return nil, fmt.Errorf("join consumer group %q: %w", name, err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, fmt.Errorf("join consumer group %q: %w", name, err)
+		}
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g = e.groupLocked(name) // DeleteGroup may have run meanwhile
+	for _, s := range missing {
+		if _, ok := g.committed[s.tp]; !ok {
+			g.committed[s.tp] = s.off
+		}
+	}
+	g.nextID++
+	m := &member{g: g, id: g.nextID, topics: topics, owned: make(map[topicPart]struct{})}
+	g.members = append(g.members, m)
+	e.broadcastLocked() // the others give up the partitions now m's
+	return m, nil
+}
+
+func (e *Embedded) leaveGroup(m *member) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g := m.g
+	for tp := range m.owned {
+		if g.claims[tp] == m {
+			delete(g.claims, tp)
+		}
+	}
+	m.owned = nil
+	g.members = slices.DeleteFunc(g.members, func(o *member) bool { return o == m })
+	e.broadcastLocked()
+}
+
+// rebalanceLocked gives up the partitions no longer assigned to m and
+// claims those assigned to it that no other member holds. Members are
+// assigned the partitions of each topic they subscribe to round robin, in
+// the order they joined.
+func (e *Embedded) rebalanceLocked(m *member) {
+	g := m.g
+	want := make(map[topicPart]struct{})
+	for _, t := range m.topics {
+		var subs []*member
+		idx := -1
+		for _, o := range g.members {
+			if slices.Contains(o.topics, t) {
+				if o == m {
+					idx = len(subs)
+				}
+				subs = append(subs, o)
+			}
+		}
+		for p := idx; idx >= 0 && p < e.parts; p += len(subs) {
+			want[topicPart{t, p}] = struct{}{}
+		}
+	}
+	released := false
+	for tp := range m.owned {
+		if _, ok := want[tp]; !ok {
+			delete(m.owned, tp)
+			if g.claims[tp] == m {
+				delete(g.claims, tp)
+			}
+			released = true
+		}
+	}
+	for tp := range want {
+		if _, ok := m.owned[tp]; ok {
+			continue
+		}
+		if g.claims[tp] == nil {
+			g.claims[tp] = m
+			m.owned[tp] = struct{}{}
+		}
+	}
+	if released {
+		e.broadcastLocked()
+	}
+}
+
+// pending is a run of messages waiting in one partition.
+type pending struct {
+	tp       topicPart
+	from, to int64 // [from, to)
+}
+
+// batch is what next read: the messages and, for each partition read, the
+// offset to commit once they are handled (which also covers the rows that
+// could not be read).
+type batch struct {
+	msgs []Message
+	next map[topicPart]int64
+}
+
+// next waits for messages in m's partitions and reads a batch of them.
+func (e *Embedded) next(ctx context.Context, m *member, maxBatch int, maxWait time.Duration) (batch, error) {
+	var (
+		timer    *time.Timer
+		timeout  <-chan time.Time
+		deadline time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		e.mu.Lock()
+		if e.closing {
+			e.mu.Unlock()
+			return batch{}, ErrClosed
+		}
+		e.rebalanceLocked(m)
+		var work []pending
+		var total int64
+		for _, tp := range sortedTPs(m.owned) {
+			pl := e.logs[tp]
+			if pl == nil {
+				continue
+			}
+			from := max(m.g.committed[tp], pl.start)
+			if pl.next > from {
+				work = append(work, pending{tp, from, pl.next})
+				total += pl.next - from
+			}
+		}
+		ch := e.changed
+		e.mu.Unlock()
+
+		now := time.Now()
+		if total > 0 && (total >= int64(maxBatch) || maxWait <= 0 || (!deadline.IsZero() && !now.Before(deadline))) {
+			return e.read(ctx, m, work, maxBatch)
+		}
+		if total > 0 && deadline.IsZero() {
+			deadline = now.Add(maxWait)
+			timer = time.NewTimer(maxWait)
+			timeout = timer.C
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+		case <-ctx.Done():
+			return batch{}, ctx.Err()
+		}
+	}
+}
+
+// read reads up to maxBatch messages from the runs in work, starting with
+// a different partition each time so that none starves.
+func (e *Embedded) read(ctx context.Context, m *member, work []pending, maxBatch int) (batch, error) {
+	b := batch{next: make(map[topicPart]int64)}
+	m.rot++
+	for i := range work {
+		w := work[(i+m.rot)%len(work)]
+		room := maxBatch - len(b.msgs)
+		if room <= 0 {
+			break
+		}
+		n := int(min(int64(room), w.to-w.from))
+		rows, err := e.db.QueryContext(ctx, `SELECT off, key, value, headers, time FROM log
+			WHERE topic = ? AND part = ? AND off >= ? AND off < ? ORDER BY off LIMIT ?`, w.tp.topic, w.tp.part, w.from, w.to, n)
+		if err != nil {
+			return batch{}, fmt.Errorf("read %s: %w", w.tp, err)
+		}
+		last := int64(-1)
+		for rows.Next() {
+			var (
+				off     int64
+				key     string
+				value   []byte
+				headers []byte
+				ts      int64
+			)
+			if err := rows.Scan(&off, &key, &value, &headers, &ts); err != nil {
+				rows.Close()
+				return batch{}, fmt.Errorf("read %s: %w", w.tp, err)
+			}
+			last = off
+			msg := Message{Topic: w.tp.topic, Key: key, Value: value, Time: time.Unix(0, ts), Partition: w.tp.part, Offset: off}
+			if len(headers) > 0 {
+				hs, err := decodeHeaders(headers)
+				if err != nil {
+					// Skipped and committed past: retrying cannot mend it.
+					e.metrics.corrupt.Inc()
+					e.log.Error("corrupt message in the bus log skipped", "partition", w.tp.String(), "offset", off, "err", err)
+					continue
+				}
+				msg.Headers = hs
+			}
+			b.msgs = append(b.msgs, msg)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return batch{}, fmt.Errorf("read %s: %w", w.tp, err)
+		}
+		switch {
+		case last >= 0:
+			b.next[w.tp] = last + 1
+		default:
+			// Every message of the run expired meanwhile.
+			b.next[w.tp] = w.to
+		}
+	}
+	return b, nil
+}
+
+// commit records the offsets of a handled batch.
+func (e *Embedded) commit(m *member, next map[topicPart]int64) error {
+	if len(next) == 0 {
+		return nil
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	// Not cancelled with the caller: the batch was handled, record it.
+	ctx := context.Background()
+	tx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for tp, off := range next {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO offsets(grp, topic, part, off) VALUES (?, ?, ?, ?)
+			ON CONFLICT(grp, topic, part) DO UPDATE SET off = max(off, excluded.off)`, m.g.name, tp.topic, tp.part, off); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for tp, off := range next {
+		if off > m.g.committed[tp] {
+			m.g.committed[tp] = off
+		}
+	}
+	e.broadcastLocked()
+	return nil
+}
+
+// encodeHeaders stores headers as a JSON object.
+func encodeHeaders(h map[string]string) []byte {
+	b, err := json.Marshal(h)
+	if err != nil {
+		// A map of strings always marshals; keep the message regardless.
+		return nil
+	}
+	return b
+}
+
+func decodeHeaders(b []byte) (map[string]string, error) {
+	var h map[string]string
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("decode headers: %w", err)
+	}
+	return h, nil
+}
+
+// backoff returns the wait before retry attempt+1: min doubled attempt
+// times, at most max.
+func backoff(attempt int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for range attempt {
+		d *= 2
+		if d >= hi || d <= 0 {
+			return hi
+		}
+	}
+	return min(d, hi)
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,80 @@
+package kafka_test
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/bus"
+)
+
+// benchBatch is 1,000 messages of about 500 bytes over 100 keys.
+func benchBatch(topic string) []bus.Message {
+	ms := make([]bus.Message, 1000)
+	for i := range ms {
+		ms[i] = bus.Message{Topic: topic, Key: "camera-" + strconv.Itoa(i%100), Value: make([]byte, 480),
+			Headers: map[string]string{"id": strconv.Itoa(i)}}
+	}
+	return ms
+}
+
+// BenchmarkProduce publishes batches of 1,000 messages of ~500 bytes to
+// kfake over TCP, waiting for each acknowledgement (acks=all), from one
+// goroutine and from four.
+func BenchmarkProduce(b *testing.B) {
+	for _, tc := range []struct {
+		name      string
+		parallel  int
+		batchWait time.Duration
+	}{
+		{"serial", 1, 5 * time.Millisecond},
+		{"serial/batch_timeout=1ms", 1, time.Millisecond},
+		{"4_publishers", 4, 5 * time.Millisecond},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := newCluster(b)
+			cfg := testConfig(c.ListenAddrs())
+			cfg.Partitions = 12
+			cfg.BatchTimeout = conf.Duration(tc.batchWait)
+			bs := start(b, cfg, b.TempDir())
+			msgs := benchBatch("bench")
+			if err := bs.Publish(context.Background(), msgs...); err != nil { // creates the topic
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msgs) * 500))
+			b.SetParallelism(tc.parallel)
+			start := time.Now()
+			n := 0
+			if tc.parallel == 1 {
+				for b.Loop() {
+					if err := bs.Publish(context.Background(), msgs...); err != nil {
+						b.Fatal(err)
+					}
+					n += len(msgs)
+				}
+			} else {
+				// RunParallel runs parallelism×GOMAXPROCS goroutines.
+				b.SetParallelism(max(1, tc.parallel/max(1, runtimeProcs())))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := bs.Publish(context.Background(), msgs...); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				n = b.N * len(msgs)
+			}
+			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
+			if v := value(b, bs.reg, "sharpeye_kafka_spooled_messages_total"); v != 0 {
+				b.Logf("%v messages went through the spool", v)
+			}
+		})
+	}
+}
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

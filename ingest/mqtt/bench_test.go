@@ -1,0 +1,302 @@
+package mqtt
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/device"
+)
+
+// latencyBus is a non-blocking bus that records, for each event, the time
+// since the device published it (the reading "t", microseconds since the
+// benchmark's epoch).
+type latencyBus struct {
+	epoch time.Time
+
+	mu   sync.Mutex
+	lat  []time.Duration
+	msgs int
+}
+
+func (l *latencyBus) Publish(_ context.Context, msgs ...bus.Message) error {
+	now := time.Since(l.epoch)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range msgs {
+		l.msgs++
+		i := bytes.Index(m.Value, []byte(`"t":`))
+		if i < 0 {
+			continue
+		}
+		v := m.Value[i+4:]
+		if j := bytes.IndexAny(v, ",}"); j > 0 {
+			if us, err := strconv.ParseFloat(string(v[:j]), 64); err == nil {
+				l.lat = append(l.lat, now-time.Duration(us)*time.Microsecond)
+			}
+		}
+	}
+	return nil
+}
+
+// BenchmarkIntake measures the embedded broker's intake end to end: MQTT
+// QoS 1 messages from 50 devices to events on a bus that never blocks. The
+// devices are lean MQTT 3.1.1 publishers written for the benchmark (see
+// rawDevice), so that little of the machine goes to them; each keeps up to
+// window messages unacknowledged, and a PUBACK means the event is on the
+// bus. It reports the rate and the time from publish to the bus (50th and
+// 99th percentiles). BenchmarkIntakePaho is the same with paho clients.
+func BenchmarkIntake(b *testing.B) {
+	const (
+		devices = 50
+		window  = 4
+	)
+	lb, h, devs := benchSetup(b, devices)
+	clients := make([]*rawDevice, devices)
+	for i, d := range devs {
+		clients[i] = dialRaw(b, h.in.Addr(), d.ID, "bench-pass-1", d.ID)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		topic := "sharpeye/devices/" + devs[i].ID + "/telemetry"
+		n := share(b.N, devices, i)
+		wg.Go(func() {
+			if err := c.publishAll(topic, n, window, lb.epoch); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	benchReport(b, lb, h)
+}
+
+// BenchmarkIntakePaho is BenchmarkIntake with paho clients as the devices
+// (they take about a third of the machine themselves).
+func BenchmarkIntakePaho(b *testing.B) {
+	const (
+		devices = 50
+		window  = 4
+	)
+	lb, h, devs := benchSetup(b, devices)
+	clients := make([]paho.Client, devices)
+	for i, d := range devs {
+		clients[i] = connect(b, deviceOpts(h.in.Addr(), d.ID, "bench-pass-1", d.ID))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		topic := "sharpeye/devices/" + devs[i].ID + "/telemetry"
+		n := share(b.N, devices, i)
+		wg.Go(func() {
+			ring := make([]paho.Token, window)
+			for k := range n {
+				if tok := ring[k%window]; tok != nil && (!tok.WaitTimeout(patience) || tok.Error() != nil) {
+					b.Errorf("publish: %v", tok.Error())
+					return
+				}
+				ring[k%window] = c.Publish(topic, 1, false, benchPayload(nil, k, lb.epoch))
+			}
+			for _, tok := range ring {
+				if tok != nil && (!tok.WaitTimeout(patience) || tok.Error() != nil) {
+					b.Errorf("publish: %v", tok.Error())
+				}
+			}
+		})
+	}
+	wg.Wait()
+	benchReport(b, lb, h)
+}
+
+func benchSetup(b *testing.B, n int) (*latencyBus, *harness, []device.Device) {
+	lb := &latencyBus{epoch: time.Now()}
+	devs := make([]device.Device, n)
+	for i := range devs {
+		devs[i] = device.Device{ID: fmt.Sprintf("sensor-%03d", i), Kind: device.KindWaterLevel, Region: "huangpi/wangjiahe", Grid: "g-0001",
+			Lat: ptr(30.8), Lon: ptr(114.3), Password: conf.Secret("bench-pass-1"), Tags: []string{"river"}}
+	}
+	return lb, start(b, setup{devices: devs, prod: lb}), devs
+}
+
+// share is device i's part of n messages.
+func share(n, devices, i int) int {
+	s := n / devices
+	if i < n%devices {
+		s++
+	}
+	return s
+}
+
+// benchPayload is a telemetry message stamped with the time since epoch.
+func benchPayload(dst []byte, k int, epoch time.Time) []byte {
+	dst = append(dst, `{"readings":{"level":`...)
+	dst = strconv.AppendInt(dst, int64(k%7), 10)
+	dst = append(dst, `.25,"t":`...)
+	dst = strconv.AppendInt(dst, time.Since(epoch).Microseconds(), 10)
+	return append(dst, "}}"...)
+}
+
+func benchReport(b *testing.B, lb *latencyBus, h *harness) {
+	elapsed := b.Elapsed()
+	b.StopTimer()
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.msgs != b.N {
+		b.Fatalf("%d events on the bus for %d messages", lb.msgs, b.N)
+	}
+	slices.Sort(lb.lat)
+	if n := len(lb.lat); n > 0 {
+		b.ReportMetric(float64(lb.lat[n*99/100].Microseconds())/1000, "p99_ms")
+		b.ReportMetric(float64(lb.lat[n/2].Microseconds())/1000, "p50_ms")
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(meanBatch(h.in), "msgs/batch")
+}
+
+// rawDevice is a minimal MQTT 3.1.1 publisher for load: CONNECT, QoS 1
+// PUBLISH packets written in bursts, PUBACKs counted by a reader.
+type rawDevice struct {
+	conn net.Conn
+	acks chan struct{}
+	done chan error
+}
+
+func dialRaw(b *testing.B, addr, user, pass, clientID string) *rawDevice {
+	b.Helper()
+	conn, err := net.DialTimeout("tcp", addr, patience)
+	if err != nil {
+		b.Fatal(err)
+	}
+	str := func(dst []byte, s string) []byte {
+		return append(binary.BigEndian.AppendUint16(dst, uint16(len(s))), s...)
+	}
+	body := str(nil, "MQTT")
+	body = append(body, 4, 0x80|0x40|0x02, 0, 60) // 3.1.1; username, password, clean session; keep-alive 60s
+	body = str(str(str(body, clientID), user), pass)
+	pkt := binary.AppendUvarint([]byte{0x10}, uint64(len(body)))
+	if _, err := conn.Write(append(pkt, body...)); err != nil {
+		b.Fatal(err)
+	}
+	var connack [4]byte
+	if _, err := io.ReadFull(conn, connack[:]); err != nil || connack[0] != 0x20 || connack[3] != 0 {
+		b.Fatalf("CONNACK %x: %v", connack, err)
+	}
+	d := &rawDevice{conn: conn, acks: make(chan struct{}, 65536), done: make(chan error, 1)}
+	go func() {
+		r := bufio.NewReader(conn)
+		var ack [4]byte
+		for {
+			if _, err := io.ReadFull(r, ack[:]); err != nil {
+				d.done <- err
+				close(d.acks)
+				return
+			}
+			if ack[0] != 0x40 || ack[1] != 2 {
+				d.done <- fmt.Errorf("expected a PUBACK, got %x", ack)
+				close(d.acks)
+				return
+			}
+			d.acks <- struct{}{}
+		}
+	}()
+	b.Cleanup(func() {
+		conn.Write([]byte{0xe0, 0}) // DISCONNECT
+		conn.Close()
+		<-d.done
+	})
+	return d
+}
+
+// publishAll publishes n messages on topic, at most window unacknowledged,
+// and waits for every PUBACK.
+func (d *rawDevice) publishAll(topic string, n, window int, epoch time.Time) error {
+	w := bufio.NewWriterSize(d.conn, 64<<10)
+	var payload, pkt []byte
+	outstanding := 0
+	id := uint16(0)
+	wait := func() error {
+		if _, ok := <-d.acks; !ok {
+			return fmt.Errorf("connection closed: %v", <-d.done)
+		}
+		outstanding--
+		return nil
+	}
+	for k := range n {
+		if outstanding == window {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if err := wait(); err != nil {
+				return err
+			}
+		}
+		if id++; id == 0 {
+			id = 1
+		}
+		payload = benchPayload(payload[:0], k, epoch)
+		pkt = binary.AppendUvarint(append(pkt[:0], 0x32), uint64(2+len(topic)+2+len(payload)))
+		pkt = binary.BigEndian.AppendUint16(pkt, uint16(len(topic)))
+		pkt = append(pkt, topic...)
+		pkt = binary.BigEndian.AppendUint16(pkt, id)
+		pkt = append(pkt, payload...)
+		if _, err := w.Write(pkt); err != nil {
+			return err
+		}
+		outstanding++
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for outstanding > 0 {
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// meanBatch is the mean number of messages per publish to the bus.
+func meanBatch(in *Intake) float64 {
+	var m dto.Metric
+	if err := in.m.batchSize.Write(&m); err != nil || m.GetHistogram().GetSampleCount() == 0 {
+		return 0
+	}
+	return m.GetHistogram().GetSampleSum() / float64(m.GetHistogram().GetSampleCount())
+}
+
+// BenchmarkHandle measures the intake's own work per message, without
+// MQTT or a bus: checking a telemetry payload and making its event.
+func BenchmarkHandle(b *testing.B) {
+	d := smoke
+	in, err := New(Defaults(), device.NewRegistry([]device.Device{d}, nil), newFakeBus(), nil, prometheus.NewRegistry(), quiet())
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, _ := in.devices.Get(d.ID)
+	payload := []byte(`{"ts": 1763707200123, "readings": {"smoke": 0.12, "battery": 87, "temperature": 21.5}}`)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		j := in.handle(inbound{topic: "sharpeye/devices/smoke-1/telemetry", payload: payload, received: time.Now(), dev: &e, client: "smoke-1"})
+		if j.rejected || len(j.msgs) != 1 {
+			b.Fatalf("job %+v", j)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sharpeye/console/api"
 	"sharpeye/console/auth"
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/detect"
 )
 
 // Routes registers the camera API.
@@ -19,6 +20,27 @@ func (in *Ingest) Routes(rt *api.Router) {
 	rt.Handle("GET", "/api/v1/cameras/{id}", in.handleGet)
 	rt.Handle("PUT", "/api/v1/cameras/{id}", auth.Require(in.handleUpdate, auth.Admin), api.MaxBody(16<<10))
 	rt.Handle("DELETE", "/api/v1/cameras/{id}", auth.Require(in.handleDelete, auth.Admin))
+	rt.Handle("GET", "/api/v1/cameras/{id}/snapshot", in.handleSnapshot)
+}
+
+func (in *Ingest) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
+	st, err := in.visible(r)
+	if err != nil {
+		return err
+	}
+	jpeg, err := in.Snapshot(r.Context(), st.ID)
+	switch {
+	case errors.Is(err, detect.ErrNoFFmpeg):
+		return api.Errorf(http.StatusNotImplemented, api.CodeUnavailable, "snapshots need ffmpeg, which is not installed on this node")
+	case errors.Is(err, detect.ErrNoPicture), errors.Is(err, errNoDetector):
+		return api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "no picture from camera %q: %v", st.ID, err)
+	case err != nil:
+		return err
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "no-store")
+	_, err = w.Write(jpeg)
+	return err
 }
 
 func (in *Ingest) handleList(w http.ResponseWriter, r *http.Request) error {

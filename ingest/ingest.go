@@ -6,6 +6,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -17,7 +18,10 @@ import (
 
 	"sharpeye/alerts/casedb"
 	"sharpeye/configs/conf"
+	"sharpeye/ingest/blob"
+	"sharpeye/ingest/bus"
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/detect"
 	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/stream"
 )
@@ -32,6 +36,10 @@ type Config struct {
 	GOPMaxBytes int `yaml:"gop_max_bytes"`
 	// RegistryPoll is how often cameras changed on other nodes are read.
 	RegistryPoll conf.Duration `yaml:"registry_poll"`
+	// Detect configures the video detectors run on every camera.
+	Detect detect.Config `yaml:"detect"`
+	// Blobs is where snapshots are kept.
+	Blobs blob.Config `yaml:"blobs"`
 }
 
 // Defaults returns the compiled defaults.
@@ -43,6 +51,8 @@ func Defaults() Config {
 		GOPMaxUnits:  h.MaxGOPUnits,
 		GOPMaxBytes:  h.MaxGOPBytes,
 		RegistryPoll: conf.Duration(10 * time.Second),
+		Detect:       detect.Defaults(),
+		Blobs:        blob.Defaults(),
 	}
 }
 
@@ -69,6 +79,10 @@ type Ingest struct {
 	mu   sync.Mutex
 	cams map[string]*running
 	wg   sync.WaitGroup
+
+	// detect and blobs are set by EnableDetectors.
+	detect *detect.Manager
+	blobs  *blob.Store
 }
 
 // running is one camera being pulled.
@@ -76,6 +90,7 @@ type running struct {
 	entry  camera.Entry
 	hub    *stream.Hub
 	puller *rtsp.Puller
+	det    *detect.Detector // nil when detectors are off for the camera
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -95,6 +110,23 @@ func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authoriz
 	}
 	reg.MustRegister(&collector{in: in})
 	return in
+}
+
+// EnableDetectors runs the video detectors on every camera (not on
+// on-demand cameras: watching them would keep them pulled), publishing
+// their events to out and keeping snapshots under dataDir. Call it before
+// Start.
+func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg prometheus.Registerer) error {
+	blobs, err := blob.Open(in.cfg.Blobs, dataDir, reg, in.log.With("component", "blobs"))
+	if err != nil {
+		return fmt.Errorf("ingest.blobs: %w", err)
+	}
+	m, err := detect.NewManager(in.cfg.Detect, out, blobs, reg, in.log.With("component", "detect"))
+	if err != nil {
+		return fmt.Errorf("ingest.detect: %w", err)
+	}
+	in.detect, in.blobs = m, blobs
+	return nil
 }
 
 // Registry is the camera registry.
@@ -125,6 +157,10 @@ func (in *Ingest) Start(ctx context.Context) error {
 func (in *Ingest) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return in.reg.Run(gctx, in.cfg.RegistryPoll.D()) })
+	if in.detect != nil {
+		g.Go(func() error { return in.detect.Run(gctx) })
+		g.Go(func() error { return in.blobs.Run(gctx) })
+	}
 	if in.rtsp != nil {
 		g.Go(func() error { return in.rtsp.Run(gctx) })
 	}
@@ -183,12 +219,38 @@ func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.H
 		close(r.done)
 		return
 	}
+	if in.detect != nil && !e.OnDemand {
+		d, err := in.detect.NewDetector(e.ID, detect.Meta{Name: e.Name, Region: e.Region, Grid: e.Grid, Lat: e.Lat, Lon: e.Lon, Tags: e.Tags}, hub, p.Status)
+		if err != nil {
+			in.log.Warn("camera runs without detectors", "camera", e.ID, "err", err)
+		} else {
+			r.det = d
+		}
+	}
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
 		defer close(r.done)
-		p.Run(rctx)
+		if r.det == nil {
+			p.Run(rctx)
+			return
+		}
+		var g errgroup.Group
+		g.Go(func() error { return p.Run(rctx) })
+		g.Go(func() error { return r.det.Run(rctx) })
+		g.Wait()
 	}()
+}
+
+// Snapshot returns a JPEG of the camera's current picture.
+func (in *Ingest) Snapshot(ctx context.Context, id string) ([]byte, error) {
+	in.mu.Lock()
+	r, ok := in.cams[id]
+	in.mu.Unlock()
+	if !ok || r.det == nil {
+		return nil, errNoDetector
+	}
+	return r.det.Snapshot(ctx)
 }
 
 func (r *running) stop() {
@@ -206,6 +268,8 @@ func (in *Ingest) stopAll() {
 	}
 	in.wg.Wait()
 }
+
+var errNoDetector = errors.New("snapshots are off for this camera (on-demand, disabled, or detectors not enabled)")
 
 // Lookup finds a camera's hub: for the relay and the RTSP re-serve.
 func (in *Ingest) Lookup(id string) (*stream.Hub, string, bool) {

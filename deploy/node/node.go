@@ -250,6 +250,9 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		n.health.Ready(Console)
 	case Ingest:
 		n.ingest = ingest.New(n.cfg.Ingest, n.cfg.Cameras, n.db, n.auth, n.reg, n.logs.For(Ingest))
+		if err := n.ingest.EnableDetectors(n.bus, n.cfg.DataDir, n.reg); err != nil {
+			return err
+		}
 		if err := n.ingest.Start(ctx); err != nil {
 			return err
 		}

@@ -101,6 +101,7 @@ func clone(b []byte) []byte {
 // camera's clock) to every subscriber. It never blocks. The hub takes
 // ownership of nalus.
 func (h *Hub) Publish(pts time.Duration, received time.Time, nalus [][]byte) {
+	nalus = dropEmpty(nalus)
 	h.mu.Lock()
 	if h.closed || !h.hasTrack || len(nalus) == 0 {
 		h.mu.Unlock()
@@ -275,4 +276,21 @@ func (h *Hub) Stats() Stats {
 		st.LastUnit = time.Unix(0, n).UTC()
 	}
 	return st
+}
+
+// dropEmpty removes empty NAL units (nothing downstream can use them, and
+// the bitstream parsers index their first byte).
+func dropEmpty(nalus [][]byte) [][]byte {
+	for _, n := range nalus {
+		if len(n) == 0 {
+			out := make([][]byte, 0, len(nalus))
+			for _, n := range nalus {
+				if len(n) > 0 {
+					out = append(out, n)
+				}
+			}
+			return out
+		}
+	}
+	return nalus
 }

@@ -195,3 +195,18 @@ func BenchmarkPublish100Subscribers(b *testing.B) {
 		}
 	}
 }
+
+func TestEmptyNALUnitsIgnored(t *testing.T) {
+	h := newTestHub(t)
+	s, _ := h.Subscribe(4)
+	h.Publish(0, time.Now(), [][]byte{{}, idr, nil})
+	h.Publish(0, time.Now(), [][]byte{{}})
+	if u := recv(t, s); len(u.NALUs) != 3 || !u.Key { // SPS, PPS, IDR
+		t.Fatalf("unit %x", u.NALUs)
+	}
+	select {
+	case u := <-s.Units():
+		t.Fatalf("an all-empty unit was published: %+v", u)
+	default:
+	}
+}

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/configs/conf"
+	"sharpeye/console/auth"
+	"sharpeye/deploy/testpeer"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/event"
+	"sharpeye/ingest/simcam"
+)
+
+// TestDetectorEventsOnTheBus: a camera that never answers becomes a
+// camera.offline event on the bus, with the camera's place; with ffmpeg,
+// a live camera's snapshot is served as a JPEG.
+func TestDetectorEventsOnTheBus(t *testing.T) {
+	sim, err := simcam.NewServer(simcam.Config{Address: "127.0.0.1:0"}, discardLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	clip, _ := simcam.Load("street-360p.h264")
+	sim.Add(simcam.NewCamera("gate", clip))
+
+	n := startNode(t, casedb.SQLite, func(c *Config) {
+		c.Cameras = []camera.Camera{
+			{ID: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "lanxi/dongcheng", Grid: "grid-01"},
+			{ID: "dead", URL: "rtsp://127.0.0.1:1/none", Transport: "tcp", Region: "lanxi/nanshan", Grid: "grid-11"},
+		}
+		c.Ingest.Detect.Health.OfflineAfter = conf.Duration(time.Second)
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		offline *event.Event
+	)
+	found := make(chan struct{})
+	go n.Bus().Consume(ctx, "test", []string{bus.TopicEvents}, 100, 50*time.Millisecond, func(_ context.Context, msgs []bus.Message) error {
+		for _, m := range msgs {
+			e, err := event.Decode(m.Value)
+			if err != nil {
+				t.Errorf("undecodable event on the bus: %v", err)
+				continue
+			}
+			if e.Type == "camera.offline" && e.Source.ID == "dead" {
+				mu.Lock()
+				if offline == nil {
+					offline = e
+					close(found)
+				}
+				mu.Unlock()
+			}
+		}
+		return nil
+	})
+	select {
+	case <-found:
+	case <-ctx.Done():
+		t.Fatal("no camera.offline event for a camera that never answered")
+	}
+	mu.Lock()
+	if offline.Location.Region != "lanxi/nanshan" || offline.Location.Grid != "grid-11" || offline.Source.Kind != event.SourceCamera {
+		t.Fatalf("offline event %+v", offline)
+	}
+	mu.Unlock()
+
+	if !testpeer.Enabled(testpeer.FFmpeg) {
+		return
+	}
+	if _, err := n.Auth().EnsureUser(context.Background(), auth.NewUser{Username: "admin", Password: "admin-password-1", Role: auth.Admin}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, n)
+	c.do("POST", "/api/v1/auth/login", strings.NewReader(`{"username":"admin","password":"admin-password-1"}`))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, body := c.do("GET", "/api/v1/cameras/gate/snapshot", nil)
+		if res.StatusCode == 200 {
+			if res.Header.Get("Content-Type") != "image/jpeg" || !bytes.HasPrefix(body, []byte{0xff, 0xd8}) {
+				t.Fatalf("snapshot: %s %x", res.Header.Get("Content-Type"), body[:min(8, len(body))])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot: %d %s", res.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res, _ := c.do("GET", "/api/v1/cameras/dead/snapshot", nil); res.StatusCode != 503 {
+		t.Fatalf("snapshot of an offline camera: %d", res.StatusCode)
+	}
+}

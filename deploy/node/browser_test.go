@@ -44,11 +44,25 @@ func browser(t *testing.T) context.Context {
 	if bin == "" {
 		t.Fatal("chromium switched on but not installed")
 	}
+	// Not t.TempDir: Chromium's helpers may still write to the profile for
+	// a moment after it exits. Registered first, this cleanup runs last.
+	profile, err := os.MkdirTemp("", "sharpeye-chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 800),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
@@ -77,10 +91,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot: %s", path)
 }
 
-// startNodeWithCameras runs a node whose cameras are simulated.
-func startNodeWithCameras(t *testing.T, fixtures map[string]string) *Node {
+// startSim serves simulated cameras (id -> fixture) for one test.
+func startSim(t *testing.T, cfg simcam.Config, fixtures map[string]string) *simcam.Server {
 	t.Helper()
-	sim, err := simcam.NewServer(simcam.Config{Address: "127.0.0.1:0"}, discardLog)
+	cfg.Address = "127.0.0.1:0"
+	sim, err := simcam.NewServer(cfg, discardLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,13 +103,24 @@ func startNodeWithCameras(t *testing.T, fixtures map[string]string) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(sim.Close)
-	var cams []camera.Camera
 	for id, fixture := range fixtures {
 		clip, err := simcam.Load(fixture)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sim.Add(simcam.NewCamera(id, clip))
+		if err := sim.Add(simcam.NewCamera(id, clip)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sim
+}
+
+// startNodeWithCameras runs a node whose cameras are simulated.
+func startNodeWithCameras(t *testing.T, fixtures map[string]string) *Node {
+	t.Helper()
+	sim := startSim(t, simcam.Config{}, fixtures)
+	var cams []camera.Camera
+	for id := range fixtures {
 		cams = append(cams, camera.Camera{ID: id, Name: id, URL: sim.URL(id), Transport: "tcp", Region: "lanxi/dongcheng"})
 	}
 	return startNode(t, casedb.SQLite, func(c *Config) { c.Cameras = cams })

@@ -20,17 +20,7 @@ import (
 func TestCameraAPI(t *testing.T) {
 	for _, driver := range casedbtest.Drivers() {
 		t.Run(driver, func(t *testing.T) {
-			sim, err := simcam.NewServer(simcam.Config{Address: "127.0.0.1:0", Username: "admin", Password: "hik12345"}, discardLog)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := sim.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer sim.Close()
-			clip, _ := simcam.Load("street-360p.h264")
-			sim.Add(simcam.NewCamera("north-gate", clip))
-			sim.Add(simcam.NewCamera("south-gate", clip))
+			sim := startSim(t, simcam.Config{Username: "admin", Password: "hik12345"}, map[string]string{"north-gate": "street-360p.h264", "south-gate": "street-360p.h264"})
 			bare := strings.Replace(sim.URL("x"), "admin:hik12345@", "", 1)
 			bare = strings.TrimSuffix(bare, "/x")
 

@@ -22,16 +22,7 @@ import (
 // camera.offline event on the bus, with the camera's place; with ffmpeg,
 // a live camera's snapshot is served as a JPEG.
 func TestDetectorEventsOnTheBus(t *testing.T) {
-	sim, err := simcam.NewServer(simcam.Config{Address: "127.0.0.1:0"}, discardLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	clip, _ := simcam.Load("street-360p.h264")
-	sim.Add(simcam.NewCamera("gate", clip))
+	sim := startSim(t, simcam.Config{}, map[string]string{"gate": "street-360p.h264"})
 
 	n := startNode(t, casedb.SQLite, func(c *Config) {
 		c.Cameras = []camera.Camera{

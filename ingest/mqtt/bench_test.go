@@ -71,12 +71,19 @@ func (l *latencyBus) Publish(ctx context.Context, msgs ...bus.Message) error {
 // bus. It reports the rate and the time from publish to the bus (50th and
 // 99th percentiles). BenchmarkIntakePaho is the same with paho clients.
 func BenchmarkIntake(b *testing.B) {
-	const (
-		devices = 50
-		window  = 4
-	)
-	lb, h, devs := benchSetup(b, devices)
-	clients := make([]*rawDevice, devices)
+	lb, h, devs := benchSetup(b, benchDevices)
+	runRawDevices(b, lb, h, devs)
+}
+
+const (
+	benchDevices = 50
+	benchWindow  = 4
+)
+
+// runRawDevices has every device publish its share of b.N messages, with
+// benchWindow unacknowledged at most, and reports the figures.
+func runRawDevices(b *testing.B, lb *latencyBus, h *harness, devs []device.Device) {
+	clients := make([]*rawDevice, len(devs))
 	for i, d := range devs {
 		clients[i] = dialRaw(b, h.in.Addr(), d.ID, "bench-pass-1", d.ID)
 	}
@@ -85,9 +92,9 @@ func BenchmarkIntake(b *testing.B) {
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		topic := "sharpeye/devices/" + devs[i].ID + "/telemetry"
-		n := share(b.N, devices, i)
+		n := share(b.N, len(devs), i)
 		wg.Go(func() {
-			if err := c.publishAll(topic, n, window, lb.epoch); err != nil {
+			if err := c.publishAll(topic, n, benchWindow, lb.epoch); err != nil {
 				b.Error(err)
 			}
 		})
@@ -100,10 +107,6 @@ func BenchmarkIntake(b *testing.B) {
 // (the demo's default: a durable SQLite log): an event counts when it is
 // durable there.
 func BenchmarkIntakeEmbeddedBus(b *testing.B) {
-	const (
-		devices = 50
-		window  = 4
-	)
 	bcfg := bus.Defaults()
 	if os.Getenv("SHARPEYE_BENCH_BUS_SYNC") == "normal" {
 		bcfg.Synchronous = bus.SyncNormal
@@ -116,39 +119,16 @@ func BenchmarkIntakeEmbeddedBus(b *testing.B) {
 	done := make(chan struct{})
 	go func() { eb.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	lb := &latencyBus{epoch: time.Now(), next: eb}
-	devs := make([]device.Device, devices)
-	for i := range devs {
-		devs[i] = device.Device{ID: fmt.Sprintf("sensor-%03d", i), Kind: device.KindWaterLevel, Region: "huangpi/wangjiahe", Grid: "g-0001",
-			Lat: ptr(30.8), Lon: ptr(114.3), Password: conf.Secret("bench-pass-1"), Tags: []string{"river"}}
-	}
-	h := start(b, setup{devices: devs, prod: lb})
-	clients := make([]*rawDevice, devices)
-	for i, d := range devs {
-		clients[i] = dialRaw(b, h.in.Addr(), d.ID, "bench-pass-1", d.ID)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for i, c := range clients {
-		topic := "sharpeye/devices/" + devs[i].ID + "/telemetry"
-		n := share(b.N, devices, i)
-		wg.Go(func() {
-			if err := c.publishAll(topic, n, window, lb.epoch); err != nil {
-				b.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	benchReport(b, lb, h)
+	lb, h, devs := benchSetupOn(b, benchDevices, &latencyBus{epoch: time.Now(), next: eb})
+	runRawDevices(b, lb, h, devs)
 }
 
 // BenchmarkIntakePaho is BenchmarkIntake with paho clients as the devices
 // (they take about a third of the machine themselves).
 func BenchmarkIntakePaho(b *testing.B) {
 	const (
-		devices = 50
-		window  = 4
+		devices = benchDevices
+		window  = benchWindow
 	)
 	lb, h, devs := benchSetup(b, devices)
 	clients := make([]paho.Client, devices)
@@ -182,7 +162,10 @@ func BenchmarkIntakePaho(b *testing.B) {
 }
 
 func benchSetup(b *testing.B, n int) (*latencyBus, *harness, []device.Device) {
-	lb := &latencyBus{epoch: time.Now()}
+	return benchSetupOn(b, n, &latencyBus{epoch: time.Now()})
+}
+
+func benchSetupOn(b *testing.B, n int, lb *latencyBus) (*latencyBus, *harness, []device.Device) {
 	devs := make([]device.Device, n)
 	for i := range devs {
 		devs[i] = device.Device{ID: fmt.Sprintf("sensor-%03d", i), Kind: device.KindWaterLevel, Region: "huangpi/wangjiahe", Grid: "g-0001",

@@ -255,3 +255,21 @@ func FromMillis(ms int64) time.Time {
 	}
 	return time.UnixMilli(ms).UTC()
 }
+
+// Poll calls load every interval until ctx ends: how registries kept in
+// the case database see changes made on other nodes. A failure of load
+// ends the poll (and the role running it) unless ctx is already done.
+func Poll(ctx context.Context, interval time.Duration, load func(context.Context) error) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := load(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
+		}
+	}
+}

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -67,4 +70,22 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 func (s *Secret) UnmarshalText(text []byte) error {
 	*s = Secret(text)
 	return nil
+}
+
+var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
+
+// RedactURLs removes the user information from every URL in s (a log
+// line, an error message): camera and database URLs carry passwords.
+func RedactURLs(s string) string {
+	return urlInText.ReplaceAllStringFunc(s, func(raw string) string {
+		u, err := url.Parse(raw)
+		if err != nil || u.User == nil {
+			if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
+				return raw[:i+3] + "<redacted>@" + raw[j+1:]
+			}
+			return raw
+		}
+		u.User = url.User("<redacted>")
+		return strings.Replace(u.String(), "%3Credacted%3E", "<redacted>", 1)
+	})
 }

@@ -73,7 +73,7 @@ func Main(args []string, stdout, stderr io.Writer, environ []string) int {
 		fmt.Fprintf(stderr, "sharpeye: %d configuration error(s)\n", len(ce))
 		return 1
 	}
-	fmt.Fprintf(stderr, "sharpeye: %v\n", RedactURLs(err.Error()))
+	fmt.Fprintf(stderr, "sharpeye: %v\n", conf.RedactURLs(err.Error()))
 	return 1
 }
 

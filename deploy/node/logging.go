@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -131,24 +130,7 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 		return slog.String(a.Key, "<redacted>")
 	}
 	if strings.Contains(s, "://") && strings.Contains(s, "@") {
-		return slog.String(a.Key, RedactURLs(s))
+		return slog.String(a.Key, conf.RedactURLs(s))
 	}
 	return a
-}
-
-var urlInText = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>]+`)
-
-// RedactURLs removes the user information from every URL in s.
-func RedactURLs(s string) string {
-	return urlInText.ReplaceAllStringFunc(s, func(raw string) string {
-		u, err := url.Parse(raw)
-		if err != nil || u.User == nil {
-			if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
-				return raw[:i+3] + "<redacted>@" + raw[j+1:]
-			}
-			return raw
-		}
-		u.User = url.User("<redacted>")
-		return strings.Replace(u.String(), "%3Credacted%3E", "<redacted>", 1)
-	})
 }

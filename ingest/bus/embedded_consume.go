@@ -67,7 +67,7 @@ func (e *Embedded) Consume(ctx context.Context, group string, topics []string, m
 			// The batch will be delivered again: at least once.
 			e.log.Error("commit consumer offsets", "group", group, "err", err)
 			e.metrics.commitErrors.WithLabelValues(group).Inc()
-			if err := sleepCtx(ctx, e.cfg.RetryBackoffMin.D()); err != nil {
+			if err := SleepCtx(ctx, e.cfg.RetryBackoffMin.D()); err != nil {
 				return end(err)
 			}
 		}
@@ -86,9 +86,9 @@ func (e *Embedded) handle(ctx context.Context, m *member, msgs []Message, h Hand
 			return ctx.Err()
 		}
 		e.metrics.handlerErrors.WithLabelValues(m.g.name).Inc()
-		d := backoff(attempt, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D())
+		d := Backoff(attempt, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D())
 		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", len(msgs), "attempt", attempt+1, "retry_in", d, "err", err)
-		if err := sleepCtx(ctx, d); err != nil {
+		if err := SleepCtx(ctx, d); err != nil {
 			return err
 		}
 	}
@@ -392,9 +392,9 @@ func decodeHeaders(b []byte) (map[string]string, error) {
 	return h, nil
 }
 
-// backoff returns the wait before retry attempt+1: min doubled attempt
-// times, at most max.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
+// Backoff returns the wait before retry attempt+1: lo doubled attempt
+// times, at most hi.
+func Backoff(attempt int, lo, hi time.Duration) time.Duration {
 	d := lo
 	for range attempt {
 		d *= 2
@@ -405,8 +405,8 @@ func backoff(attempt int, lo, hi time.Duration) time.Duration {
 	return min(d, hi)
 }
 
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// SleepCtx waits for d or until ctx ends.
+func SleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

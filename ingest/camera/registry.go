@@ -156,18 +156,7 @@ func sameEntries(a, b map[string]Entry) bool {
 // Run reloads the stored cameras every interval until ctx ends, so that
 // cameras changed on another node apply here too.
 func (r *Registry) Run(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := r.Load(ctx); err != nil && ctx.Err() == nil {
-				return err
-			}
-		}
-	}
+	return casedb.Poll(ctx, interval, r.Load)
 }
 
 func (r *Registry) store(ctx context.Context, c Camera, version int64, create bool) (Entry, error) {

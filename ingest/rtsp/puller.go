@@ -173,7 +173,7 @@ func (p *Puller) Run(ctx context.Context) error {
 		if errors.As(err, &re) {
 			state = StateError
 		}
-		reason := camera.RedactURL(errString(err))
+		reason := conf.RedactURLs(errString(err))
 		p.setState(state, reason)
 		p.reconnects.Add(1)
 		p.log.Warn("camera session ended", "state", state, "reason", reason, "retry_in", backoff.Round(time.Millisecond))
@@ -235,7 +235,7 @@ func (p *Puller) setState(s State, reason string) {
 func (p *Puller) session(ctx context.Context) error {
 	u, err := base.ParseURL(p.cam.URL)
 	if err != nil {
-		return &camError{"bad url: " + camera.RedactURL(err.Error())}
+		return &camError{"bad url: " + conf.RedactURLs(err.Error())}
 	}
 	if user, pass := p.cam.Credentials(); user != "" {
 		u.User = url.UserPassword(user, pass)
@@ -250,7 +250,7 @@ func (p *Puller) session(ctx context.Context) error {
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
 		OnTransportSwitch: func(err error) {
 			p.transport.Store("tcp")
-			p.log.Info("switched to RTSP over TCP", "reason", camera.RedactURL(err.Error()))
+			p.log.Info("switched to RTSP over TCP", "reason", conf.RedactURLs(err.Error()))
 		},
 	}
 	p.transport.Store("udp")
@@ -297,9 +297,6 @@ func (p *Puller) session(ctx context.Context) error {
 		now := time.Now()
 		p.packets.Add(1)
 		p.lastPacket.Store(now.UnixNano())
-		p.mu.Lock()
-		p.jitter.add(now, pkt.Timestamp)
-		p.mu.Unlock()
 		// The time decoder must see every packet: it starts on the first
 		// one that begins a keyframe.
 		pts, ok := c.PacketPTS(m, pkt)
@@ -313,6 +310,7 @@ func (p *Puller) session(ctx context.Context) error {
 		}
 		key := stream.IsKey(track.Codec, au)
 		p.mu.Lock()
+		p.jitter.add(now, pkt.Timestamp)
 		p.rate.add(now, size, key)
 		p.mu.Unlock()
 		p.hub.Publish(pts, now, au)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,7 +77,7 @@ func newPostgresDB(t testing.TB) string {
 	}
 	defer db.Close()
 	name := "sharpeye_test_" + rand.Text()[:12]
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+lower(name)); err != nil {
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+strings.ToLower(name)); err != nil {
 		t.Fatalf("postgres switched on but unusable at %s: %v", admin, err)
 	}
 	t.Cleanup(func() {
@@ -87,7 +88,7 @@ func newPostgresDB(t testing.TB) string {
 		defer db.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+lower(name)+" WITH (FORCE)"); err != nil {
+		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+strings.ToLower(name)+" WITH (FORCE)"); err != nil {
 			t.Logf("drop test database: %v", err)
 		}
 	})
@@ -95,16 +96,6 @@ func newPostgresDB(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("%s: %v", PostgresEnv, err)
 	}
-	u.Path = "/" + lower(name)
+	u.Path = "/" + strings.ToLower(name)
 	return u.String()
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }

@@ -48,7 +48,7 @@ func (b *Bus) Consume(ctx context.Context, group string, topics []string, maxBat
 		if attempt == 0 {
 			log.Warn("create topics before consuming; retrying", "topics", topics, "err", err)
 		}
-		if sleepCtx(ctx, backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())) != nil {
+		if bus.SleepCtx(ctx, bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())) != nil {
 			return nil
 		}
 		b.transport.CloseIdleConnections() // see deliver
@@ -92,7 +92,7 @@ func (b *Bus) Consume(ctx context.Context, group string, topics []string, maxBat
 				lastLog = time.Now()
 				log.Warn("fetch messages; retrying", "err", err)
 			}
-			if sleepCtx(ctx, backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())) != nil {
+			if bus.SleepCtx(ctx, bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())) != nil {
 				return nil
 			}
 			attempt++
@@ -154,9 +154,9 @@ func (b *Bus) handle(ctx context.Context, group string, batch []kafka.Message, h
 			return ctx.Err()
 		}
 		b.metrics.handlerErrors.WithLabelValues(group).Inc()
-		d := backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())
+		d := bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())
 		b.log.Warn("handler failed; batch will be delivered again", "group", group, "messages", len(msgs), "attempt", attempt+1, "retry_in", d, "err", err)
-		if err := sleepCtx(ctx, d); err != nil {
+		if err := bus.SleepCtx(ctx, d); err != nil {
 			return err
 		}
 	}

@@ -579,7 +579,7 @@ func (b *Bus) drain(ctx context.Context) {
 		msgs, pos, err := sp.read(drainBatch, drainBytes)
 		if err != nil {
 			b.log.Error("read spool", "err", err)
-			if sleepCtx(ctx, b.cfg.RetryBackoffMax.D()) != nil {
+			if bus.SleepCtx(ctx, b.cfg.RetryBackoffMax.D()) != nil {
 				return
 			}
 			continue
@@ -647,7 +647,7 @@ func (b *Bus) deliver(ctx context.Context, msgs []bus.Message) error {
 			lastLog = time.Now()
 			b.log.Warn("deliver spooled messages; retrying", "messages", len(pending), "attempt", attempt+1, "err", err)
 		}
-		if err := sleepCtx(ctx, backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())); err != nil {
+		if err := bus.SleepCtx(ctx, bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())); err != nil {
 			return err
 		}
 		// A transport that never reached the cluster keeps answering
@@ -683,30 +683,5 @@ func (b *Bus) reject(m bus.Message, reason error) {
 	}
 	if err := f.Sync(); err != nil {
 		b.log.Error("set aside rejected message", "err", err)
-	}
-}
-
-// backoff returns the wait before retry attempt+1: lo doubled attempt
-// times, at most hi.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for range attempt {
-		d *= 2
-		if d >= hi || d <= 0 {
-			return hi
-		}
-	}
-	return min(d, hi)
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

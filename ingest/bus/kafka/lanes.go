@@ -270,7 +270,7 @@ func (b *Bus) produceRequest(ctx context.Context, tp topicPart, msgs []bus.Messa
 		if attempt+1 >= produceAttempts || !retriable(err) {
 			return fmt.Errorf("produce to %s/%d: %w", tp.topic, tp.part, err)
 		}
-		if err := sleepCtx(ctx, backoff(attempt, b.cfg.RetryBackoffMin.D(), min(b.cfg.RetryBackoffMax.D(), time.Second))); err != nil {
+		if err := bus.SleepCtx(ctx, bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), min(b.cfg.RetryBackoffMax.D(), time.Second))); err != nil {
 			return err
 		}
 	}

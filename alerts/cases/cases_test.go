@@ -341,7 +341,6 @@ func TestTimersLadderExactlyOnce(t *testing.T) {
 	})
 }
 
-
 func smokeEvent(at time.Time, grid string, smoke float64) *event.Event {
 	e := event.New(event.SourceDevice, "lx-smoke-1", "telemetry")
 	e.Time = event.NewTime(at)

@@ -324,7 +324,7 @@ func tasks(ctx context.Context, q querier, caseID string) ([]Task, error) {
 	out := []Task{}
 	for rows.Next() {
 		var (
-			k                                  Task
+			k                                 Task
 			deadline, created, accepted, done int64
 		)
 		if err := rows.Scan(&k.ID, &k.Department, &k.Title, &k.State, &deadline, &k.Outcome, &created, &accepted, &done); err != nil {

@@ -49,7 +49,7 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 		return nil, "", errors.New("alert without events")
 	}
 	if _, ok := s.cfg.playbook(a.Category); !ok {
-		return nil, "", fmt.Errorf("rule %s: unknown case category %q (no playbook)", a.Rule, a.Category)
+		return nil, "", fmt.Errorf("rule %s: %w %q (no playbook)", a.Rule, ErrUnknownCategory, a.Category)
 	}
 	var (
 		out     []Change

@@ -18,6 +18,8 @@ import (
 var (
 	ErrNotFound = errors.New("case not found")
 	ErrStale    = errors.New("the case changed since it was read")
+	// ErrUnknownCategory is an alert whose category has no playbook.
+	ErrUnknownCategory = errors.New("unknown case category")
 )
 
 // txn is one database transaction with "?" placeholders rebound.

@@ -170,6 +170,9 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 	cfg.Cameras = append(cfg.Cameras, cams...)
 	devices := demoDeviceRecords()
 	cfg.Devices = append(cfg.Devices, devices...)
+	if err := demoAlerts(&cfg.Alerts); err != nil {
+		return err
+	}
 	n := New(cfg, Options{}, logs)
 	return runUntilSignal(n, func(ctx context.Context) error {
 		pw := password

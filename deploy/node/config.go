@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"sharpeye/alerts"
 	"sharpeye/alerts/casedb"
 	"sharpeye/configs/conf"
 	"sharpeye/console/api"
@@ -45,6 +46,7 @@ type Config struct {
 	Relay   relay.Config  `yaml:"relay"`
 	Bus     BusConfig     `yaml:"bus"`
 	MQTT    mqtt.Config   `yaml:"mqtt"`
+	Alerts  alerts.Config `yaml:"alerts"`
 	// Cameras are the cameras of the configuration file; more can be
 	// added through the API.
 	Cameras []camera.Camera `yaml:"cameras"`
@@ -66,6 +68,7 @@ func Defaults() Config {
 		Relay:   relay.Defaults(),
 		Bus:     BusConfig{Driver: "embedded", Embedded: bus.Defaults(), Kafka: kafka.Defaults()},
 		MQTT:    mqtt.Defaults(),
+		Alerts:  alerts.Defaults(),
 		Devices: device.List{},
 		Cameras: []camera.Camera{},
 	}

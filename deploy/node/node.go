@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"sharpeye/alerts"
 	"sharpeye/alerts/casedb"
 	"sharpeye/console/api"
 	"sharpeye/console/auth"
@@ -94,6 +95,7 @@ type Node struct {
 	bus        bus.Bus
 	devices    *device.Registry
 	mqtt       *mqtt.Intake
+	alerts     *alerts.Alerts
 	components []component
 	started    bool
 }
@@ -197,6 +199,9 @@ func (n *Node) Bus() bus.Bus { return n.bus }
 // Ingest is the ingest role (after Start, when the node runs it).
 func (n *Node) Ingest() *ingest.Ingest { return n.ingest }
 
+// Alerts is the alerts role (after Start, when the node runs it).
+func (n *Node) Alerts() *alerts.Alerts { return n.alerts }
+
 // Auth is the authentication service (after Start).
 func (n *Node) Auth() *auth.Service { return n.auth }
 
@@ -282,9 +287,24 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 			return nil
 		}})
 	case Alerts:
-		// Their capabilities land with their issues; until then the role
-		// has nothing to run and is ready at once.
-		n.health.Ready(role)
+		a, err := alerts.New(n.cfg.Alerts, n.db, n.bus, n.reg, n.logs.For(Alerts))
+		if err != nil {
+			return err
+		}
+		if err := a.Start(ctx, n.reg); err != nil {
+			return err
+		}
+		n.alerts = a
+		a.Routes(n.router)
+		n.health.Starting(Alerts)
+		n.components = append(n.components, component{Alerts, a.Run}, component{"alerts-ready", func(ctx context.Context) error {
+			select {
+			case <-a.Consuming():
+				n.health.Ready(Alerts)
+			case <-ctx.Done():
+			}
+			return nil
+		}})
 	}
 	return nil
 }

@@ -1,0 +1,58 @@
+package outbox
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the dispatcher's; the sink label is "bus" or
+// "webhook:<name>".
+type metrics struct {
+	pending      *prometheus.GaugeVec
+	webhookLag   *prometheus.GaugeVec
+	lagSeconds   *prometheus.GaugeVec
+	delivered    *prometheus.CounterVec
+	failures     *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
+	pruned       prometheus.Counter
+	leader       prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sharpeye_outbox_pending_records", Help: "Outbox records a sink has yet to deliver.",
+		}, []string{"sink"}),
+		webhookLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sharpeye_outbox_webhook_lag_records", Help: "Outbox records a webhook subscriber has yet to receive (or be skipped).",
+		}, []string{"subscriber"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sharpeye_outbox_lag_seconds", Help: "Age of the oldest record a sink has yet to deliver; 0 when it is up to date.",
+		}, []string{"sink"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharpeye_outbox_delivered_records_total", Help: "Outbox records delivered by a sink (skipped by type not counted).",
+		}, []string{"sink"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharpeye_outbox_delivery_failures_total", Help: "Failed delivery attempts, to be retried.",
+		}, []string{"sink"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharpeye_outbox_dead_lettered_total", Help: "Records a webhook subscriber refused for good (4xx), kept in outbox_dead_letters.",
+		}, []string{"sink"}),
+		pruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_outbox_pruned_records_total", Help: "Records deleted after every sink delivered them and retention passed.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sharpeye_outbox_lease_held", Help: "1 while this node holds the outbox lease and delivers.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.pending, m.webhookLag, m.lagSeconds, m.delivered, m.failures, m.deadLettered, m.pruned, m.leader} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register outbox metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,218 @@
+package rules
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/ingest/event"
+)
+
+// StateStore keeps the engine's per-group state across restarts: one JSON
+// record per rule and group key.
+type StateStore interface {
+	// LoadState returns every stored record.
+	LoadState(ctx context.Context) ([]StateRecord, error)
+	// SaveState writes upserts and removes deletes, atomically.
+	SaveState(ctx context.Context, upserts []StateRecord, deletes []StateKey) error
+}
+
+// StateKey names one group's state.
+type StateKey struct {
+	Rule string
+	Key  string
+}
+
+// StateRecord is one group's state.
+type StateRecord struct {
+	StateKey
+	State   []byte    // JSON
+	Updated time.Time // event time of the group's newest event
+}
+
+// maxSeen bounds the event ids remembered per group to skip redeliveries.
+const maxSeen = 256
+
+// maxPending bounds the unpaired events kept per side of a correlation.
+const maxPending = 16
+
+// group is the state of one rule for one group key.
+type group struct {
+	Fingerprint string `json:"fp"`
+	// Last is the newest event time seen for the group (Unix ms).
+	Last int64 `json:"last"`
+	// Window holds the matching events of a count rule, oldest first.
+	Window []*entry `json:"window,omitempty"`
+	// Holding, Since and Held are a for rule's episode: since when the
+	// condition holds and its latest event; Fired once it fired.
+	Holding bool   `json:"holding,omitempty"`
+	Since   int64  `json:"since,omitempty"`
+	Held    *entry `json:"held,omitempty"`
+	Fired   bool   `json:"fired,omitempty"`
+	// A and B are a correlation's unpaired events (primary and second).
+	A []*entry `json:"a,omitempty"`
+	B []*entry `json:"b,omitempty"`
+	// HasFired and LastFire give the cooldown.
+	HasFired bool  `json:"has_fired,omitempty"`
+	LastFire int64 `json:"last_fire,omitempty"`
+	// Labels are the inhibits.equal values of the last firing.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Seen are the ids of the events that changed this state, newest last.
+	Seen []string `json:"seen,omitempty"`
+
+	seen map[string]struct{}
+}
+
+func (g *group) isSeen(id string) bool {
+	if g.seen == nil {
+		g.seen = make(map[string]struct{}, len(g.Seen))
+		for _, s := range g.Seen {
+			g.seen[s] = struct{}{}
+		}
+	}
+	_, ok := g.seen[id]
+	return ok
+}
+
+func (g *group) markSeen(id string) {
+	g.isSeen(id) // builds the map
+	g.Seen = append(g.Seen, id)
+	g.seen[id] = struct{}{}
+	if n := len(g.Seen) - maxSeen; n > 0 {
+		for _, old := range g.Seen[:n] {
+			delete(g.seen, old)
+		}
+		g.Seen = slices.Delete(g.Seen, 0, n)
+	}
+}
+
+// entry is one event kept in state: its id, time and (so that a firing
+// after a restart has complete events) its encoding.
+type entry struct {
+	ID string          `json:"id"`
+	T  int64           `json:"t"`
+	Ev json.RawMessage `json:"ev,omitempty"`
+
+	ev *event.Event
+}
+
+func newEntry(e *event.Event) *entry {
+	return &entry{ID: e.ID.String(), T: e.Time.UnixMilli(), ev: e}
+}
+
+// event returns the entry's event, decoding it when it came from the store.
+func (en *entry) event() *event.Event {
+	if en.ev == nil && len(en.Ev) > 0 {
+		if e, err := event.Decode(en.Ev); err == nil {
+			en.ev = e
+		}
+	}
+	return en.ev
+}
+
+// encode fills Ev before the entry is stored.
+func (en *entry) encode() {
+	if en.Ev == nil && en.ev != nil {
+		if b, err := en.ev.Encode(); err == nil && len(b) <= event.MaxSize {
+			en.Ev = b
+		}
+	}
+}
+
+func (g *group) marshal() ([]byte, error) {
+	for _, s := range [][]*entry{g.Window, g.A, g.B, {g.Held}} {
+		for _, en := range s {
+			if en != nil {
+				en.encode()
+			}
+		}
+	}
+	return json.Marshal(g)
+}
+
+// SQLState is the StateStore in the case database (table rule_state).
+type SQLState struct {
+	db *casedb.DB
+}
+
+// NewSQLState returns the state store in db.
+func NewSQLState(db *casedb.DB) *SQLState { return &SQLState{db: db} }
+
+// LoadState implements StateStore.
+func (s *SQLState) LoadState(ctx context.Context) ([]StateRecord, error) {
+	rows, err := s.db.Query(ctx, "SELECT rule_id, group_key, state, updated_at FROM rule_state")
+	if err != nil {
+		return nil, fmt.Errorf("load rule state: %w", err)
+	}
+	defer rows.Close()
+	var out []StateRecord
+	for rows.Next() {
+		var r StateRecord
+		var st string
+		var ms int64
+		if err := rows.Scan(&r.Rule, &r.Key, &st, &ms); err != nil {
+			return nil, fmt.Errorf("load rule state: %w", err)
+		}
+		r.State = []byte(st)
+		r.Updated = casedb.FromMillis(ms)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load rule state: %w", err)
+	}
+	return out, nil
+}
+
+// SaveState implements StateStore.
+func (s *SQLState) SaveState(ctx context.Context, upserts []StateRecord, deletes []StateKey) error {
+	if len(upserts) == 0 && len(deletes) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("save rule state: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.save(ctx, tx, upserts, deletes); err != nil {
+		return fmt.Errorf("save rule state: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("save rule state: %w", err)
+	}
+	return nil
+}
+
+func (s *SQLState) save(ctx context.Context, tx *sql.Tx, upserts []StateRecord, deletes []StateKey) error {
+	if len(deletes) > 0 {
+		del, err := tx.PrepareContext(ctx, s.db.Rebind("DELETE FROM rule_state WHERE rule_id = ? AND group_key = ?"))
+		if err != nil {
+			return err
+		}
+		defer del.Close()
+		for _, k := range deletes {
+			if _, err := del.ExecContext(ctx, k.Rule, k.Key); err != nil {
+				return err
+			}
+		}
+	}
+	if len(upserts) > 0 {
+		up, err := tx.PrepareContext(ctx, s.db.Rebind(`INSERT INTO rule_state (rule_id, group_key, state, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`))
+		if err != nil {
+			return err
+		}
+		defer up.Close()
+		for _, r := range upserts {
+			if _, err := up.ExecContext(ctx, r.Rule, r.Key, string(r.State), casedb.Millis(r.Updated)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var _ StateStore = (*SQLState)(nil)

@@ -1,0 +1,135 @@
+package rules_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/alerts/casedb/casedbtest"
+	"sharpeye/alerts/rules"
+	"sharpeye/ingest/event"
+)
+
+const durableRules = motionCount + `
+- id: offline
+  name: 摄像机离线
+  match: {types: [camera.offline]}
+  cooldown: 10m
+  case: {category: equipment_fault, risk: 30}
+`
+
+// stored returns a new engine over the state in db, as after a restart.
+func stored(t testing.TB, db *casedb.DB, reg *prometheus.Registry) *rules.Engine {
+	t.Helper()
+	var r prometheus.Registerer
+	if reg != nil {
+		r = reg
+	}
+	e, err := rules.NewEngine(compile(t, durableRules), rules.NewSQLState(db), r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Load(t.Context()); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return e
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	for _, driver := range casedbtest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			db := casedbtest.Open(t, driver)
+			first := motion(t, "cam-1", named("村口"), tags("school"))
+			off := ev(t, event.SourceCamera, "cam-2", "camera.offline")
+			if fs := process(t, stored(t, db, nil), first, motion(t, "cam-1", after(10*time.Second)), off); len(fs) != 1 {
+				t.Fatalf("first run: %v, want only the offline firing", keys(fs))
+			}
+
+			// Restart: the third event completes the window; the camera is still
+			// in its cooldown.
+			e := stored(t, db, nil)
+			fs := process(t, e, motion(t, "cam-1", after(20*time.Second)), ev(t, event.SourceCamera, "cam-2", "camera.offline", after(5*time.Minute)))
+			want := []string{"motion-3|source=camera:cam-1 new", "offline|source=camera:cam-2 repeat"}
+			if got := keys(fs); !slices.Equal(got, want) {
+				t.Fatalf("after restart: %q, want %q", got, want)
+			}
+			// The events stored before the restart come back complete.
+			got := fs[0].Events[0]
+			if len(fs[0].Events) != 3 || got.ID != first.ID || got.Source.Name != "村口" || !slices.Equal(got.Tags, []string{"school"}) || !got.Time.Equal(first.Time.Time) {
+				t.Errorf("first event after restart: %+v, want %+v", got, first)
+			}
+		})
+	}
+}
+
+func TestDuplicateBatchSkipped(t *testing.T) {
+	for _, driver := range casedbtest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			db := casedbtest.Open(t, driver)
+			reg := prometheus.NewRegistry()
+			batch := []*event.Event{
+				motion(t, "cam-1"), motion(t, "cam-1", after(time.Second)), motion(t, "cam-1", after(2*time.Second)),
+				ev(t, event.SourceCamera, "cam-2", "camera.offline"),
+			}
+			if fs := process(t, stored(t, db, reg), batch...); len(fs) != 2 {
+				t.Fatalf("first delivery: %v, want 2 firings", keys(fs))
+			}
+			// A crash before the offsets were committed: the batch comes again,
+			// to a restarted engine and to the same one.
+			e := stored(t, db, nil)
+			if fs := process(t, e, batch...); len(fs) != 0 {
+				t.Errorf("redelivery after restart fired again: %v", keys(fs))
+			}
+			if fs := process(t, e, batch...); len(fs) != 0 {
+				t.Errorf("second redelivery fired again: %v", keys(fs))
+			}
+			// New events still count.
+			if fs := process(t, e, ev(t, event.SourceCamera, "cam-3", "camera.offline")); len(fs) != 1 {
+				t.Errorf("a new event after the duplicates: %v, want 1 firing", keys(fs))
+			}
+		})
+	}
+}
+
+func TestStateOfChangedRuleDropped(t *testing.T) {
+	db := casedbtest.Open(t, casedb.SQLite)
+	process(t, stored(t, db, nil), motion(t, "cam-1"), motion(t, "cam-1", after(time.Second)))
+
+	// The rule now counts 2: its stored window (from count 3) is not reused.
+	e, err := rules.NewEngine(compile(t, `
+- id: motion-3
+  name: 频繁移动
+  match: {types: [camera.motion]}
+  count: 2
+  window: 60s
+  case: {category: public_order, risk: 40}
+`), rules.NewSQLState(db), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs := process(t, e, motion(t, "cam-1", after(2*time.Second))); len(fs) != 0 {
+		t.Errorf("old window counted under the changed rule: %v", keys(fs))
+	}
+	recs, err := rules.NewSQLState(db).LoadState(t.Context())
+	if err != nil || len(recs) != 1 {
+		t.Errorf("stored state: %d records (%v), want only the new group", len(recs), err)
+	}
+}
+
+func TestStatePruned(t *testing.T) {
+	db := casedbtest.Open(t, casedb.SQLite)
+	e := stored(t, db, nil)
+	process(t, e, motion(t, "cam-1"), ev(t, event.SourceCamera, "cam-2", "camera.offline"))
+	// An hour of event time later only the new group is kept.
+	process(t, e, motion(t, "cam-9", after(time.Hour)))
+	recs, err := rules.NewSQLState(db).LoadState(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Key != "motion-3|source=camera:cam-9" {
+		t.Errorf("state after pruning: %+v, want only cam-9", recs)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +98,7 @@ type Alerts struct {
 	hub      *cases.Hub
 	store    *rules.Store
 	engine   *rules.Engine
+	state    *deferredState
 	outbox   *outbox.Dispatcher
 	m        *metrics
 	consumed chan struct{}
@@ -133,7 +135,8 @@ func (a *Alerts) Start(ctx context.Context, reg prometheus.Registerer) error {
 	if err != nil {
 		return fmt.Errorf("load rules: %w", err)
 	}
-	if a.engine, err = rules.NewEngine(set, rules.NewSQLState(a.db), reg, a.log.With("component", "rules")); err != nil {
+	a.state = &deferredState{inner: rules.NewSQLState(a.db)}
+	if a.engine, err = rules.NewEngine(set, a.state, reg, a.log.With("component", "rules")); err != nil {
 		return err
 	}
 	if err := a.engine.Load(ctx); err != nil {
@@ -199,7 +202,65 @@ func (a *Alerts) handle(ctx context.Context, msgs []bus.Message) error {
 	if err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
-	return a.take(ctx, firings)
+	if err := a.take(ctx, firings); err != nil {
+		return err
+	}
+	return a.state.flush(ctx)
+}
+
+// deferredState holds the rule state the engine saves until the firings
+// it produced are cases: a crash in between loses neither, since the batch
+// is then evaluated again from the state before it (and the case workflow
+// attaches nothing twice).
+type deferredState struct {
+	inner   rules.StateStore
+	mu      sync.Mutex
+	pending map[rules.StateKey]*rules.StateRecord // nil: deleted
+}
+
+func (d *deferredState) LoadState(ctx context.Context) ([]rules.StateRecord, error) {
+	return d.inner.LoadState(ctx)
+}
+
+// SaveState keeps the changes, the last one of each key winning.
+func (d *deferredState) SaveState(_ context.Context, ups []rules.StateRecord, dels []rules.StateKey) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending == nil {
+		d.pending = map[rules.StateKey]*rules.StateRecord{}
+	}
+	for _, k := range dels {
+		d.pending[k] = nil
+	}
+	for i := range ups {
+		d.pending[ups[i].StateKey] = &ups[i]
+	}
+	return nil
+}
+
+// flush writes what was saved since the last flush.
+func (d *deferredState) flush(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.pending) == 0 {
+		return nil
+	}
+	var (
+		ups  []rules.StateRecord
+		dels []rules.StateKey
+	)
+	for k, r := range d.pending {
+		if r == nil {
+			dels = append(dels, k)
+		} else {
+			ups = append(ups, *r)
+		}
+	}
+	if err := d.inner.SaveState(ctx, ups, dels); err != nil {
+		return fmt.Errorf("save rule state: %w", err)
+	}
+	clear(d.pending)
+	return nil
 }
 
 // take turns firings into cases. The rule state is already saved, so a
@@ -251,6 +312,9 @@ func (a *Alerts) advance(ctx context.Context) error {
 			}
 			if err := a.take(ctx, firings); err != nil {
 				return nil
+			}
+			if err := a.state.flush(ctx); err != nil {
+				a.log.Warn("advance rules", "err", err)
 			}
 		}
 	}

@@ -1,0 +1,68 @@
+package cases
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/event"
+)
+
+// BenchmarkAlertOpen measures cases opened per second from rule firings
+// (each in its own group: a new case with its evidence, history, timers and
+// outbox hand-off) on SQLite.
+func BenchmarkAlertOpen(b *testing.B) {
+	f := benchFixture(b)
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		e := smokeEvent(f.clock.now(), fmt.Sprintf("g-%d", i%500), 0.5)
+		if _, out, err := f.s.Alert(ctx, Alert{Rule: "smoke", GroupKey: fmt.Sprint("k", i), Category: "public_safety", Title: "t", Risk: 60, Events: []*event.Event{e}}); err != nil || out != Opened {
+			b.Fatal(out, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cases/s")
+}
+
+// BenchmarkAlertAttach measures repeat firings attached to open cases.
+func BenchmarkAlertAttach(b *testing.B) {
+	f := benchFixture(b)
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		e := smokeEvent(f.clock.now(), "g-1", 0.5)
+		if _, _, err := f.s.Alert(ctx, Alert{Rule: "smoke", GroupKey: fmt.Sprint("k", i%50), Category: "public_safety", Title: "t", Risk: 60, Repeat: i > 50, Events: []*event.Event{e}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func benchConfig(b *testing.B) casedb.Config {
+	cfg := casedb.Defaults()
+	cfg.DSN = conf.Secret(b.TempDir() + "/cases.db")
+	return cfg
+}
+
+func benchFixture(b *testing.B) *fixture {
+	db, err := casedb.Open(context.Background(), benchConfig(b), b.TempDir(), discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	f := &fixture{db: db, clock: &clock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, shanghai)}}
+	f.s = New(Defaults(), db, nil, discard)
+	f.s.SetClock(f.clock.now)
+	return f
+}

@@ -4,6 +4,7 @@
 
 const $ = (sel) => document.querySelector(sel);
 let me = null;
+let view = { name: "" }; // the view shown, and its argument
 
 async function call(method, path, body) {
   const opts = { method, credentials: "same-origin", headers: {} };
@@ -19,7 +20,12 @@ async function call(method, path, body) {
   if (res.status === 204) return null;
   const data = await res.json().catch(() => null);
   if (!res.ok) {
-    throw new Error((data && data.error && data.error.message) || res.status + " " + res.statusText);
+    const e = data && data.error;
+    const err = new Error((e && e.message) || res.status + " " + res.statusText);
+    err.status = res.status;
+    err.code = e && e.code;
+    err.field = e && e.field;
+    throw err;
   }
   return data;
 }
@@ -38,6 +44,7 @@ const fmtTime = (t) => (t ? new Date(t).toLocaleString() : "—");
 
 function showLogin() {
   me = null;
+  closeStream();
   $("#app").hidden = true;
   $("#login").hidden = false;
 }
@@ -52,24 +59,37 @@ async function start() {
   $("#app").hidden = false;
   $("#who").textContent = `${me.display_name || me.username} · ${me.role}${me.region ? " · " + me.region : ""}`;
   for (const a of document.querySelectorAll("#nav a[data-role]")) a.hidden = a.dataset.role !== me.role;
+  $("#case-new-link").hidden = !INTAKE_ROLES.includes(me.role);
+  openStream();
   route();
 }
 
 const views = {
   overview: loadOverview,
+  cases: loadCases,
+  case: loadCase,
+  "case-new": loadCaseNew,
   cameras: loadCameras,
   users: loadUsers,
   tokens: loadTokens,
   audit: loadAudit,
 };
 
+// route shows the view the hash names: #/name, #/cases/new, #/cases/{id},
+// with an optional ?query (filter presets for #/cases).
 function route() {
   if (!me) return;
-  let name = (location.hash.match(/^#\/(\w+)/) || [])[1] || "overview";
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean);
+  let name = parts[0] || "overview", arg;
+  if (name === "cases" && parts[1] === "new") name = "case-new";
+  else if (name === "cases" && parts[1]) [name, arg] = ["case", decodeURIComponent(parts[1])];
   if (!views[name]) name = "overview";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== "view-" + name;
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === name);
-  views[name]().catch((e) => console.error(e));
+  const tab = name.startsWith("case") ? "cases" : name;
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.view === tab);
+  view = { name, arg };
+  views[name](arg, new URLSearchParams(query || "")).catch((e) => console.error(e));
 }
 
 async function loadOverview() {
@@ -83,6 +103,7 @@ async function loadOverview() {
     ["Started", fmtTime(sys.started_at)], ["Signed in as", `${me.username} (${me.role}, via ${me.via})`],
     ["Region", me.region || "whole jurisdiction 全辖区"], ["Department", me.department || "—"]];
   $("#node").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  loadCaseCounts().catch(() => { $("#case-counts-box").hidden = true; });
 }
 
 const STATE_NAMES = { online: "online 在线", offline: "offline 离线", error: "error 故障", connecting: "connecting 连接中", idle: "idle 待机", disabled: "disabled 停用" };
@@ -140,6 +161,811 @@ async function loadAudit() {
     el("td", {}, e.target), el("td", {}, e.remote), el("td", {}, e.detail))));
 }
 
+// ---- Cases: the queue, the case page and manual intake ----
+
+const CASE_STATES = [["registered", "受理登记"], ["assessed", "研判"], ["dispatched", "分流交办"], ["accepted", "签收"],
+  ["resolved", "办结"], ["followed_up", "回访"], ["closed", "销号"]];
+const STATE_CN = Object.fromEntries(CASE_STATES);
+const OPEN_STATES = CASE_STATES.map(([s]) => s).filter((s) => s !== "closed").join(",");
+const COLOURS = [["red", "红"], ["orange", "橙"], ["yellow", "黄"]];
+const COLOUR_CN = Object.fromEntries(COLOURS);
+const ELEMENTS = [["when", "何时"], ["where", "何地"], ["who", "何人"], ["what", "何事"], ["circumstances", "何情"], ["cause", "何故"], ["object", "何物"]];
+const SOURCE_CN = { alert: "告警", window: "窗口", hotline: "热线", grid: "网格", police: "警情" };
+const LEVEL_CN = { village: "村（社区）", township: "乡镇（街道）", county: "县" };
+const OUTCOME_CN = { mediated: "调解成功", handled: "处置完毕", arbitration: "仲裁", administrative: "行政处理", court: "诉讼", referred: "移交", unsubstantiated: "不属实" };
+const SATISFACTION_CN = { satisfied: "满意", basically: "基本满意", dissatisfied: "不满意" };
+const EVIDENCE_CN = { event: "事件", snapshot: "截图", reading: "读数", url: "链接", clip: "录像", document: "文件", photo: "照片" };
+const TASK_CN = { open: "待签收", accepted: "办理中", done: "已完成" };
+const TIMER_CN = { remind: "到期提醒", urge: "催办", supervise: "督办", escalate: "提级", warn: "风险提示函" };
+const STAGE_CN = { assess: "研判", accept: "签收", resolve: "办结", follow_up: "回访", task: "子任务" };
+const ACTION_CN = {
+  assess: "研判", dispatch: "分流交办", accept: "签收", resolve: "办结", follow_up: "回访", close: "销号",
+  dismiss: "核销", reopen: "重新办理", reassign: "改派", comment: "备注", edit: "编辑", urge: "催办", supervise: "督办",
+  escalate: "提级", merge: "合并", unmerge: "取消合并", split: "拆分交办", task_accept: "任务签收", task_done: "任务办结",
+  attach: "补充证据", registered: "受理登记", merged_in: "并入案件", merged_out: "并入他案", merge_suggested: "疑似同案",
+  reminded: "到期提醒", urged: "超时催办", supervised: "超时督办", escalated: "超时提级", risk_warning: "风险提示",
+  alert_repeated: "告警重复", alert_suppressed: "告警抑制",
+};
+// Who may register cases (the server decides; this only hides the link).
+const INTAKE_ROLES = ["clerk", "commander", "grid_worker", "admin"];
+
+// Actions offered in each state; the first is the next step of the loop.
+function caseActions(c) {
+  switch (c.state) {
+    case "registered": return ["assess", "edit", "merge", "dismiss", "escalate", "comment", "attach"];
+    case "assessed": return ["dispatch", "assess", "edit", "merge", "dismiss", "escalate", "comment", "attach"];
+    case "dispatched": return ["accept", "reassign", "urge", "supervise", "escalate", "split", "edit", "merge", "comment", "attach"];
+    case "accepted": return ["resolve", "split", "urge", "supervise", "escalate", "reassign", "edit", "merge", "comment", "attach"];
+    case "resolved": return ["follow_up", "close", "reopen", "comment", "attach"];
+    case "followed_up": return ["close", "reopen", "comment", "attach"];
+    case "closed": return c.merged_into ? ["unmerge", "comment"] : ["reopen", "comment"];
+  }
+  return ["comment"];
+}
+
+const bi = (cn, en) => el("span", {}, cn + " ", el("span", { class: "en" }, en));
+
+let ref = null; // GET /api/v1/playbooks
+async function loadRef() {
+  if (!ref) ref = await call("GET", "/api/v1/playbooks");
+  return ref;
+}
+const playbook = (cat) => (ref && ref.playbooks.find((p) => p.category === cat)) || null;
+const catName = (cat) => (playbook(cat) ? playbook(cat).name : cat || "—");
+function deptName(id) {
+  const d = ref && ref.departments.find((d) => d.id === id);
+  return d ? d.name : id;
+}
+const deptOptions = () => (ref ? ref.departments.map((d) => [d.id, `${d.name} ${d.id}`]) : []);
+
+function colourBadge(c) {
+  if (!c) return el("span", { class: "badge colour colour-none" }, bi("未研判", "unassessed"));
+  return el("span", { class: "badge colour colour-" + c }, bi(COLOUR_CN[c] || c, c));
+}
+const stateBadge = (s) => el("span", { class: "badge cstate cs-" + s }, bi(STATE_CN[s] || s, s));
+const overdueBadge = () => el("span", { class: "badge overdue-badge" }, bi("超期", "overdue"));
+
+// fmtLeft says how long until (or since) a deadline.
+function fmtLeft(t) {
+  const ms = new Date(t) - Date.now();
+  const s = Math.floor(Math.abs(ms) / 1000), m = Math.floor(s / 60), h = Math.floor(m / 60), d = Math.floor(h / 24);
+  const span = d ? `${d}d ${h % 24}h` : h ? `${h}h ${m % 60}m` : `${m}m ${s % 60}s`;
+  return ms >= 0 ? `剩 ${span} left` : `超 ${span} overdue`;
+}
+function countdown(t) {
+  if (!t) return el("span", { class: "muted" }, "—");
+  const e = el("span", { class: "countdown", "data-deadline": t, title: fmtTime(t) }, fmtLeft(t));
+  e.classList.toggle("late", new Date(t) < Date.now());
+  return e;
+}
+function tickCountdowns() {
+  for (const e of document.querySelectorAll(".countdown")) {
+    e.textContent = fmtLeft(e.dataset.deadline);
+    e.classList.toggle("late", new Date(e.dataset.deadline) < Date.now());
+  }
+}
+
+const caseHref = (id) => "#/cases/" + encodeURIComponent(id);
+const regionText = (c) => `${c.region || "全辖区"}${c.grid ? " · " + c.grid : ""}`;
+
+// ---- The queue ----
+
+const queue = { loaded: false, filter: {}, next: "", rows: new Map() };
+const colourSeen = new Map(); // case id → last colour seen, for the red toast
+
+function readFilter() {
+  const f = {};
+  for (const [k, v] of new FormData($("#case-filter"))) if (v !== "") f[k] = v;
+  return f;
+}
+
+function matchesFilter(c) {
+  const f = queue.filter;
+  if (f.state && !f.state.split(",").includes(c.state)) return false;
+  if (f.colour && c.colour !== f.colour) return false;
+  if (f.category && c.category !== f.category) return false;
+  if (f.overdue && !c.overdue) return false;
+  if (f.q) {
+    const q = f.q.toLowerCase();
+    if (!(c.title || "").toLowerCase().includes(q) && !(c.number || "").toLowerCase().includes(q)) return false;
+  }
+  return true;
+}
+
+function caseRow(c) {
+  const flags = [];
+  if (c.supervised) flags.push(el("span", { class: "badge flag" }, "督办 supervised"));
+  if (c.urge_count) flags.push(el("span", { class: "badge flag" }, `催办 urged ×${c.urge_count}`));
+  if (c.escalations) flags.push(el("span", { class: "badge flag" }, `提级 escalated ×${c.escalations}`));
+  if (c.alert_count > 1) flags.push(el("span", { class: "badge flag" }, `告警 alerts ×${c.alert_count}`));
+  if (c.merged_into) flags.push(el("span", { class: "badge flag" }, "已合并 merged"));
+  let dept = c.department ? deptName(c.department) : "—";
+  if (c.co_departments && c.co_departments.length) dept += ` +${c.co_departments.length}`;
+  return el("tr", { "data-id": c.id, class: "case-row" + (c.overdue ? " overdue" : ""), onclick: (ev) => {
+    if (!ev.target.closest("a")) location.hash = caseHref(c.id);
+  } },
+    el("td", {}, colourBadge(c.colour), el("div", { class: "muted small" }, c.colour ? `risk ${c.risk}` : "")),
+    el("td", {}, el("a", { href: caseHref(c.id), class: "case-no" }, c.number)),
+    el("td", {}, el("div", { class: "case-title" }, c.title), flags.length ? el("div", { class: "flags" }, ...flags) : ""),
+    el("td", {}, catName(c.category).replace(/（.*$/, ""), el("div", { class: "muted small" }, `${SOURCE_CN[c.source] || ""} ${c.source || ""}`)),
+    el("td", {}, stateBadge(c.state)),
+    el("td", {}, regionText(c)),
+    el("td", {}, dept),
+    el("td", {}, c.overdue ? overdueBadge() : "", " ", c.state === "closed" ? el("span", { class: "muted" }, "—") : countdown(c.deadline)),
+    el("td", { class: "small muted" }, fmtTime(c.updated)));
+}
+
+function updateQueueSummary() {
+  const n = queue.rows.size;
+  const red = [...queue.rows.values()].filter((c) => c.colour === "red").length;
+  const late = [...queue.rows.values()].filter((c) => c.overdue).length;
+  $("#case-summary").textContent = `${n}${queue.next ? "+" : ""} 条 shown · ${red} 红 red · ${late} 超期 overdue`;
+  $("#cases-empty").hidden = n > 0;
+  $("#cases-more").hidden = !queue.next;
+}
+
+async function fetchCases(cursor) {
+  const q = new URLSearchParams(queue.filter);
+  q.set("limit", "50");
+  if (cursor) q.set("cursor", cursor);
+  return call("GET", "/api/v1/cases?" + q);
+}
+
+async function loadCases(_, params) {
+  await loadRef().catch(() => {});
+  fillFilterOptions();
+  const form = $("#case-filter");
+  if (params && [...params.keys()].length) {
+    // A preset from a link (the overview's tiles): it replaces the filter.
+    form.reset();
+    for (const [k, v] of params) {
+      const f = form.elements[k];
+      if (!f) continue;
+      if (f.type === "checkbox") f.checked = v === "true";
+      else f.value = v;
+    }
+  }
+  queue.filter = readFilter();
+  $("#cases-error").textContent = "";
+  let page;
+  try {
+    page = await fetchCases("");
+  } catch (e) {
+    $("#cases-error").textContent = e.status === 404 ? "The case workflow does not run on this node (alerts role). 本节点未运行案件服务。" : e.message;
+    $("#cases").replaceChildren();
+    return;
+  }
+  queue.rows.clear();
+  queue.next = page.next || "";
+  for (const c of page.cases) {
+    queue.rows.set(c.id, c);
+    colourSeen.set(c.id, c.colour || "");
+  }
+  $("#cases").replaceChildren(...page.cases.map(caseRow));
+  queue.loaded = true;
+  updateQueueSummary();
+}
+
+async function moreCases() {
+  if (!queue.next) return;
+  try {
+    const page = await fetchCases(queue.next);
+    queue.next = page.next || "";
+    const fresh = page.cases.filter((c) => !queue.rows.has(c.id));
+    for (const c of fresh) {
+      queue.rows.set(c.id, c);
+      colourSeen.set(c.id, c.colour || "");
+    }
+    $("#cases").append(...fresh.map(caseRow));
+    updateQueueSummary();
+  } catch (e) {
+    $("#cases-error").textContent = e.message;
+  }
+}
+
+function fillFilterOptions() {
+  const form = $("#case-filter");
+  if (!form.elements.state.options.length) {
+    form.elements.state.append(el("option", { value: OPEN_STATES }, "Open 在办"), el("option", { value: "" }, "All 全部状态"),
+      ...CASE_STATES.map(([s, cn]) => el("option", { value: s }, `${cn} ${s}`)));
+    form.elements.colour.append(el("option", { value: "" }, "All colours 全部颜色"),
+      ...COLOURS.map(([c, cn]) => el("option", { value: c }, `${cn} ${c}`)));
+  }
+  const cat = form.elements.category;
+  if (cat.options.length <= 1 && ref) {
+    cat.replaceChildren(el("option", { value: "" }, "All categories 全部类别"),
+      ...ref.playbooks.map((p) => el("option", { value: p.category }, p.name)));
+  } else if (!cat.options.length) {
+    cat.append(el("option", { value: "" }, "All categories 全部类别"));
+  }
+}
+
+// upsertRow puts a case's fresh state in the queue: in place when shown,
+// at its place by creation time when new, gone when it no longer matches.
+function upsertRow(c) {
+  const tbody = $("#cases");
+  const old = tbody.querySelector(`tr[data-id="${CSS.escape(c.id)}"]`);
+  if (!matchesFilter(c)) {
+    if (old) old.remove();
+    queue.rows.delete(c.id);
+    updateQueueSummary();
+    return;
+  }
+  const tr = caseRow(c);
+  if (old) {
+    old.replaceWith(tr);
+  } else {
+    const later = [...tbody.children].find((r) => {
+      const o = queue.rows.get(r.dataset.id);
+      return o && new Date(o.created) < new Date(c.created);
+    });
+    if (later) tbody.insertBefore(tr, later);
+    else if (!queue.next) tbody.append(tr);
+    else return; // older than the loaded pages: "more" brings it
+  }
+  queue.rows.set(c.id, c);
+  tr.classList.add("flash");
+  updateQueueSummary();
+}
+
+// ---- Live updates ----
+
+let stream = null;
+const pendingRows = new Set();
+let pendingTimer = 0;
+
+function openStream() {
+  if (stream || typeof EventSource === "undefined") return;
+  stream = new EventSource("/api/v1/cases/stream");
+  stream.addEventListener("open", () => $("#case-live").classList.add("on"));
+  stream.addEventListener("error", () => {
+    $("#case-live").classList.remove("on");
+    if (stream && stream.readyState === EventSource.CLOSED) stream = null; // refused (logged out, no case API)
+  });
+  stream.addEventListener("case", (ev) => {
+    let u;
+    try {
+      u = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    if (u && typeof u.id === "string") onCaseUpdate(u);
+  });
+}
+
+function closeStream() {
+  if (stream) stream.close();
+  stream = null;
+  const live = $("#case-live");
+  if (live) live.classList.remove("on");
+}
+
+function onCaseUpdate(u) {
+  const was = colourSeen.get(u.id);
+  const mine = me && u.actor === me.username;
+  if (u.colour === "red" && was !== "red" && !mine && (was !== undefined || ["registered", "assess", "alert_repeated"].includes(u.action))) {
+    toast(`红色预警 red: ${u.number} ${u.title}`, "red", caseHref(u.id));
+  }
+  colourSeen.set(u.id, u.colour || "");
+  if (queue.loaded) {
+    pendingRows.add(u.id);
+    if (!pendingTimer) pendingTimer = setTimeout(flushRows, 200);
+  }
+  if (view.name === "case" && current && current.id === u.id && u.version > current.version) caseChanged(u);
+  if (view.name === "overview") loadCaseCounts().catch(() => {});
+}
+
+// flushRows fetches the cases changed since the last flush (a burst of
+// changes to one case is one request).
+async function flushRows() {
+  pendingTimer = 0;
+  const ids = [...pendingRows];
+  pendingRows.clear();
+  for (const id of ids) {
+    try {
+      upsertRow(await call("GET", "/api/v1/cases/" + encodeURIComponent(id)));
+    } catch (e) {
+      if (e.status === 404) {
+        const old = $("#cases").querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+        if (old) old.remove();
+        queue.rows.delete(id);
+        updateQueueSummary();
+      }
+    }
+  }
+}
+
+function toast(text, cls, href) {
+  const t = el("a", { class: "toast " + (cls || ""), href: href || "#/cases", role: "status" }, text);
+  $("#toasts").append(t);
+  setTimeout(() => t.remove(), 10000);
+}
+
+// ---- Overview counts ----
+
+async function loadCaseCounts() {
+  const page = await call("GET", "/api/v1/cases?limit=500&state=" + OPEN_STATES);
+  const count = (f) => page.cases.filter(f).length + (page.next ? "+" : "");
+  const tiles = [
+    ["red", "红 red", count((c) => c.colour === "red"), "colour=red"],
+    ["orange", "橙 orange", count((c) => c.colour === "orange"), "colour=orange"],
+    ["yellow", "黄 yellow", count((c) => c.colour === "yellow"), "colour=yellow"],
+    ["none", "未研判 unassessed", count((c) => !c.colour), "state=registered"],
+    ["late", "超期 overdue", count((c) => c.overdue), "overdue=true"],
+  ];
+  $("#case-counts").replaceChildren(...tiles.map(([cls, name, n, q]) =>
+    el("a", { class: "tile count count-" + cls, href: `#/cases?state=${OPEN_STATES}&${q}` },
+      el("div", { class: "name" }, name), el("div", { class: "state" }, String(n)))));
+  $("#case-counts-box").hidden = false;
+}
+
+// ---- The case page ----
+
+let current = null; // the case shown (GET /api/v1/cases/{id})
+let openForm = null; // the action whose form is open
+let openPreset = null; // and what it was opened with (a task, a merge target)
+
+async function loadCase(id) {
+  const root = $("#case");
+  if (!current || current.id !== id) {
+    root.replaceChildren(el("p", { class: "muted" }, "Loading… 载入中"));
+    openForm = null;
+  }
+  let d;
+  try {
+    [d] = await Promise.all([call("GET", "/api/v1/cases/" + encodeURIComponent(id)), loadRef()]);
+  } catch (e) {
+    current = null;
+    root.replaceChildren(el("p", { class: "error" }, e.status === 404 ? `No such case in your region 无此案件: ${id}` : e.message));
+    return;
+  }
+  current = d;
+  colourSeen.set(d.id, d.colour || "");
+  renderCase(d);
+}
+
+// caseChanged: someone else changed the case shown. Reload at once unless
+// a form is being filled in; then say so and let the user reload.
+function caseChanged(u) {
+  if (!openForm) {
+    loadCase(current.id);
+    return;
+  }
+  const note = $("#case-note");
+  note.replaceChildren(`${u.actor || "someone"} changed this case (${ACTION_CN[u.action] || ""} ${u.action}) 案件已被更新 `,
+    el("button", { class: "link", onclick: () => { openForm = null; loadCase(current.id); } }, "Reload 刷新"));
+  note.hidden = false;
+}
+
+function fact(k, ...v) {
+  return [el("dt", {}, k), el("dd", {}, ...v)];
+}
+
+function renderCase(d) {
+  const pb = playbook(d.category);
+  const co = (d.co_departments || []).map(deptName).join("、");
+  const badges = [colourBadge(d.colour), stateBadge(d.state)];
+  if (d.overdue) badges.push(overdueBadge());
+  badges.push(el("span", { class: "badge" }, bi(LEVEL_CN[d.level] || d.level, d.level)));
+  if (d.supervised) badges.push(el("span", { class: "badge flag" }, bi("督办", "supervised")));
+  if (d.risk_warned) badges.push(el("span", { class: "badge flag" }, bi("已发风险提示", "leaders warned")));
+  const facts = [
+    ...fact("Risk 风险", d.colour ? `${d.risk} / 100` : "not assessed 未研判", d.colour_reason ? el("div", { class: "muted small" }, d.colour_reason) : ""),
+    ...fact("Deadline 时限", d.deadline ? countdown(d.deadline) : "—", d.deadline ? el("span", { class: "muted small" }, " " + fmtTime(d.deadline)) : ""),
+    ...fact("Category 类别", `${catName(d.category)} `, el("span", { class: "muted small" }, d.category)),
+    ...fact("Source 来源", `${SOURCE_CN[d.source] || ""} ${d.source}`, d.rule ? el("span", { class: "muted small" }, ` rule ${d.rule}`) : ""),
+    ...fact("Region 区域", regionText(d)),
+    ...fact("Department 责任单位", d.department ? deptName(d.department) : "not dispatched 未交办", co ? el("div", { class: "muted small" }, "协办 co: " + co) : ""),
+    ...fact("Counts 计数", `告警 alerts ${d.alert_count} · 催办 urged ${d.urge_count} · 提级 escalated ${d.escalations}`),
+    ...fact("Created 登记", fmtTime(d.created), el("span", { class: "muted small" }, ` · updated 更新 ${fmtTime(d.updated)} · v${d.version}`)),
+  ];
+  if (d.reporter) facts.push(...fact("Reporter 反映人", [d.reporter.name, d.reporter.phone].filter(Boolean).join(" · ") || "—"));
+  if (d.camera) facts.push(...fact("Camera 摄像机", el("a", { href: "/play/" + encodeURIComponent(d.camera), target: "_blank" }, `${d.camera} · live 实时画面`)));
+  if (d.device) facts.push(...fact("Device 设备", d.device));
+  if (d.merged_into) facts.push(...fact("Merged into 已并入", el("a", { href: caseHref(d.merged_into) }, d.merged_into)));
+  if (d.merged && d.merged.length) facts.push(...fact("Merged here 并入本案", ...d.merged.map((id) => el("a", { href: caseHref(id), class: "sep" }, id))));
+  if (d.outcome) facts.push(...fact("Outcome 办结方式", `${OUTCOME_CN[d.outcome] || ""} ${d.outcome}`, d.result ? el("div", {}, d.result) : ""));
+  if (d.satisfaction) facts.push(...fact("Follow-up 回访", `${SATISFACTION_CN[d.satisfaction] || ""} ${d.satisfaction}`));
+
+  const actions = caseActions(d).map((a, i) => el("button", {
+    class: "act" + (i === 0 && !["comment", "attach", "reopen", "unmerge"].includes(a) ? " primary" : " ghost") + (openForm === a ? " open" : ""),
+    "data-action": a, onclick: () => showActionForm(a),
+  }, `${ACTION_CN[a] || a} ${a.replace("_", " ")}`));
+
+  $("#case").replaceChildren(
+    el("div", { class: "case-head" },
+      el("h1", {}, el("span", { class: "case-no" }, d.number), " ", el("span", { id: "case-title" }, d.title)),
+      el("div", { class: "badges" }, ...badges)),
+    el("p", { id: "case-note", class: "notice", hidden: "" }),
+    el("div", { class: "case-actions" }, ...actions),
+    el("div", { id: "case-form" }),
+    el("div", { class: "case-body" },
+      el("div", { class: "col" },
+        el("div", { class: "card" }, el("dl", { class: "facts" }, ...facts)),
+        d.description ? el("div", { class: "card" }, el("h2", {}, "Description 情况描述"), el("p", { class: "pre" }, d.description)) : "",
+        elementsCard(d, pb),
+        el("div", { class: "card" }, el("h2", {}, "Timeline 办理过程"), timeline(d.history || []))),
+      el("div", { class: "col" },
+        el("div", { class: "card" }, el("h2", {}, `Evidence 证据 (${(d.evidence || []).length})`), evidenceList(d.evidence || [])),
+        tasksCard(d),
+        timersCard(d.timers || []),
+        candidatesCard(d.merge_candidates || []))));
+  if (openForm) showActionForm(openForm, openPreset);
+}
+
+function elementsCard(d, pb) {
+  const e = d.elements || {};
+  const required = pb && pb.required && pb.required.length ? pb.required : ELEMENTS.map(([k]) => k);
+  const missing = ELEMENTS.filter(([k]) => !(e[k] || "").trim()).map(([k]) => k);
+  const blocking = missing.filter((k) => required.includes(k));
+  const status = blocking.length
+    ? el("span", { class: "missing small" }, ` dispatch needs 交办还缺 ${blocking.length}: ${blocking.join(", ")}`)
+    : el("span", { class: "ready small" }, ` complete for dispatch 要素齐全${missing.length ? ` (${missing.length} optional missing 选填未填)` : ""}`);
+  return el("div", { class: "card" },
+    el("h2", {}, "Seven elements 七要素（七何）", status),
+    el("dl", { class: "facts elements-list" }, ...ELEMENTS.flatMap(([k, cn]) => {
+      const v = (e[k] || "").trim();
+      const need = required.includes(k);
+      return [el("dt", {}, `${cn} ${k}`),
+        el("dd", { class: v ? "" : "missing", "data-element": k },
+          v || (need ? "未填 missing — needed for dispatch 交办必填" : "未填 missing"))];
+    })));
+}
+
+function dataText(data) {
+  if (!data) return "";
+  return Object.entries(data).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
+}
+
+function timeline(history) {
+  if (!history.length) return el("p", { class: "muted" }, "—");
+  return el("ol", { class: "timeline" }, ...history.map((h) => el("li", {},
+    el("div", { class: "when muted small" }, fmtTime(h.at), ` · ${h.actor}${h.role ? " (" + h.role + ")" : ""}`),
+    el("div", {}, el("strong", {}, `${ACTION_CN[h.action] || ""} `), el("span", { class: "en" }, h.action),
+      h.to ? el("span", { class: "muted" }, ` ${h.from ? (STATE_CN[h.from] || h.from) + " → " : "→ "}${STATE_CN[h.to] || h.to}`) : ""),
+    h.note ? el("div", { class: "pre" }, h.note) : "",
+    h.data ? el("div", { class: "muted small" }, dataText(h.data)) : "")));
+}
+
+// evidenceRef shows an evidence reference: a link when it is a live view
+// (/play/{camera}) or a web address, its text otherwise (a blob key).
+function evidenceRef(e) {
+  const r = e.ref || "";
+  if (/^\/play\/[^/?#]+$/.test(r)) return el("a", { href: r, target: "_blank" }, `Live view 实时画面 ${decodeURIComponent(r.slice(6))}`);
+  if (e.kind === "url" && /^https?:\/\//i.test(r)) return el("a", { href: r, target: "_blank", rel: "noopener noreferrer" }, r);
+  return el("code", { class: "ref" }, r);
+}
+
+function evidenceList(evs) {
+  if (!evs.length) return el("p", { class: "muted" }, "None yet 暂无");
+  return el("ul", { class: "evidence" }, ...evs.map((e) => el("li", {},
+    el("span", { class: "badge" }, bi(EVIDENCE_CN[e.kind] || "", e.kind)), " ", evidenceRef(e),
+    el("div", { class: "muted small" }, [
+      e.content_type, e.captured ? "captured 采集 " + fmtTime(e.captured) : "",
+      `attached 附加 ${fmtTime(e.attached)} by ${e.attached_by}`, e.event_id ? "event " + e.event_id : "",
+      e.sha256 ? "sha256 " + e.sha256.slice(0, 12) + "…" : ""].filter(Boolean).join(" · ")),
+    e.data ? el("div", { class: "muted small" }, dataText(e.data)) : "")));
+}
+
+function tasksCard(d) {
+  const tasks = d.tasks || [];
+  if (!tasks.length) return "";
+  return el("div", { class: "card" }, el("h2", {}, "Tasks 子任务"),
+    el("table", { class: "tasks" }, el("thead", {}, el("tr", {}, el("th", {}, "Task 任务"), el("th", {}, "State 状态"), el("th", {}, "Deadline 时限"), el("th", {}))),
+      el("tbody", {}, ...tasks.map((k) => el("tr", {},
+        el("td", {}, el("div", {}, k.title), el("div", { class: "muted small" }, deptName(k.department)), k.outcome ? el("div", { class: "small" }, k.outcome) : ""),
+        el("td", {}, el("span", { class: "badge task-" + k.state }, bi(TASK_CN[k.state] || "", k.state))),
+        el("td", {}, k.state === "done" ? "—" : countdown(k.deadline)),
+        el("td", {}, k.state === "open" ? el("button", { class: "ghost small-btn", onclick: () => showActionForm("task_accept", { task: k.id }) }, "签收 accept") : "",
+          k.state !== "done" ? el("button", { class: "ghost small-btn", onclick: () => showActionForm("task_done", { task: k.id }) }, "办结 done") : ""))))));
+}
+
+function timersCard(timers) {
+  const up = timers.filter((t) => !t.fired && !t.cancelled).sort((a, b) => new Date(a.due) - new Date(b.due));
+  const shown = 5;
+  const more = up.length > shown ? el("li", {}, el("button", { class: "link", onclick: (ev) => {
+    for (const li of ev.target.closest("ul").querySelectorAll("li[hidden]")) li.hidden = false;
+    ev.target.closest("li").remove();
+  } }, `+${up.length - shown} more 更多`)) : "";
+  return el("div", { class: "card" }, el("h2", {}, "Upcoming timers 时限提醒"),
+    up.length ? el("ul", { class: "timers" }, ...up.map((t, i) => el("li", { hidden: i >= shown ? "" : undefined },
+      el("strong", {}, `${TIMER_CN[t.kind] || ""} `), el("span", { class: "en" }, t.kind),
+      el("span", { class: "muted" }, ` · ${STAGE_CN[t.stage] || ""} ${t.stage}${t.step ? " #" + t.step : ""} · `),
+      countdown(t.due), el("span", { class: "muted small" }, " " + fmtTime(t.due)))), more)
+      : el("p", { class: "muted" }, "None 无"));
+}
+
+function candidatesCard(cands) {
+  if (!cands.length) return "";
+  return el("div", { class: "card" }, el("h2", {}, "Possibly the same matter 疑似同案"),
+    el("ul", { class: "candidates" }, ...cands.map((k) => el("li", {},
+      el("a", { href: caseHref(k.id), class: "case-no" }, k.number), " ", k.title, " ", stateBadge(k.state),
+      el("div", { class: "muted small" }, [k.why, k.grid ? "grid " + k.grid : "", k.distance_m != null ? `${Math.round(k.distance_m)} m` : ""].filter(Boolean).join(" · ")),
+      el("button", { class: "ghost small-btn", onclick: () => showActionForm("merge", { into: k.id }) }, "Merge into 并入此案")))));
+}
+
+// ---- Action forms ----
+
+const noteField = (required, label) => ({ name: "note", label: label || "Note 说明", type: "textarea", required });
+
+function actionFields(a, d, preset) {
+  const pb = playbook(d.category);
+  const depts = deptOptions();
+  const e = d.elements || {};
+  switch (a) {
+    case "assess": return [
+      { name: "risk", label: "Risk score 风险分 (0–100)", type: "number", min: 0, max: 100, value: d.risk || "", required: true },
+      { name: "colour", label: "Colour 预警颜色", type: "select", options: [["", "By score 按分值"], ...COLOURS.map(([c, cn]) => [c, `${cn} ${c}`])] },
+      { name: "reason", label: "Reason 理由 (needed when the colour differs from the score's 与分值不符时必填)", type: "textarea" }];
+    case "dispatch": return [
+      { name: "department", label: "Lead department 牵头单位", type: "select", options: depts, value: pb && pb.lead },
+      { name: "co_departments", label: "Co-departments 协办单位", type: "checks", options: depts, value: (pb && pb.co) || [] },
+      { name: "deadline", label: "Deadline 办理时限 (empty: the playbook's 按类案标准)", type: "datetime" }];
+    case "reassign": return [
+      { name: "department", label: "New lead department 新牵头单位", type: "select", options: depts.filter(([id]) => id !== d.department), required: true },
+      { name: "co_departments", label: "Co-departments 协办单位", type: "checks", options: depts, value: d.co_departments || [] },
+      noteField(false)];
+    case "resolve": return [
+      { name: "outcome", label: "Outcome 办结方式", type: "select", required: true, options: ((ref && ref.outcomes) || Object.keys(OUTCOME_CN)).map((o) => [o, `${OUTCOME_CN[o] || ""} ${o}`]) },
+      { name: "result", label: "Result 办理结果", type: "textarea", required: true }];
+    case "follow_up": return [
+      { name: "satisfaction", label: "Satisfaction 满意度", type: "select", required: true, options: ((ref && ref.satisfactions) || Object.keys(SATISFACTION_CN)).map((o) => [o, `${SATISFACTION_CN[o] || ""} ${o}`]) },
+      noteField(false, "Note 回访记录")];
+    case "dismiss": return [noteField(true, "Why 核销理由 (false alert 误报, duplicate 重复…)")];
+    case "reopen": return [noteField(true, "Why 重新办理理由")];
+    case "unmerge": case "urge": case "supervise": case "escalate": return [noteField(a === "unmerge")];
+    case "comment": return [noteField(true, "Comment 备注")];
+    case "edit": return [
+      { name: "title", label: "Title 标题", value: d.title, required: true, keep: true },
+      { name: "category", label: "Category 类别", type: "select", value: d.category, options: ((ref && ref.playbooks) || []).map((p) => [p.category, p.name]) },
+      { name: "description", label: "Description 情况描述", type: "textarea", value: d.description || "", keep: true },
+      ...ELEMENTS.map(([k, cn]) => ({ name: "elements." + k, label: `${cn} ${k}`, value: e[k] || "", keep: true }))];
+    case "merge": return [
+      { name: "into", label: "Merge into case 并入案件", type: "select", value: preset && preset.into,
+        options: [["", "— choose 请选择 —"], ...(d.merge_candidates || []).map((k) => [k.id, `${k.number} ${k.title}`])], free: true },
+      noteField(false)];
+    case "split": return [{ name: "tasks", type: "tasks" }];
+    case "task_accept": return [{ name: "task", type: "hidden", value: preset && preset.task }];
+    case "task_done": return [{ name: "task", type: "hidden", value: preset && preset.task },
+      { name: "result", label: "Result 办理结果", type: "textarea", required: true }];
+    case "attach": return [
+      { name: "evidence.kind", label: "Kind 类型", type: "select", value: "photo", options: Object.entries(EVIDENCE_CN).map(([k, cn]) => [k, `${cn} ${k}`]) },
+      { name: "evidence.ref", label: "Reference 引用 (blob key, /play/{camera} or https://…)", required: true },
+      { name: "evidence.content_type", label: "Content type 类型 (e.g. image/jpeg)" },
+      { name: "evidence.note", label: "Note 说明", type: "textarea" }];
+  }
+  return [];
+}
+
+function fieldEl(f) {
+  const attrs = { name: f.name, required: f.required ? "" : undefined };
+  let input;
+  switch (f.type) {
+    case "hidden":
+      return el("input", { type: "hidden", name: f.name, value: f.value || "" });
+    case "textarea":
+      input = el("textarea", { ...attrs, rows: 3 }, f.value || "");
+      break;
+    case "number":
+      input = el("input", { ...attrs, type: "number", min: f.min, max: f.max, value: f.value });
+      break;
+    case "datetime":
+      input = el("input", { ...attrs, type: "datetime-local" });
+      break;
+    case "select":
+      input = el("select", attrs, ...(f.required && !f.value ? [el("option", { value: "" }, "— choose 请选择 —")] : []),
+        ...f.options.map(([v, label]) => el("option", { value: v }, label)));
+      if (f.value) input.value = f.value;
+      if (f.free) {
+        // Also any case id typed in.
+        return el("label", {}, f.label, input, el("input", { name: f.name + ".typed", placeholder: "or a case id 或输入案件 ID" }));
+      }
+      break;
+    case "checks":
+      return el("fieldset", { class: "checks", "data-name": f.name }, el("legend", {}, f.label),
+        ...f.options.map(([v, label]) => el("label", { class: "check" },
+          el("input", { type: "checkbox", name: f.name, value: v, checked: (f.value || []).includes(v) ? "" : undefined }), label)));
+    case "tasks":
+      return tasksField();
+    default:
+      input = el("input", { ...attrs, value: f.value || "" });
+  }
+  return el("label", { class: f.type === "textarea" ? "wide" : "" }, f.label, input);
+}
+
+function taskRow() {
+  return el("div", { class: "task-row" },
+    el("select", { name: "task.department", required: "" }, ...deptOptions().map(([v, l]) => el("option", { value: v }, l))),
+    el("input", { name: "task.title", placeholder: "task 任务内容", required: "" }),
+    el("input", { name: "task.deadline", type: "datetime-local", title: "deadline 时限 (empty: the playbook's)" }),
+    el("button", { type: "button", class: "link", onclick: (ev) => ev.target.closest(".task-row").remove() }, "✕"));
+}
+
+function tasksField() {
+  const rows = el("div", { class: "task-rows" }, taskRow(), taskRow());
+  return el("fieldset", { class: "wide", "data-name": "tasks" }, el("legend", {}, "Tasks 子任务 (one department each 一单位一任务)"), rows,
+    el("button", { type: "button", class: "link", onclick: () => rows.append(taskRow()) }, "+ Add task 添加任务"));
+}
+
+const isoOf = (local) => (local ? new Date(local).toISOString() : undefined);
+
+function setPath(o, path, v) {
+  const keys = path.split(".");
+  let cur = o;
+  for (const k of keys.slice(0, -1)) cur = cur[k] = cur[k] || {};
+  cur[keys[keys.length - 1]] = v;
+}
+
+// actionBody reads an action form into the API's body.
+function actionBody(form, fields) {
+  const body = { version: current.version };
+  for (const f of fields) {
+    if (f.type === "tasks") {
+      body.tasks = [...form.querySelectorAll(".task-row")].map((r) => ({
+        department: r.querySelector("[name='task.department']").value,
+        title: r.querySelector("[name='task.title']").value,
+        deadline: isoOf(r.querySelector("[name='task.deadline']").value),
+      }));
+      continue;
+    }
+    if (f.type === "checks") {
+      body[f.name] = [...form.querySelectorAll(`input[name='${f.name}']:checked`)].map((i) => i.value);
+      continue;
+    }
+    let v = form.elements[f.name].value;
+    if (f.free && form.elements[f.name + ".typed"].value.trim()) v = form.elements[f.name + ".typed"].value.trim();
+    if (f.type === "number") v = v === "" ? undefined : Number(v);
+    else if (f.type === "datetime") v = isoOf(v);
+    else if (v === "" && !f.keep) v = undefined;
+    if (v !== undefined) setPath(body, f.name, v);
+  }
+  if (body.department && body.co_departments) body.co_departments = body.co_departments.filter((x) => x !== body.department);
+  return body;
+}
+
+function showActionForm(a, preset) {
+  const d = current;
+  openForm = a;
+  openPreset = preset || null;
+  for (const b of document.querySelectorAll(".case-actions button")) b.classList.toggle("open", b.dataset.action === a);
+  const fields = actionFields(a, d, preset);
+  const err = el("p", { class: "error form-error wide", role: "alert" });
+  const form = el("form", { class: "card form action-form", "data-action": a },
+    el("h2", { class: "wide" }, `${ACTION_CN[a] || ""} `, el("span", { class: "en" }, a.replace("_", " ")), ` · ${d.number}`),
+    ...fields.map(fieldEl),
+    el("div", { class: "wide actions" },
+      el("button", { type: "submit" }, `${ACTION_CN[a] || a} Confirm 确认`), " ",
+      el("button", { type: "button", class: "link", onclick: closeActionForm }, "Cancel 取消")),
+    err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    for (const i of form.querySelectorAll(".invalid")) i.classList.remove("invalid");
+    const btn = form.querySelector("button[type=submit]");
+    btn.disabled = true;
+    try {
+      await call("POST", `/api/v1/cases/${encodeURIComponent(d.id)}/actions/${a}`, actionBody(form, fields));
+      openForm = null;
+      await loadCase(d.id);
+      const note = $("#case-note");
+      note.textContent = `${ACTION_CN[a] || ""} ${a}: done 已完成`;
+      note.className = "notice ok";
+      note.hidden = false;
+    } catch (e) {
+      btn.disabled = false;
+      if (e.status === 412) {
+        // Someone acted first: show the case as it is now, keep what was typed.
+        const typed = [...new FormData(form)];
+        await loadCase(d.id);
+        const again = $("#case-form form");
+        if (again) {
+          for (const [k, v] of typed) {
+            const i = again.querySelector(`[name='${CSS.escape(k)}']:not([type=checkbox])`);
+            if (i && i.type !== "hidden") i.value = v;
+          }
+          again.querySelector(".form-error").textContent = "The case changed meanwhile; it has been reloaded — check it and confirm again. 案件已被他人更新，已重新载入，请核对后再提交。";
+        }
+        return;
+      }
+      err.textContent = (e.status ? `${e.status} · ` : "") + e.message;
+      markInvalid(form, e.field);
+    }
+  });
+  $("#case-form").replaceChildren(form);
+  const first = form.querySelector("input:not([type=hidden]), select, textarea");
+  if (first) first.focus();
+}
+
+// markInvalid highlights the input the server's error names (field
+// "elements", "tasks[1].title", "evidence.ref"…).
+function markInvalid(form, field) {
+  if (!field) return;
+  const m = field.match(/^tasks\[(\d+)\]\.(\w+)$/);
+  let target = null;
+  if (m) {
+    const row = form.querySelectorAll(".task-row")[Number(m[1])];
+    target = row && row.querySelector(`[name='task.${m[2]}']`);
+  } else {
+    target = form.querySelector(`[name='${CSS.escape(field)}'], [data-name='${CSS.escape(field)}']`) ||
+      form.querySelector(`[name^='${CSS.escape(field)}.']`);
+  }
+  if (field === "elements") for (const dd of document.querySelectorAll(".elements-list dd.missing")) dd.classList.add("invalid");
+  if (target) {
+    target.classList.add("invalid");
+    if (target.focus) target.focus();
+  }
+}
+
+function closeActionForm() {
+  openForm = null;
+  $("#case-form").replaceChildren();
+  for (const b of document.querySelectorAll(".case-actions button")) b.classList.remove("open");
+}
+
+// ---- Manual intake ----
+
+async function loadCaseNew() {
+  const form = $("#case-new-form");
+  $("#case-new-error").textContent = "";
+  try {
+    await loadRef();
+  } catch (e) {
+    $("#case-new-error").textContent = e.status === 404 ? "The case workflow does not run on this node. 本节点未运行案件服务。" : e.message;
+    return;
+  }
+  const cat = form.elements.category;
+  if (!cat.options.length) {
+    cat.append(el("option", { value: "" }, "— choose 请选择 —"), ...ref.playbooks.map((p) => el("option", { value: p.category }, p.name)));
+  }
+  const box = $("#case-new-elements");
+  if (!box.children.length) {
+    box.append(...ELEMENTS.map(([k, cn]) => el("label", {}, `${cn} ${k}`,
+      el("input", { name: "elements." + k, placeholder: k === "when" ? "empty: now 空则为登记时间" : "" }))));
+  }
+  form.elements.region.placeholder = me.region || "county/township/village (empty: whole jurisdiction 全辖区)";
+  if (me.role === "grid_worker") form.elements.source.value = "grid";
+}
+
+async function submitCaseNew(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const err = $("#case-new-error");
+  err.textContent = "";
+  for (const i of form.querySelectorAll(".invalid")) i.classList.remove("invalid");
+  const body = {};
+  for (const [k, v] of new FormData(form)) if (v.trim() !== "") setPath(body, k, v.trim());
+  const btn = form.querySelector("button[type=submit]");
+  btn.disabled = true;
+  try {
+    const c = await call("POST", "/api/v1/cases", body);
+    form.reset();
+    location.hash = caseHref(c.id);
+  } catch (e) {
+    err.textContent = (e.status ? `${e.status} · ` : "") + e.message;
+    const f = e.field && (form.querySelector(`[name='${CSS.escape(e.field)}']`) || form.querySelector(`[name^='${CSS.escape(e.field)}']`));
+    if (f) {
+      f.classList.add("invalid");
+      f.focus();
+    }
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+function setupCases() {
+  $("#case-filter").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (location.hash !== "#/cases") location.hash = "#/cases"; // drops a preset; route() reloads
+    else loadCases();
+  });
+  $("#case-filter").addEventListener("change", (ev) => {
+    if (ev.target.name !== "q") ev.target.form.requestSubmit();
+  });
+  $("#cases-more").addEventListener("click", moreCases);
+  $("#case-new-form").addEventListener("submit", submitCaseNew);
+  setInterval(tickCountdowns, 1000);
+}
+
 function formData(form) {
   const o = {};
   for (const [k, v] of new FormData(form)) if (v !== "") o[k] = v;
@@ -158,6 +984,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("#login-error").textContent = e.message;
     }
   });
+  setupCases();
   $("#logout").addEventListener("click", async () => {
     await call("POST", "/api/v1/auth/logout").catch(() => {});
     showLogin();

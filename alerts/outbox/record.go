@@ -82,7 +82,9 @@ func (r *Record) check() error {
 //
 // On PostgreSQL, Enqueue locks the outbox's id counter until tx ends, which
 // serialises the transactions that enqueue: call it as late in tx as
-// possible. Call Dispatcher.Notify after the commit for prompt delivery.
+// possible. At the default READ COMMITTED isolation the others wait; at
+// REPEATABLE READ or SERIALIZABLE they fail with a serialization error, to
+// be retried. Call Dispatcher.Notify after the commit for prompt delivery.
 func Enqueue(ctx context.Context, tx *sql.Tx, driver string, recs ...Record) error {
 	if len(recs) == 0 {
 		return nil

@@ -139,8 +139,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestWebhookSignedRetriedWithOneKey is not parallel: it checks that no
+// dispatcher goroutine is left, in the whole process.
 func TestWebhookSignedRetriedWithOneKey(t *testing.T) {
-	t.Parallel()
 	for _, driver := range casedbtest.Drivers() {
 		t.Run(driver, func(t *testing.T) {
 			db := casedbtest.Open(t, driver)

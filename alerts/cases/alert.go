@@ -52,12 +52,11 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 		return nil, "", fmt.Errorf("rule %s: %w %q (no playbook)", a.Rule, ErrUnknownCategory, a.Category)
 	}
 	var (
-		out     []Change
 		result  *Case
 		outcome Outcome
 	)
-	err := inTx(ctx, s.db, func(t txn) error {
-		out, result, outcome = out[:0], nil, ""
+	err := s.commit(ctx, func(t txn, out *[]Change) error {
+		result, outcome = nil, ""
 		key := a.GroupKey
 		if a.SuppressedBy != "" {
 			key = a.SuppressedBy
@@ -108,7 +107,7 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, ch)
+			*out = append(*out, ch)
 			return nil
 		case a.Repeat || a.SuppressedBy != "":
 			outcome = Dropped
@@ -118,14 +117,13 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 		if err != nil {
 			return err
 		}
-		result, outcome, out = c, Opened, append(out, chs...)
+		result, outcome, *out = c, Opened, append(*out, chs...)
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	s.m.alerts.WithLabelValues(string(outcome)).Inc()
-	s.afterCommit(out...)
 	return result, outcome, nil
 }
 

@@ -90,10 +90,8 @@ func actorOf(p *auth.Principal) actor {
 // returns the history entry to record (nil records nothing and leaves the
 // case unwritten). want, when not zero, is the version the caller read.
 func (s *Service) change(ctx context.Context, id string, want int64, f func(t txn, c *Case, tasks []Task) (*HistoryEntry, error)) (*Case, error) {
-	var out []Change
 	var result *Case
-	err := inTx(ctx, s.db, func(t txn) error {
-		out = out[:0]
+	err := s.commit(ctx, func(t txn, out *[]Change) error {
 		c, err := lockCase(ctx, t, id)
 		if err != nil {
 			return err
@@ -117,13 +115,12 @@ func (s *Service) change(ctx context.Context, id string, want int64, f func(t tx
 		if err != nil {
 			return err
 		}
-		out = append(out, ch)
+		*out = append(*out, ch)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.afterCommit(out...)
 	return result, nil
 }
 
@@ -157,6 +154,21 @@ func (s *Service) recordEntry(ctx context.Context, t txn, c *Case, h *HistoryEnt
 		}
 	}
 	return ch, nil
+}
+
+// commit runs f in a transaction; the changes f collects are announced once
+// it commits.
+func (s *Service) commit(ctx context.Context, f func(t txn, out *[]Change) error) error {
+	var out []Change
+	err := inTx(ctx, s.db, func(t txn) error {
+		out = out[:0]
+		return f(t, &out)
+	})
+	if err != nil {
+		return err
+	}
+	s.afterCommit(out...)
+	return nil
 }
 
 func (s *Service) afterCommit(chs ...Change) {
@@ -311,9 +323,7 @@ func (s *Service) Create(ctx context.Context, p *auth.Principal, in NewCase) (*C
 	if c.Elements.When == "" {
 		c.Elements.When = now.In(shanghai).Format("2006-01-02 15:04")
 	}
-	var out []Change
-	err := inTx(ctx, s.db, func(t txn) error {
-		out = out[:0]
+	err := s.commit(ctx, func(t txn, out *[]Change) error {
 		num, err := nextNumber(ctx, t, now)
 		if err != nil {
 			return err
@@ -327,7 +337,7 @@ func (s *Service) Create(ctx context.Context, p *auth.Principal, in NewCase) (*C
 		if err != nil {
 			return err
 		}
-		out = append(out, ch)
+		*out = append(*out, ch)
 		if err := s.planStage(ctx, t, c); err != nil {
 			return err
 		}
@@ -347,14 +357,13 @@ func (s *Service) Create(ctx context.Context, p *auth.Principal, in NewCase) (*C
 			if err != nil {
 				return err
 			}
-			out = append(out, ch)
+			*out = append(*out, ch)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.afterCommit(out...)
 	return c, nil
 }
 

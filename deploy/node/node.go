@@ -277,15 +277,7 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		}
 		n.relay = r
 		r.Routes(n.router)
-		n.health.Starting(Relay)
-		n.components = append(n.components, component{Relay, r.Run}, component{"relay-ready", func(ctx context.Context) error {
-			select {
-			case <-r.Ready():
-				n.health.Ready(Relay)
-			case <-ctx.Done():
-			}
-			return nil
-		}})
+		n.runUntilReady(Relay, r.Run, r.Ready())
 	case Alerts:
 		a, err := alerts.New(n.cfg.Alerts, n.db, n.bus, n.reg, n.logs.For(Alerts))
 		if err != nil {
@@ -296,17 +288,23 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		}
 		n.alerts = a
 		a.Routes(n.router)
-		n.health.Starting(Alerts)
-		n.components = append(n.components, component{Alerts, a.Run}, component{"alerts-ready", func(ctx context.Context) error {
-			select {
-			case <-a.Consuming():
-				n.health.Ready(Alerts)
-			case <-ctx.Done():
-			}
-			return nil
-		}})
+		n.runUntilReady(Alerts, a.Run, a.Consuming())
 	}
 	return nil
+}
+
+// runUntilReady adds a role's component, reported starting until ready
+// is closed.
+func (n *Node) runUntilReady(role string, run func(context.Context) error, ready <-chan struct{}) {
+	n.health.Starting(role)
+	n.components = append(n.components, component{role, run}, component{role + "-ready", func(ctx context.Context) error {
+		select {
+		case <-ready:
+			n.health.Ready(role)
+		case <-ctx.Done():
+		}
+		return nil
+	}})
 }
 
 func (n *Node) close() {

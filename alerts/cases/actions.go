@@ -118,6 +118,41 @@ func Actions() []string {
 	return out
 }
 
+// pageOrder is the order in which the case page offers actions: the next
+// step of the loop first.
+var pageOrder = []string{"dispatch", "accept", "resolve", "follow_up", "close", "assess", "reassign", "split",
+	"urge", "supervise", "escalate", "edit", "merge", "unmerge", "reopen", "dismiss", "comment", "attach",
+	"task_accept", "task_done"}
+
+// allowedActions lists, in page order, the actions p may take on c now
+// (task actions when p may act on at least one of its tasks). Act remains
+// the judge: an action listed may still be refused for its input.
+func allowedActions(p *auth.Principal, c *Case, ts []Task) []string {
+	out := []string{}
+	for _, name := range pageOrder {
+		act := actions[name]
+		switch {
+		case act.from != nil && !slices.Contains(act.from, c.State),
+			act.from == nil && !c.State.Open(),
+			name == "unmerge" && c.MergedInto == "",
+			name == "reopen" && c.MergedInto != "":
+			continue
+		}
+		ok := false
+		if strings.HasPrefix(name, "task_") {
+			for _, k := range ts {
+				ok = ok || act.allowed(p, name, c, ts, k.ID) == nil
+			}
+		} else {
+			ok = act.allowed(p, name, c, ts, "") == nil
+		}
+		if ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Act takes action name on case id for p.
 func (s *Service) Act(ctx context.Context, p *auth.Principal, id, name string, r ActionRequest) (*Case, error) {
 	act, ok := actions[name]
@@ -156,7 +191,7 @@ func (s *Service) Act(ctx context.Context, p *auth.Principal, id, name string, r
 		if c.State != from {
 			h.To = c.State
 		}
-		if stageOf(from) != stageOf(c.State) || name == "reassign" || (from == Resolved && c.State == Dispatched) {
+		if stageOf(from) != stageOf(c.State) || name == "reassign" {
 			if c.Deadline.Equal(deadline) {
 				c.Deadline = time.Time{} // not set by the action: the stage's own
 			}
@@ -533,12 +568,7 @@ func (s *Service) actSplit(ctx context.Context, t txn, _ actor, c *Case, ts []Ta
 		if err := s.planTimers(ctx, t, c, pb, StageTask, k.ID, k.Deadline); err != nil {
 			return nil, err
 		}
-		ts = append(ts, k)
 		ids = append(ids, k.ID)
-	}
-	// the departments column now names the tasks' departments too
-	if err := updateCase(ctx, t, c, ts); err != nil {
-		return nil, err
 	}
 	return &HistoryEntry{Data: map[string]any{"tasks": ids}}, nil
 }

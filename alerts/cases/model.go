@@ -352,6 +352,8 @@ type Detail struct {
 	Tasks      []Task         `json:"tasks"`
 	Timers     []Timer        `json:"timers"`
 	Candidates []Candidate    `json:"merge_candidates"`
+	// Allowed lists the actions the caller may take now, the next step first.
+	Allowed []string `json:"allowed_actions"`
 }
 
 // Candidate is an open case that may be the same matter (同案合并 suggestion).

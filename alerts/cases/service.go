@@ -30,10 +30,9 @@ var shanghai = func() *time.Location {
 // and pushed to consoles: the case after the change and the history entry
 // that records it.
 type Change struct {
-	Case    *Case        `json:"case"`
-	Entry   HistoryEntry `json:"entry"`
-	Type    string       `json:"type"` // "case." + the action
-	Changed time.Time    `json:"changed"`
+	Case  *Case        `json:"case"`
+	Entry HistoryEntry `json:"entry"`
+	Type  string       `json:"type"` // "case." + the action
 }
 
 // Publisher records a change inside the transaction that makes it, so that
@@ -72,9 +71,6 @@ func (s *Service) OnCommit(f func(Change)) {
 	s.committed = append(s.committed, f)
 }
 
-// Config is the workflow's configuration.
-func (s *Service) Config() *Config { return &s.cfg }
-
 // actor names who acts in the history.
 type actor struct {
 	name, role string
@@ -111,7 +107,7 @@ func (s *Service) change(ctx context.Context, id string, want int64, f func(t tx
 		if h == nil {
 			return nil
 		}
-		ch, err := s.record(ctx, t, c, ts, h)
+		ch, err := s.record(ctx, t, c, nil, h) // nil: the tasks as the action left them
 		if err != nil {
 			return err
 		}
@@ -147,7 +143,7 @@ func (s *Service) recordEntry(ctx context.Context, t txn, c *Case, h *HistoryEnt
 		return Change{}, err
 	}
 	cp := *c
-	ch := Change{Case: &cp, Entry: *h, Type: "case." + h.Action, Changed: h.At}
+	ch := Change{Case: &cp, Entry: *h, Type: "case." + h.Action}
 	if s.publish != nil {
 		if err := s.publish(ctx, t.tx, ch); err != nil {
 			return Change{}, fmt.Errorf("publish %s: %w", ch.Type, err)
@@ -414,5 +410,6 @@ func (s *Service) Get(ctx context.Context, p *auth.Principal, id string) (*Detai
 	if d.Candidates, err = s.candidates(ctx, p, c); err != nil {
 		return nil, err
 	}
+	d.Allowed = allowedActions(p, c, d.Tasks)
 	return d, nil
 }

@@ -189,20 +189,6 @@ const ACTION_CN = {
 // Who may register cases (the server decides; this only hides the link).
 const INTAKE_ROLES = ["clerk", "commander", "grid_worker", "admin"];
 
-// Actions offered in each state; the first is the next step of the loop.
-function caseActions(c) {
-  switch (c.state) {
-    case "registered": return ["assess", "edit", "merge", "dismiss", "escalate", "comment", "attach"];
-    case "assessed": return ["dispatch", "assess", "edit", "merge", "dismiss", "escalate", "comment", "attach"];
-    case "dispatched": return ["accept", "reassign", "urge", "supervise", "escalate", "split", "edit", "merge", "comment", "attach"];
-    case "accepted": return ["resolve", "split", "urge", "supervise", "escalate", "reassign", "edit", "merge", "comment", "attach"];
-    case "resolved": return ["follow_up", "close", "reopen", "comment", "attach"];
-    case "followed_up": return ["close", "reopen", "comment", "attach"];
-    case "closed": return c.merged_into ? ["unmerge", "comment"] : ["reopen", "comment"];
-  }
-  return ["comment"];
-}
-
 const bi = (cn, en) => el("span", {}, cn + " ", el("span", { class: "en" }, en));
 
 let ref = null; // GET /api/v1/playbooks
@@ -567,7 +553,9 @@ function renderCase(d) {
   if (d.outcome) facts.push(...fact("Outcome 办结方式", `${OUTCOME_CN[d.outcome] || ""} ${d.outcome}`, d.result ? el("div", {}, d.result) : ""));
   if (d.satisfaction) facts.push(...fact("Follow-up 回访", `${SATISFACTION_CN[d.satisfaction] || ""} ${d.satisfaction}`));
 
-  const actions = caseActions(d).map((a, i) => el("button", {
+  // The server lists what this user may do now, the loop's next step first.
+  const offered = (d.allowed_actions || []).filter((a) => !a.startsWith("task_"));
+  const actions = offered.map((a, i) => el("button", {
     class: "act" + (i === 0 && !["comment", "attach", "reopen", "unmerge"].includes(a) ? " primary" : " ghost") + (openForm === a ? " open" : ""),
     "data-action": a, onclick: () => showActionForm(a),
   }, `${ACTION_CN[a] || a} ${a.replace("_", " ")}`));
@@ -650,14 +638,15 @@ function evidenceList(evs) {
 function tasksCard(d) {
   const tasks = d.tasks || [];
   if (!tasks.length) return "";
+  const canTask = (d.allowed_actions || []).some((a) => a.startsWith("task_"));
   return el("div", { class: "card" }, el("h2", {}, "Tasks 子任务"),
     el("table", { class: "tasks" }, el("thead", {}, el("tr", {}, el("th", {}, "Task 任务"), el("th", {}, "State 状态"), el("th", {}, "Deadline 时限"), el("th", {}))),
       el("tbody", {}, ...tasks.map((k) => el("tr", {},
         el("td", {}, el("div", {}, k.title), el("div", { class: "muted small" }, deptName(k.department)), k.outcome ? el("div", { class: "small" }, k.outcome) : ""),
         el("td", {}, el("span", { class: "badge task-" + k.state }, bi(TASK_CN[k.state] || "", k.state))),
         el("td", {}, k.state === "done" ? "—" : countdown(k.deadline)),
-        el("td", {}, k.state === "open" ? el("button", { class: "ghost small-btn", onclick: () => showActionForm("task_accept", { task: k.id }) }, "签收 accept") : "",
-          k.state !== "done" ? el("button", { class: "ghost small-btn", onclick: () => showActionForm("task_done", { task: k.id }) }, "办结 done") : ""))))));
+        el("td", {}, k.state === "open" && canTask ? el("button", { class: "ghost small-btn", onclick: () => showActionForm("task_accept", { task: k.id }) }, "签收 accept") : "",
+          k.state !== "done" && canTask ? el("button", { class: "ghost small-btn", onclick: () => showActionForm("task_done", { task: k.id }) }, "办结 done") : ""))))));
 }
 
 function timersCard(timers) {

@@ -94,6 +94,7 @@ type Alerts struct {
 	db       *casedb.DB
 	bus      bus.Bus
 	log      *slog.Logger
+	reg      prometheus.Registerer
 	cases    *cases.Service
 	hub      *cases.Hub
 	store    *rules.Store
@@ -106,7 +107,7 @@ type Alerts struct {
 
 // New builds the role; Start loads what it needs.
 func New(cfg Config, db *casedb.DB, b bus.Bus, reg prometheus.Registerer, log *slog.Logger) (*Alerts, error) {
-	a := &Alerts{cfg: cfg, db: db, bus: b, log: log, m: newMetrics(reg), consumed: make(chan struct{})}
+	a := &Alerts{cfg: cfg, db: db, bus: b, log: log, reg: reg, m: newMetrics(reg), consumed: make(chan struct{})}
 	a.cases = cases.New(cfg.Cases, db, reg, log.With("component", "cases"))
 	a.hub = cases.NewHub(a.cases, cfg.Poll.D(), reg, log.With("component", "case-stream"))
 	d, err := outbox.NewDispatcher(cfg.Outbox, db, b, reg, log.With("component", "outbox"))
@@ -130,13 +131,13 @@ func New(cfg Config, db *casedb.DB, b bus.Bus, reg prometheus.Registerer, log *s
 
 // Start loads the rules (the configuration's and those stored) and the
 // rule state.
-func (a *Alerts) Start(ctx context.Context, reg prometheus.Registerer) error {
+func (a *Alerts) Start(ctx context.Context) error {
 	set, err := a.store.Load(ctx)
 	if err != nil {
 		return fmt.Errorf("load rules: %w", err)
 	}
 	a.state = &deferredState{inner: rules.NewSQLState(a.db)}
-	if a.engine, err = rules.NewEngine(set, a.state, reg, a.log.With("component", "rules")); err != nil {
+	if a.engine, err = rules.NewEngine(set, a.state, a.reg, a.log.With("component", "rules")); err != nil {
 		return err
 	}
 	if err := a.engine.Load(ctx); err != nil {
@@ -269,17 +270,14 @@ func (d *deferredState) flush(ctx context.Context) error {
 func (a *Alerts) take(ctx context.Context, firings []rules.Firing) error {
 	for _, f := range firings {
 		for attempt := 0; ; attempt++ {
-			_, outcome, err := a.cases.Alert(ctx, cases.Alert{
+			_, _, err := a.cases.Alert(ctx, cases.Alert{
 				Rule: f.Rule, GroupKey: f.GroupKey, Category: f.Category, Title: f.Title, Description: f.Description,
 				Risk: f.Risk, RiskPerRepeat: f.RiskPerRepeat, Repeat: f.Repeat, SuppressedBy: f.SuppressedBy, Events: f.Events,
 			})
 			if err == nil {
-				a.m.firings.WithLabelValues(string(outcome)).Inc()
-				break
+				break // counted by outcome in sharpeye_cases_alerts_total
 			}
-			var fe *cases.FieldError
-			if errors.As(err, &fe) || errors.Is(err, cases.ErrUnknownCategory) {
-				a.m.firings.WithLabelValues("refused").Inc()
+			if errors.Is(err, cases.ErrUnknownCategory) {
 				a.log.Error("rule firing refused", "rule", f.Rule, "group", f.GroupKey, "err", err)
 				break
 			}
@@ -323,7 +321,6 @@ func (a *Alerts) advance(ctx context.Context) error {
 type metrics struct {
 	events   prometheus.Counter
 	rejected prometheus.Counter
-	firings  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -332,9 +329,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sharpeye_alerts_events_total", Help: "Events the alerts role evaluated."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharpeye_alerts_events_rejected_total", Help: "Events that did not decode (sent to the dead-letter topic)."}),
-		firings: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sharpeye_alerts_firings_taken_total", Help: "Rule firings taken by the case workflow, by outcome."}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.events, m.rejected, m.firings)
+	reg.MustRegister(m.events, m.rejected)
 	return m
 }

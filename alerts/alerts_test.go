@@ -32,7 +32,7 @@ func newRole(t *testing.T, db *casedb.DB) *Alerts {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(context.Background(), reg); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return a

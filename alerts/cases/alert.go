@@ -49,6 +49,7 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 		return nil, "", errors.New("alert without events")
 	}
 	if _, ok := s.cfg.playbook(a.Category); !ok {
+		s.m.alerts.WithLabelValues("refused").Inc()
 		return nil, "", fmt.Errorf("rule %s: %w %q (no playbook)", a.Rule, ErrUnknownCategory, a.Category)
 	}
 	var (
@@ -64,11 +65,6 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 		c, err := openByGroup(ctx, t, key)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
-		}
-		if c != nil && s.db.Driver() == "postgres" {
-			if c, err = lockCase(ctx, t, c.ID); err != nil {
-				return err
-			}
 		}
 		switch {
 		case c != nil:
@@ -297,13 +293,10 @@ func elementsOf(evs []*event.Event) Elements {
 	return el
 }
 
-// clip shortens s to at most n bytes on a rune boundary.
+// clip shortens s to at most n bytes, dropping a rune cut in half.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && (s[n]&0xC0) == 0x80 {
-		n--
-	}
-	return s[:n]
+	return strings.ToValidUTF8(s[:n], "")
 }

@@ -3,13 +3,11 @@ package cases
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"sharpeye/alerts/casedb"
-	"sharpeye/configs/conf"
+	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/ingest/event"
 )
 
@@ -47,22 +45,8 @@ func BenchmarkAlertAttach(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
 }
 
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-func benchConfig(b *testing.B) casedb.Config {
-	cfg := casedb.Defaults()
-	cfg.DSN = conf.Secret(b.TempDir() + "/cases.db")
-	return cfg
-}
-
 func benchFixture(b *testing.B) *fixture {
-	db, err := casedb.Open(context.Background(), benchConfig(b), b.TempDir(), discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	f := &fixture{db: db, clock: &clock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, shanghai)}}
-	f.s = New(Defaults(), db, nil, discard)
-	f.s.SetClock(f.clock.now)
+	f := newFixtureOn(b, casedbtest.Open(b, casedb.SQLite), &clock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, shanghai)})
+	f.s.SetPublisher(nil)
 	return f
 }

@@ -32,7 +32,7 @@ func (c *clock) add(d time.Duration) {
 }
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	db      *casedb.DB
 	s       *Service
 	clock   *clock
@@ -45,7 +45,7 @@ func newFixture(t *testing.T, driver string) *fixture {
 	return newFixtureOn(t, db, &clock{t: time.Date(2026, 11, 21, 9, 0, 0, 0, shanghai)})
 }
 
-func newFixtureOn(t *testing.T, db *casedb.DB, clk *clock) *fixture {
+func newFixtureOn(t testing.TB, db *casedb.DB, clk *clock) *fixture {
 	f := &fixture{t: t, db: db, clock: clk}
 	f.s = New(Defaults(), db, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	f.s.SetClock(clk.now)
@@ -512,12 +512,13 @@ func TestPublishFailureRollsBack(t *testing.T) {
 		f := newFixture(t, driver)
 		ctx := context.Background()
 		c, _ := f.s.Create(ctx, clerk, dispute())
+		before := f.detail(c.ID)
 		f.s.SetPublisher(func(context.Context, *sql.Tx, Change) error { return errors.New("outbox full") })
 		if err := f.actErr(commander, c, "assess", ActionRequest{Risk: ptr(90)}); !strings.Contains(err.Error(), "outbox full") {
 			t.Fatalf("assess with a failing outbox: %v", err)
 		}
 		d := f.detail(c.ID)
-		if d.Colour != "" || d.Version != c.Version || len(d.History) != 1 || len(d.Timers) != len(f.detail(c.ID).Timers) {
+		if d.Colour != "" || d.Version != c.Version || len(d.History) != 1 || len(d.Timers) != len(before.Timers) {
 			t.Fatalf("a change that could not be published was kept: colour %q version %d history %d", d.Colour, d.Version, len(d.History))
 		}
 		for _, tm := range d.Timers {
@@ -588,5 +589,75 @@ func TestConfigDefaultsValid(t *testing.T) {
 		if !cfg.department(pb.Lead) {
 			t.Errorf("playbook %s leads with unknown %s", pb.Category, pb.Lead)
 		}
+	}
+}
+
+// TestHubTellsOtherNodesChanges: a console connected to one node hears of a
+// change made on another node sharing the database, and only if the case
+// is within the console user's scope.
+func TestHubTellsOtherNodesChanges(t *testing.T) {
+	forDrivers(t, func(t *testing.T, driver string) {
+		a := newFixture(t, driver)
+		b := newFixtureOn(t, a.db, a.clock)
+		hub := NewHub(b.s, time.Second, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		inScope, outside := hub.subscribe(commander), hub.subscribe(outsider)
+		since := a.clock.now()
+		c, err := a.s.Create(context.Background(), clerk, dispute())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := hub.catchUp(context.Background(), since); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case u := <-inScope.ch:
+			if u.ID != c.ID || u.Action != "registered" || u.Number != c.Number {
+				t.Fatalf("update %+v", u)
+			}
+		default:
+			t.Fatal("the other node's change was not pushed")
+		}
+		select {
+		case u := <-outside.ch:
+			t.Fatalf("a user of another region was told: %+v", u)
+		default:
+		}
+		// Polled again: nothing is told twice.
+		hub.catchUp(context.Background(), since)
+		if len(inScope.ch) != 0 {
+			t.Fatal("the same change was pushed twice")
+		}
+	})
+}
+
+// TestAllowedActions: the case page offers what the caller may do now, the
+// loop's next step first, and every action has its place in that order.
+func TestAllowedActions(t *testing.T) {
+	for _, name := range Actions() {
+		if !slices.Contains(pageOrder, name) {
+			t.Errorf("action %s has no place in pageOrder", name)
+		}
+	}
+	f := newFixture(t, casedb.SQLite)
+	c, err := f.s.Create(context.Background(), clerk, dispute())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = f.act(commander, c, "assess", ActionRequest{Risk: ptr(40)})
+	allowed := func(p *auth.Principal) []string {
+		d, err := f.s.Get(context.Background(), p, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed
+	}
+	if got := allowed(commander); len(got) == 0 || got[0] != "dispatch" || slices.Contains(got, "accept") || slices.Contains(got, "unmerge") {
+		t.Fatalf("commander on an assessed case: %v", got)
+	}
+	if got := allowed(analyst); !slices.Equal(got, []string{"comment", "attach"}) {
+		t.Fatalf("analyst: %v", got)
+	}
+	if got := allowed(super); slices.Contains(got, "urge") || !slices.Contains(got, "escalate") {
+		t.Fatalf("supervisor before dispatch: %v", got)
 	}
 }

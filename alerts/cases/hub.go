@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,13 +30,11 @@ type Update struct {
 	Action     string    `json:"action"`
 	Actor      string    `json:"actor"`
 	At         time.Time `json:"at"`
-
-	co []string
 }
 
 func updateOf(c *Case, h HistoryEntry) Update {
 	return Update{ID: c.ID, Number: c.Number, Title: c.Title, State: c.State, Colour: c.Colour, Category: c.Category,
-		Region: c.Region, Department: c.Department, Version: c.Version, Action: h.Action, Actor: h.Actor, At: h.At, co: c.CoDepartments}
+		Region: c.Region, Department: c.Department, Version: c.Version, Action: h.Action, Actor: h.Actor, At: h.At}
 }
 
 // Hub pushes case changes to consoles as server-sent events: the changes
@@ -76,20 +74,21 @@ func NewHub(s *Service, poll time.Duration, reg prometheus.Registerer, log *slog
 	if reg != nil {
 		reg.MustRegister(h.dropped, h.clients)
 	}
-	s.OnCommit(func(ch Change) { h.push(ch.Entry.At, ch.Case.ID, ch.Entry.Seq, updateOf(ch.Case, ch.Entry)) })
+	s.OnCommit(func(ch Change) { h.push(ch.Case, ch.Entry) })
 	return h
 }
 
-func (h *Hub) push(at time.Time, caseID string, seq int, u Update) {
-	key := fmt.Sprintf("%s/%d", caseID, seq)
+func (h *Hub) push(c *Case, e HistoryEntry) {
+	key := c.ID + "/" + strconv.Itoa(e.Seq)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.seen[key]; ok {
 		return
 	}
-	h.seen[key] = at
+	h.seen[key] = e.At
+	u := updateOf(c, e)
 	for sub := range h.subs {
-		if !auth.InRegion(u.Region, sub.p.Region) && !(sub.p.Department != "" && (u.Department == sub.p.Department || slices.Contains(u.co, sub.p.Department))) {
+		if !visible(sub.p, c, nil) {
 			continue
 		}
 		select {
@@ -108,6 +107,13 @@ func (h *Hub) push(at time.Time, caseID string, seq int, u Update) {
 func (h *Hub) Run(ctx context.Context) error {
 	since := h.s.now().Add(-time.Second)
 	return casedb.Poll(ctx, h.poll, func(ctx context.Context) error {
+		h.mu.Lock()
+		idle := len(h.subs) == 0
+		h.mu.Unlock()
+		if idle { // nobody to tell: read nothing
+			since = h.s.now()
+			return nil
+		}
 		next, err := h.catchUp(ctx, since)
 		if err != nil {
 			h.log.Warn("case stream poll", "err", err)
@@ -145,22 +151,26 @@ func (h *Hub) catchUp(ctx context.Context, since time.Time) (time.Time, error) {
 	}
 	rows.Close()
 	next := since
+	loaded := map[string]*Case{} // a case changed several times is read once
 	for _, e := range es {
 		at := casedb.FromMillis(e.at)
 		if at.After(next) {
 			next = at
 		}
 		h.mu.Lock()
-		_, seen := h.seen[fmt.Sprintf("%s/%d", e.caseID, e.seq)]
+		_, seen := h.seen[e.caseID+"/"+strconv.Itoa(e.seq)]
 		h.mu.Unlock()
 		if seen {
 			continue
 		}
-		c, err := getCase(ctx, dbq{h.s.db}, e.caseID)
-		if err != nil {
-			continue
+		c, ok := loaded[e.caseID]
+		if !ok {
+			if c, err = getCase(ctx, dbq{h.s.db}, e.caseID); err != nil {
+				return next, err
+			}
+			loaded[e.caseID] = c
 		}
-		h.push(at, e.caseID, e.seq, updateOf(c, HistoryEntry{Seq: e.seq, At: at, Action: e.action, Actor: e.actor}))
+		h.push(c, HistoryEntry{Seq: e.seq, At: at, Action: e.action, Actor: e.actor})
 	}
 	h.mu.Lock()
 	for k, at := range h.seen {

@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sharpeye_cases_alerts_total",
-			Help: "Rule firings taken by the case workflow, by outcome (opened, attached, suppressed, duplicate, dropped).",
+			Help: "Rule firings taken by the case workflow, by outcome (opened, attached, suppressed, duplicate, dropped, refused: no playbook for the category).",
 		}, []string{"outcome"}),
 	}
 	if reg != nil {

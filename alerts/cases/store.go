@@ -401,8 +401,11 @@ func nextNumber(ctx context.Context, t txn, now time.Time) (string, error) {
 	return fmt.Sprintf("%s-%06d", year, v), nil
 }
 
-// openByGroup finds the open case of an alert group.
+// openByGroup finds and locks (see lockCase) the open case of an alert group.
 func openByGroup(ctx context.Context, t txn, key string) (*Case, error) {
-	return scanCase(t.queryRow(ctx, "SELECT "+caseColumns+` FROM cases
-		WHERE group_key = ? AND state <> ? ORDER BY created_at DESC LIMIT 1`, key, Closed))
+	q := "SELECT " + caseColumns + " FROM cases WHERE group_key = ? AND state <> ? ORDER BY created_at DESC LIMIT 1"
+	if t.db.Driver() == casedb.Postgres {
+		q += " FOR UPDATE"
+	}
+	return scanCase(t.queryRow(ctx, q, key, Closed))
 }

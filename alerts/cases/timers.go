@@ -2,7 +2,6 @@ package cases
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,8 +11,7 @@ import (
 // planStage starts the deadline of the stage c has entered: it cancels the
 // waiting timers of the stage left (risk warnings excepted) and plans the
 // new stage's reminder and escalation ladder from its playbook. A deadline
-// already in c.Deadline (set explicitly by the commander) is kept; prev is
-// the state c left, "" for a new case.
+// still ahead in c.Deadline (set explicitly by the commander) is kept.
 func (s *Service) planStage(ctx context.Context, t txn, c *Case) error {
 	if _, err := t.exec(ctx, `UPDATE case_timers SET cancelled = 1
 		WHERE case_id = ? AND task_id = '' AND kind <> ? AND fired_at = 0 AND cancelled = 0`, c.ID, TimerWarn); err != nil {
@@ -100,24 +98,24 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 	}
 }
 
+// fire acts on one due timer and reports whether it changed the case (a
+// timer another node fired, or one cancelled meanwhile, does nothing; a
+// risk warning with no red risk left is spent silently).
 func (s *Service) fire(ctx context.Context, d dueTimer) (bool, error) {
-	var ch Change
-	won := false
-	err := inTx(ctx, s.db, func(t txn) error {
-		won = false
+	fired := false
+	err := s.commit(ctx, func(t txn, out *[]Change) error {
+		fired = false
 		c, err := lockCase(ctx, t, d.caseID)
 		if err != nil {
 			return err
 		}
-		now := s.now().UTC()
-		res, err := t.exec(ctx, `UPDATE case_timers SET fired_at = ? WHERE id = ? AND fired_at = 0 AND cancelled = 0`, casedb.Millis(now), d.id)
+		res, err := t.exec(ctx, `UPDATE case_timers SET fired_at = ? WHERE id = ? AND fired_at = 0 AND cancelled = 0`, casedb.Millis(s.now()), d.id)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return nil // fired elsewhere or cancelled meanwhile
+			return nil
 		}
-		won = true
 		h := &HistoryEntry{Actor: system.name, Role: system.role,
 			Data: map[string]any{"stage": d.stage, "step": d.step, "due": d.due.Format(time.RFC3339)}}
 		if d.task != "" {
@@ -151,7 +149,6 @@ func (s *Service) fire(ctx context.Context, d dueTimer) (bool, error) {
 			c.Escalations++
 		case TimerWarn:
 			if c.Colour != Red || c.Warned || !c.State.Open() {
-				won = true
 				return nil
 			}
 			c.Warned = true
@@ -160,20 +157,21 @@ func (s *Service) fire(ctx context.Context, d dueTimer) (bool, error) {
 		default:
 			return fmt.Errorf("unknown timer kind %q", d.kind)
 		}
-		ch, err = s.record(ctx, t, c, nil, h)
-		return err
+		ch, err := s.record(ctx, t, c, nil, h)
+		if err != nil {
+			return err
+		}
+		*out = append(*out, ch)
+		fired = true
+		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return false, nil
-		}
 		return false, err
 	}
-	if won && ch.Case != nil {
+	if fired {
 		s.m.timers.WithLabelValues(d.kind).Inc()
-		s.afterCommit(ch)
 	}
-	return won && ch.Case != nil, nil
+	return fired, nil
 }
 
 // RunTimers fires due timers every poll interval until ctx ends. A

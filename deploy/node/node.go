@@ -283,7 +283,7 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		if err != nil {
 			return err
 		}
-		if err := a.Start(ctx, n.reg); err != nil {
+		if err := a.Start(ctx); err != nil {
 			return err
 		}
 		n.alerts = a

@@ -177,7 +177,10 @@ func TestBrowserPlaysCamera(t *testing.T) {
 	if got.Width != 1280 || got.Height != 720 {
 		t.Fatalf("decoded %dx%d, want 1280x720", got.Width, got.Height)
 	}
-	time.Sleep(time.Second) // let the stats line update for the picture
+	// The screenshot shows the stats line once it reports the picture.
+	if err := chromedp.Run(ctx, chromedp.Poll(`document.getElementById("stats").textContent.includes("1280")`, nil, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("the stats line never showed the picture size: %v", err)
+	}
 	screenshot(t, ctx, "play-gate.png")
 }
 

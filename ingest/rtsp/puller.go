@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -116,10 +117,9 @@ type Puller struct {
 
 	mu     sync.Mutex
 	status Status
-	rate   rateMeter
-	jitter jitterMeter
 
 	packets, lost, decodeErrs, reconnects atomic.Uint64
+	jitterMs                              atomic.Uint64 // float64 bits, of the current session
 	lastPacket                            atomic.Int64
 	transport                             atomic.Value // string: udp or tcp
 }
@@ -285,10 +285,8 @@ func (p *Puller) session(ctx context.Context) error {
 		return fmt.Errorf("setup: %w", err)
 	}
 	p.hub.SetTrack(track)
-	p.rate.reset()
-	p.mu.Lock()
-	p.jitter = jitterMeter{}
-	p.mu.Unlock()
+	p.jitterMs.Store(0)
+	var jitter jitterMeter // the packet callback's own, like the depacketizer: gortsplib calls it from one goroutine
 
 	c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
 		if m != medi {
@@ -304,15 +302,8 @@ func (p *Puller) session(ctx context.Context) error {
 		if !ok || err != nil || len(au) == 0 {
 			return
 		}
-		size := 0
-		for _, n := range au {
-			size += len(n)
-		}
-		key := stream.IsKey(track.Codec, au)
-		p.mu.Lock()
-		p.jitter.add(now, pkt.Timestamp)
-		p.rate.add(now, size, key)
-		p.mu.Unlock()
+		jitter.add(now, pkt.Timestamp)
+		p.jitterMs.Store(math.Float64bits(jitter.ms()))
 		p.hub.Publish(pts, now, au)
 	})
 	if _, err := c.Play(nil); err != nil {
@@ -407,10 +398,11 @@ func ignoreFragments(decode func(*rtp.Packet) ([][]byte, error)) func(*rtp.Packe
 func (p *Puller) Status() Status {
 	p.mu.Lock()
 	st := p.status
-	now := time.Now()
-	st.Bitrate, st.FrameRate, st.KeyframeInterval = p.rate.rates(now)
-	st.Jitter = p.jitter.ms()
 	p.mu.Unlock()
+	var keyEvery time.Duration
+	st.Bitrate, st.FrameRate, keyEvery = p.hub.Rates()
+	st.KeyframeInterval = keyEvery.Seconds()
+	st.Jitter = math.Float64frombits(p.jitterMs.Load())
 	if t, ok := p.hub.Track(); ok {
 		st.Width, st.Height = t.Width, t.Height
 	}
@@ -422,50 +414,6 @@ func (p *Puller) Status() Status {
 		st.LastPacket = time.Unix(0, n).UTC()
 	}
 	return st
-}
-
-// rateMeter measures bitrate, frame rate and keyframe interval over a
-// sliding window of one-second buckets.
-type rateMeter struct {
-	buckets  [5]struct{ sec, bytes, frames int64 }
-	lastKey  time.Time
-	keyEvery time.Duration
-}
-
-func (r *rateMeter) reset() { *r = rateMeter{} }
-
-func (r *rateMeter) add(now time.Time, size int, key bool) {
-	sec := now.Unix()
-	b := &r.buckets[sec%int64(len(r.buckets))]
-	if b.sec != sec {
-		b.sec, b.bytes, b.frames = sec, 0, 0
-	}
-	b.bytes += int64(size)
-	b.frames++
-	if key {
-		if !r.lastKey.IsZero() {
-			r.keyEvery = now.Sub(r.lastKey)
-		}
-		r.lastKey = now
-	}
-}
-
-// rates sums the complete seconds of the window (the current one is partial).
-func (r *rateMeter) rates(now time.Time) (bitrate, fps, keyEvery float64) {
-	sec := now.Unix()
-	var bytes, frames, n int64
-	for _, b := range r.buckets {
-		if b.sec < sec && b.sec >= sec-int64(len(r.buckets)-1) {
-			bytes += b.bytes
-			frames += b.frames
-			n++
-		}
-	}
-	if n > 0 {
-		bitrate = float64(bytes*8) / float64(n)
-		fps = float64(frames) / float64(n)
-	}
-	return bitrate, fps, r.keyEvery.Seconds()
 }
 
 // jitterMeter is RFC 3550's interarrival jitter estimate at 90 kHz.

@@ -35,6 +35,7 @@ type Hub struct {
 	subs     map[*Sub]struct{}
 	closed   bool
 	changed  chan struct{} // closed and replaced when track or subscribers change
+	rate     rateMeter     // of the current track
 
 	units, bytes, keys, slowDrops atomic.Uint64
 	lastUnit                      atomic.Int64 // unix nanos
@@ -71,6 +72,7 @@ func (h *Hub) SetTrack(t Track) {
 	h.track, h.hasTrack = t, true
 	h.epoch++
 	h.gop, h.gopBytes, h.gopValid = nil, 0, false
+	h.rate = rateMeter{}
 	h.notifyLocked()
 }
 
@@ -117,6 +119,7 @@ func (h *Hub) Publish(pts time.Duration, received time.Time, nalus [][]byte) {
 		u.Size += len(n)
 	}
 	h.cache(u)
+	h.rate.add(received, u.Size, key)
 	for s := range h.subs {
 		select {
 		case s.ch <- u:
@@ -276,6 +279,57 @@ func (h *Hub) Stats() Stats {
 		st.LastUnit = time.Unix(0, n).UTC()
 	}
 	return st
+}
+
+// Rates are the track's bitrate (bit/s) and frame rate over the last few
+// complete seconds, and the interval between its last two keyframes.
+func (h *Hub) Rates() (bitrate, fps float64, keyEvery time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	bitrate, fps = h.rate.rates(time.Now())
+	return bitrate, fps, h.rate.keyEvery
+}
+
+// rateMeter measures bitrate, frame rate and keyframe interval over a
+// sliding window of one-second buckets of arrival time.
+type rateMeter struct {
+	buckets  [5]struct{ sec, bytes, frames int64 }
+	lastKey  time.Time
+	keyEvery time.Duration
+}
+
+func (r *rateMeter) add(now time.Time, size int, key bool) {
+	sec := now.Unix()
+	b := &r.buckets[sec%int64(len(r.buckets))]
+	if b.sec != sec {
+		b.sec, b.bytes, b.frames = sec, 0, 0
+	}
+	b.bytes += int64(size)
+	b.frames++
+	if key {
+		if !r.lastKey.IsZero() {
+			r.keyEvery = now.Sub(r.lastKey)
+		}
+		r.lastKey = now
+	}
+}
+
+// rates sums the complete seconds of the window (the current one is partial).
+func (r *rateMeter) rates(now time.Time) (bitrate, fps float64) {
+	sec := now.Unix()
+	var bytes, frames, n int64
+	for _, b := range r.buckets {
+		if b.sec < sec && b.sec >= sec-int64(len(r.buckets)-1) {
+			bytes += b.bytes
+			frames += b.frames
+			n++
+		}
+	}
+	if n > 0 {
+		bitrate = float64(bytes*8) / float64(n)
+		fps = float64(frames) / float64(n)
+	}
+	return bitrate, fps
 }
 
 // dropEmpty removes empty NAL units (nothing downstream can use them, and

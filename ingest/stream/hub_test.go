@@ -210,3 +210,30 @@ func TestEmptyNALUnitsIgnored(t *testing.T) {
 	default:
 	}
 }
+
+func TestRates(t *testing.T) {
+	h := newTestHub(t)
+	// 25 frames a second over the last three complete seconds, a keyframe
+	// every 2 s.
+	now := time.Now()
+	start := now.Truncate(time.Second).Add(-3 * time.Second)
+	for i := range 75 {
+		at := start.Add(time.Duration(i) * 40 * time.Millisecond)
+		if i%50 == 0 {
+			h.Publish(0, at, [][]byte{sps, pps, idr}) // 18 bytes
+		} else {
+			h.Publish(0, at, [][]byte{slice}) // 3 bytes
+		}
+	}
+	bitrate, fps, keyEvery := h.Rates()
+	if fps != 25 || keyEvery != 2*time.Second {
+		t.Errorf("fps %v, keyframe interval %v; want 25 and 2s", fps, keyEvery)
+	}
+	if want := float64(8*(2*18+73*3)) / 3; bitrate != want {
+		t.Errorf("bitrate %v, want %v", bitrate, want)
+	}
+	h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+	if b, f, k := h.Rates(); b != 0 || f != 0 || k != 0 {
+		t.Errorf("a new track starts with the old one's rates: %v bit/s, %v fps, keyframe every %v", b, f, k)
+	}
+}

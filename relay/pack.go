@@ -43,23 +43,13 @@ func (c *packCache) payloads(codec stream.Codec, u *stream.Unit) ([][]byte, erro
 		}
 		c.enc[codec] = enc
 	}
-	nalus := u.NALUs
-	for _, n := range nalus {
-		if len(n) == 0 {
-			nalus = nonEmpty(nalus)
-			break
-		}
+	pkts, err := enc.Encode(u.NALUs) // never empty: the hub drops empty units and NAL units
+	if err != nil {
+		return nil, err
 	}
-	var p [][]byte
-	if len(nalus) > 0 {
-		pkts, err := enc.Encode(nalus)
-		if err != nil {
-			return nil, err
-		}
-		p = make([][]byte, len(pkts))
-		for i, pkt := range pkts {
-			p[i] = pkt.Payload
-		}
+	p := make([][]byte, len(pkts))
+	for i, pkt := range pkts {
+		p[i] = pkt.Payload
 	}
 	if old := c.fifo[c.next]; old != nil {
 		delete(c.m, old)
@@ -68,16 +58,6 @@ func (c *packCache) payloads(codec stream.Codec, u *stream.Unit) ([][]byte, erro
 	c.next = (c.next + 1) % len(c.fifo)
 	c.m[u] = p
 	return p, nil
-}
-
-func nonEmpty(nalus [][]byte) [][]byte {
-	out := make([][]byte, 0, len(nalus))
-	for _, n := range nalus {
-		if len(n) > 0 {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // sharedCache is a camera's packet cache and the number of sessions using

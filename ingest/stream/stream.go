@@ -42,8 +42,8 @@ type Unit struct {
 	PTS time.Duration
 	// Received is when the unit's last packet arrived (for latency).
 	Received time.Time
-	// NALUs without start codes. A keyframe starts with the parameter
-	// sets, whether or not the camera sent them in band.
+	// NALUs without start codes, none empty. A keyframe starts with the
+	// parameter sets, whether or not the camera sent them in band.
 	NALUs [][]byte
 	// Key marks a random-access point (IDR, or IRAP for H.265).
 	Key bool

@@ -27,16 +27,17 @@ func cpuSelf(b testing.TB) (self, children time.Duration) {
 	return self, time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkQualityCPU1080p measures what the quality checks cost per
-// 1080p camera: cameras looping the square-1080p fixture (an IDR every
-// 2 s) are fed at their real rate through hubs and detectors to the shared
-// keyframe decoders, and the CPU used by the ffmpeg processes and by this
-// process (the detectors, and the feeding, which the puller does in
-// production) is divided by the wall time and the cameras. Each iteration
-// is one group of pictures (2 s); run with -benchtime=10x or more:
+// BenchmarkDetectorsCPU1080p measures what the detectors (health, motion
+// and the quality checks, as configured by default) cost per 1080p camera:
+// cameras looping the square-1080p fixture (an IDR every 2 s) are fed at
+// their real rate through hubs and detectors to the shared keyframe
+// decoders, and the CPU used by the ffmpeg processes and by this process
+// (the detectors, and the feeding, which the puller does in production)
+// is divided by the wall time and the cameras. Each iteration is one group
+// of pictures (2 s); run with -benchtime=10x or more:
 //
-//	SHARPEYE_TEST_PEERS=ffmpeg go test -run '^$' -bench QualityCPU -benchtime 10x ./ingest/detect/
-func BenchmarkQualityCPU1080p(b *testing.B) {
+//	SHARPEYE_TEST_PEERS=ffmpeg go test -run '^$' -bench DetectorsCPU -benchtime 10x ./ingest/detect/
+func BenchmarkDetectorsCPU1080p(b *testing.B) {
 	requireFFmpeg(b)
 	clip, err := simcam.Load("square-1080p")
 	if err != nil {
@@ -45,8 +46,6 @@ func BenchmarkQualityCPU1080p(b *testing.B) {
 	for _, cameras := range []int{1, 8} {
 		b.Run(fmt.Sprintf("cameras=%d", cameras), func(b *testing.B) {
 			cfg := Defaults()
-			cfg.Health.Enabled = false
-			cfg.Motion.Enabled = false
 			cfg.Decoders = 1
 			m, err := NewManager(cfg, &producer{}, nil, nil, nil)
 			if err != nil {

@@ -78,7 +78,7 @@
 //
 // # Cost
 //
-// Measured on a 2-core Xeon VM (BenchmarkQualityCPU1080p, 8 cameras
+// Measured on a 2-core Xeon VM (BenchmarkDetectorsCPU1080p, 8 cameras
 // looping a 2 Mb/s 1080p clip with an IDR every 2 s, each keyframe
 // decoded): 0.56 % of a core per camera in ffmpeg and 0.19 % in this
 // process (most of it the simulated cameras feeding the hubs), 0.74 % in

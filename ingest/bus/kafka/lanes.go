@@ -324,9 +324,9 @@ type failure struct {
 // Kafka's acknowledgement, or for ctx to end. It returns what Kafka did not
 // take, by partition, each in its original order.
 func (b *Bus) send(ctx context.Context, msgs []bus.Message) ([]failure, error) {
-	topics := map[string]int{}
+	topics := map[string][]int{} // the partitions of each topic
 	for _, m := range msgs {
-		topics[m.Topic] = 0
+		topics[m.Topic] = nil
 	}
 	if err := b.ensureTopics(ctx, slices.Collect(maps.Keys(topics))); err != nil {
 		return []failure{{msgs, err}}, err
@@ -336,7 +336,7 @@ func (b *Bus) send(ctx context.Context, msgs []bus.Message) ([]failure, error) {
 		if err != nil {
 			return []failure{{msgs, err}}, err
 		}
-		topics[t] = n
+		topics[t] = partitionList(n)
 	}
 
 	byTP := map[topicPart]*entry{}
@@ -397,13 +397,13 @@ func (b *Bus) send(ctx context.Context, msgs []bus.Message) ([]failure, error) {
 	return failed, firstErr
 }
 
-// partition returns the partition of m among n: murmur2 of the key, as
-// Kafka's Java client; round robin without a key.
-func (b *Bus) partition(m bus.Message, n int) int {
+// partition returns the partition of m among parts (a partitionList):
+// murmur2 of the key, as Kafka's Java client; round robin without a key.
+func (b *Bus) partition(m bus.Message, parts []int) int {
 	if m.Key == "" {
-		return int(b.rr.Add(1) % uint32(n))
+		return int(b.rr.Add(1) % uint32(len(parts)))
 	}
-	return murmur2Balancer.Balance(kafka.Message{Key: []byte(m.Key)}, partitionList(n)...)
+	return murmur2Balancer.Balance(kafka.Message{Key: []byte(m.Key)}, parts...)
 }
 
 var murmur2Balancer = kafka.Murmur2Balancer{Consistent: true}

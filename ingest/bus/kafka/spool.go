@@ -60,11 +60,14 @@ func appendRecord(dst []byte, m bus.Message) []byte {
 	dst = binary.AppendVarint(dst, m.Time.UnixNano())
 	dst = appendBytes(dst, m.Topic)
 	dst = appendBytes(dst, m.Key)
-	dst = appendBytes(dst, string(m.Value))
+	dst = binary.AppendUvarint(dst, uint64(len(m.Value)))
+	dst = append(dst, m.Value...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Headers)))
-	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
-		dst = appendBytes(dst, k)
-		dst = appendBytes(dst, m.Headers[k])
+	if len(m.Headers) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
+			dst = appendBytes(dst, k)
+			dst = appendBytes(dst, m.Headers[k])
+		}
 	}
 	payload := dst[start+recHeaderLen:]
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(payload)))
@@ -96,8 +99,8 @@ func decodePayload(p []byte) (bus.Message, error) {
 	ts := d.varint()
 	m.Topic = d.str()
 	m.Key = d.str()
-	if v := d.str(); d.err == nil {
-		m.Value = []byte(v)
+	if v := d.field(); d.err == nil {
+		m.Value = slices.Clone(v)
 	}
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) {
@@ -151,19 +154,22 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) str() string {
+// field returns the next length-prefixed field, in d's buffer.
+func (d *decoder) field() []byte {
 	n := d.uvarint()
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(len(d.b)) {
 		d.err = fmt.Errorf("%w: field of %d bytes in %d", errCorrupt, n, len(d.b))
-		return ""
+		return nil
 	}
-	s := string(d.b[:n])
+	f := d.b[:n]
 	d.b = d.b[n:]
-	return s
+	return f
 }
+
+func (d *decoder) str() string { return string(d.field()) }
 
 // readRecord reads the record at the start of b: its message and encoded
 // length. io.ErrUnexpectedEOF means b ends inside the record.

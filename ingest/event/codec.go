@@ -32,7 +32,7 @@ func Decode(data []byte) (*Event, error) {
 		return nil, &Error{Reason: "empty input; expected a JSON object"}
 	}
 	if data[start] != '{' && json.Valid(data) {
-		return nil, &Error{Reason: "must be a JSON object, got " + describeJSON(data[start:])}
+		return nil, &Error{Reason: "must be a JSON object, got " + DescribeJSON(data[start:])}
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -341,7 +341,7 @@ func mismatch(path string, t reflect.Type, data []byte) *Error {
 			return fieldError(path, "must be a whole number, got "+quoteNumber(string(data)))
 		}
 	}
-	return fieldError(path, "expected "+describeType(t)+", got "+describeJSON(data))
+	return fieldError(path, "expected "+describeType(t)+", got "+DescribeJSON(data))
 }
 
 // describeType names what JSON value fits type t, for an error message.

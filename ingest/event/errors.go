@@ -64,8 +64,9 @@ func keyPath(key string) string {
 	return "attributes[" + quoteShort(key) + "]"
 }
 
-// describeJSON names the kind of the JSON value data for an error message.
-func describeJSON(data []byte) string {
+// DescribeJSON names the kind of the JSON value data for an error message:
+// "a string", "an object", "the number 42", "invalid JSON" and so on.
+func DescribeJSON(data []byte) string {
 	if len(data) == 0 {
 		return "nothing"
 	}

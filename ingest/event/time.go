@@ -101,13 +101,13 @@ func (t *Time) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
-		return &Error{Reason: "must be an RFC 3339 time string such as \"2026-11-21T06:40:00.123Z\", got " + describeJSON(data)}
+		return &Error{Reason: "must be an RFC 3339 time string such as \"2026-11-21T06:40:00.123Z\", got " + DescribeJSON(data)}
 	}
 	text := data[1 : len(data)-1]
 	if bytes.IndexByte(text, '\\') >= 0 {
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
-			return &Error{Reason: "must be an RFC 3339 time string, got " + describeJSON(data)}
+			return &Error{Reason: "must be an RFC 3339 time string, got " + DescribeJSON(data)}
 		}
 		text = []byte(s)
 	}

@@ -338,7 +338,7 @@ func object(data []byte, path, what string, allowed ...string) (map[string]json.
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		if path != "" && len(trimmed) > 0 && json.Valid(data) {
-			return nil, reject(ClassSchema, path, "must be an object, got %s", describe(trimmed))
+			return nil, reject(ClassSchema, path, "must be an object, got %s", event.DescribeJSON(trimmed))
 		}
 		return nil, notObject(data, what)
 	}
@@ -362,7 +362,7 @@ func notObject(data []byte, what string) *Rejection {
 	case !utf8.Valid(trimmed):
 		return reject(ClassMalformed, "", "not JSON (not even UTF-8 text); %s is a JSON object", what)
 	case json.Valid(trimmed):
-		return reject(ClassSchema, "", "%s is a JSON object, got %s", what, describe(trimmed))
+		return reject(ClassSchema, "", "%s is a JSON object, got %s", what, event.DescribeJSON(trimmed))
 	}
 	return reject(ClassMalformed, "", "not JSON; %s is a JSON object", what)
 }
@@ -381,7 +381,7 @@ func malformed(data []byte, err error, what string) *Rejection {
 func array(raw json.RawMessage, field string, limit int) ([]json.RawMessage, *Rejection) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '[' {
-		return nil, reject(ClassSchema, field, "must be an array, got %s", describe(raw))
+		return nil, reject(ClassSchema, field, "must be an array, got %s", event.DescribeJSON(raw))
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
@@ -396,7 +396,7 @@ func array(raw json.RawMessage, field string, limit int) ([]json.RawMessage, *Re
 func str(raw json.RawMessage, field string) (string, *Rejection) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '"' {
-		return "", reject(ClassSchema, field, "must be a string, got %s", describe(raw))
+		return "", reject(ClassSchema, field, "must be a string, got %s", event.DescribeJSON(raw))
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
@@ -408,7 +408,7 @@ func str(raw json.RawMessage, field string) (string, *Rejection) {
 func number(raw json.RawMessage, field string) (float64, *Rejection) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || !(raw[0] == '-' || '0' <= raw[0] && raw[0] <= '9') {
-		return 0, reject(ClassSchema, field, "must be a number, got %s", describe(raw))
+		return 0, reject(ClassSchema, field, "must be a number, got %s", event.DescribeJSON(raw))
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
@@ -425,7 +425,7 @@ func number(raw json.RawMessage, field string) (float64, *Rejection) {
 func scalars(raw json.RawMessage, field string, limit int) (map[string]any, *Rejection) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
-		return nil, reject(ClassSchema, field, "must be an object, got %s", describe(raw))
+		return nil, reject(ClassSchema, field, "must be an object, got %s", event.DescribeJSON(raw))
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
@@ -470,7 +470,7 @@ func scalars(raw json.RawMessage, field string, limit int) (map[string]any, *Rej
 			}
 			out[k] = f
 		default:
-			return nil, reject(ClassSchema, path, "must be a number, a string or true/false, got %s", describe(v))
+			return nil, reject(ClassSchema, path, "must be a number, a string or true/false, got %s", event.DescribeJSON(v))
 		}
 	}
 	return out, nil
@@ -509,7 +509,7 @@ func timestamp(raw json.RawMessage, field string) (*time.Time, *Rejection) {
 		}
 		t = time.UnixMilli(ms)
 	default:
-		return nil, reject(ClassSchema, field, "must be an RFC 3339 string or Unix milliseconds, got %s", describe(raw))
+		return nil, reject(ClassSchema, field, "must be an RFC 3339 string or Unix milliseconds, got %s", event.DescribeJSON(raw))
 	}
 	if t.Before(minTS) || t.After(maxTS) {
 		return nil, reject(ClassSchema, field, "must lie between the years 2000 and 9999")
@@ -603,29 +603,6 @@ func join(path, name string) string {
 		return name
 	}
 	return path + "." + name
-}
-
-// describe names the kind of a JSON value for an error message.
-func describe(v []byte) string {
-	if len(v) == 0 {
-		return "nothing"
-	}
-	switch v[0] {
-	case '"':
-		return "a string"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	case 'n':
-		return "null"
-	}
-	if c := v[0]; c == '-' || '0' <= c && c <= '9' {
-		return "the number " + short(string(v))
-	}
-	return "invalid JSON"
 }
 
 // quote quotes s for an error message, cutting it short.

@@ -145,6 +145,20 @@ func messages(topic string, n, from int) []bus.Message {
 	return ms
 }
 
+// publishKiB publishes n messages of 1 KiB to topic, numbered from from.
+func publishKiB(t testing.TB, b bus.Producer, topic string, n, from int) {
+	t.Helper()
+	ms := messages(topic, n, from)
+	for i := range ms {
+		ms[i].Value = make([]byte, 1024)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := b.Publish(ctx, ms...); err != nil {
+		t.Fatalf("publish messages %d to %d: %v", from, from+n-1, err)
+	}
+}
+
 // TestEmbeddedSurvivesRestart: acknowledged messages and committed offsets
 // are still there when the bus is opened again.
 func TestEmbeddedSurvivesRestart(t *testing.T) {
@@ -246,16 +260,7 @@ func TestEmbeddedTrimsConsumed(t *testing.T) {
 	b := start(t, cfg, t.TempDir())
 	const rounds, per = 20, 20 // 20 × 20 × ~1 KiB: six times the bound
 	for r := range rounds {
-		ms := messages("t", per, r*per)
-		for i := range ms {
-			ms[i].Value = make([]byte, 1024)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		err := b.Publish(ctx, ms...)
-		cancel()
-		if err != nil {
-			t.Fatalf("round %d: %v", r, err)
-		}
+		publishKiB(t, b, "t", per, r*per)
 		collect(t, b, "g", "t", per)
 	}
 	if got := value(t, b.reg, "sharpeye_bus_log_bytes"); got > float64(cfg.MaxBytes) {
@@ -530,16 +535,7 @@ func TestEmbeddedUnreadTopic(t *testing.T) {
 	cfg.MaxBytes = 64 << 10
 	b := start(t, cfg, t.TempDir())
 	for r := range 20 {
-		ms := messages(bus.TopicDeadLetter, 20, r*20)
-		for i := range ms {
-			ms[i].Value = make([]byte, 1024)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		err := b.Publish(ctx, ms...)
-		cancel()
-		if err != nil {
-			t.Fatalf("round %d: %v", r, err)
-		}
+		publishKiB(t, b, bus.TopicDeadLetter, 20, r*20)
 	}
 	if v := value(t, b.reg, "sharpeye_bus_deleted_unread_total"); v == 0 {
 		t.Error("no deletion of unread messages counted")

@@ -308,7 +308,7 @@ func TestMalformedFlood(t *testing.T) {
 }
 
 func TestBusBlockedHoldsPubacks(t *testing.T) {
-	blocked := &fakeBus{changed: make(chan struct{}), block: make(chan struct{}), calls: make(chan []bus.Message, 16)}
+	blocked := blockingBus()
 	h := start(t, setup{devices: []device.Device{smoke}, prod: blocked})
 	c := connect(t, deviceOpts(h.in.Addr(), "smoke-1", "smoke-pass-1", "smoke-1"))
 	tok := c.Publish("sharpeye/devices/smoke-1/telemetry", 1, false, `{"readings": {"smoke": 0.5}}`)

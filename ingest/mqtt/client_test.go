@@ -130,17 +130,7 @@ func TestExternalBrokerRestart(t *testing.T) {
 	c := connect(t, deviceOpts(addr, "anyone", "", "dev-client"))
 
 	// First run: the bus takes the message in but never returns.
-	blocked := &fakeBus{changed: make(chan struct{}), block: make(chan struct{}), calls: make(chan []bus.Message, 16)}
-	in1 := external(t, addr, reg, blocked)
-	stop1 := runIntake(t, in1)
-	waitReady(t, in1)
-	publish(t, c, "sharpeye/devices/smoke-1/telemetry", `{"readings": {"seq": 0}}`)
-	select {
-	case <-blocked.calls:
-	case <-time.After(patience):
-		t.Fatal("the intake never took the message")
-	}
-	stop1() // a crash, as far as the broker knows: seq 0 was never acknowledged
+	crashAfterTaking(t, c, func(b bus.Producer) *Intake { return external(t, addr, reg, b) })
 
 	// Meanwhile the devices go on.
 	const n = 50

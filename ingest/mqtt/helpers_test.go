@@ -82,6 +82,12 @@ var _ bus.Producer = (*fakeBus)(nil)
 
 func newFakeBus() *fakeBus { return &fakeBus{changed: make(chan struct{})} }
 
+// blockingBus returns a bus whose Publish reports each call on calls, then
+// waits until block is closed.
+func blockingBus() *fakeBus {
+	return &fakeBus{changed: make(chan struct{}), block: make(chan struct{}), calls: make(chan []bus.Message, 16)}
+}
+
 func (f *fakeBus) Publish(ctx context.Context, msgs ...bus.Message) error {
 	if f.calls != nil {
 		select {
@@ -238,21 +244,27 @@ func start(t testing.TB, s setup) *harness {
 	if err := in.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("intake: %v", err)
-			}
-		case <-time.After(patience):
-			t.Errorf("intake did not stop")
-		}
-	})
+	runIntake(t, in)
 	return &harness{in: in, bus: fb, reg: reg, met: met}
+}
+
+// crashAfterTaking runs an intake of an external broker (made by newIntake)
+// on a bus that never returns, has c publish seq 0, and stops the intake
+// once its bus has taken the message in: a crash, as far as the broker
+// knows, since seq 0 was never acknowledged.
+func crashAfterTaking(t testing.TB, c paho.Client, newIntake func(bus.Producer) *Intake) {
+	t.Helper()
+	blocked := blockingBus()
+	in := newIntake(blocked)
+	stop := runIntake(t, in)
+	waitReady(t, in)
+	publish(t, c, "sharpeye/devices/smoke-1/telemetry", `{"readings": {"seq": 0}}`)
+	select {
+	case <-blocked.calls:
+	case <-time.After(patience):
+		t.Fatal("the intake never took the message")
+	}
+	stop()
 }
 
 // runIntake runs in until the returned stop is called (or the test ends).

@@ -216,17 +216,7 @@ func TestMosquittoRestart(t *testing.T) {
 	reg := device.NewRegistry([]device.Device{smoke}, nil)
 	c := connect(t, deviceOpts(addr, "smoke-1", "smoke-pass-1", "smoke-1"))
 
-	blocked := &fakeBus{changed: make(chan struct{}), block: make(chan struct{}), calls: make(chan []bus.Message, 16)}
-	in1 := mosquittoIntake(t, addr, reg, blocked)
-	stop1 := runIntake(t, in1)
-	waitReady(t, in1)
-	publish(t, c, "sharpeye/devices/smoke-1/telemetry", `{"readings": {"seq": 0}}`)
-	select {
-	case <-blocked.calls:
-	case <-time.After(patience):
-		t.Fatal("the intake never took the message")
-	}
-	stop1()
+	crashAfterTaking(t, c, func(b bus.Producer) *Intake { return mosquittoIntake(t, addr, reg, b) })
 	const n = 50
 	for i := 1; i <= n; i++ {
 		publish(t, c, "sharpeye/devices/smoke-1/telemetry", fmt.Sprintf(`{"readings": {"seq": %d}}`, i))

@@ -77,6 +77,15 @@ func msg(topic, key string, seq int, size int) bus.Message {
 	return bus.Message{Topic: topic, Key: key, Value: v, Headers: map[string]string{"id": id, "seq": strconv.Itoa(seq)}}
 }
 
+// keyed builds n messages of 32 bytes, spread over keys keys in turn.
+func keyed(topic string, n, keys int) []bus.Message {
+	msgs := make([]bus.Message, n)
+	for i := range msgs {
+		msgs[i] = msg(topic, "k"+strconv.Itoa(i%keys), i, 32)
+	}
+	return msgs
+}
+
 func idOf(m bus.Message) string { return m.Headers["id"] }
 
 // recorder collects what handlers accepted and lets a test wait for a
@@ -321,10 +330,7 @@ func (s *suite) redeliverOnError(t *testing.T) {
 	b := s.o.New(t)
 	topic := s.name(t, "topic")
 	const n = 100
-	var msgs []bus.Message
-	for i := range n {
-		msgs = append(msgs, msg(topic, "k"+strconv.Itoa(i%7), i, 32))
-	}
+	msgs := keyed(topic, n, 7)
 	s.publish(t, b, msgs...)
 
 	rec := newRecorder()
@@ -367,10 +373,7 @@ func (s *suite) resumeFromCommitted(t *testing.T) {
 	topic := s.name(t, "topic")
 	group := s.name(t, "group")
 	const n, stopAfter = 200, 60
-	var msgs []bus.Message
-	for i := range n {
-		msgs = append(msgs, msg(topic, "k"+strconv.Itoa(i%5), i, 32))
-	}
+	msgs := keyed(topic, n, 5)
 	s.publish(t, b, msgs...)
 
 	first := newRecorder()
@@ -416,10 +419,7 @@ func (s *suite) severalGroups(t *testing.T) {
 	b := s.o.New(t)
 	topic := s.name(t, "topic")
 	const n = 300
-	var msgs []bus.Message
-	for i := range n {
-		msgs = append(msgs, msg(topic, "k"+strconv.Itoa(i%11), i, 32))
-	}
+	msgs := keyed(topic, n, 11)
 	var recs []*recorder
 	for range 3 {
 		rec := newRecorder()

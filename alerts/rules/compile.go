@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 	_ "time/tzdata" // schedules must work without system zoneinfo
@@ -164,9 +165,39 @@ type compiled struct {
 }
 
 type matcher struct {
-	m    Match
-	sev  int
-	when *vm.Program
+	m              Match
+	types, sources []glob
+	sev            int
+	when           *vm.Program
+}
+
+// glob is a match.types or match.sources entry; one without wildcards
+// compares as a plain string, without path.Match on every event.
+type glob struct {
+	pattern string
+	literal bool
+}
+
+func compileGlobs(list []string) []glob {
+	out := make([]glob, len(list))
+	for i, g := range list {
+		out[i] = glob{pattern: g, literal: !strings.ContainsAny(g, `*?[\`)}
+	}
+	return out
+}
+
+// anyGlob reports whether s matches one of gs.
+func anyGlob(gs []glob, s string) bool {
+	for _, g := range gs {
+		if g.literal {
+			if g.pattern == s {
+				return true
+			}
+		} else if ok, _ := path.Match(g.pattern, s); ok {
+			return true
+		}
+	}
+	return false
 }
 
 type period struct {
@@ -256,7 +287,7 @@ func compileRule(r Rule, p problems) *compiled {
 		p.add("name", "%d bytes; the limit is 256", len(r.Name))
 	}
 
-	c.loc = mustZone(DefaultTimezone)
+	c.loc = defaultZone()
 	if r.Schedule != nil {
 		c.loc, c.periods = compileSchedule(r.Schedule, p)
 	}
@@ -401,16 +432,18 @@ func checkLabel(g string) string {
 	return ""
 }
 
-func mustZone(name string) *time.Location {
-	loc, err := time.LoadLocation(name)
+// defaultZone is DefaultTimezone, loaded once and shared by every rule
+// that names no other.
+var defaultZone = sync.OnceValue(func() *time.Location {
+	loc, err := time.LoadLocation(DefaultTimezone)
 	if err != nil {
-		panic(err)
+		panic(err) // the zone database is embedded
 	}
 	return loc
-}
+})
 
 func compileSchedule(s *Schedule, p problems) (*time.Location, []period) {
-	loc := mustZone(DefaultTimezone)
+	loc := defaultZone()
 	if s.Timezone != "" {
 		l, err := time.LoadLocation(s.Timezone)
 		if err != nil || s.Timezone == "Local" {
@@ -496,7 +529,7 @@ func (c *compiled) active(t time.Time) bool {
 }
 
 func compileMatcher(m Match, when, mfield, wfield string, p problems) matcher {
-	out := matcher{m: m}
+	out := matcher{m: m, types: compileGlobs(m.Types), sources: compileGlobs(m.Sources)}
 	globs := func(name string, list []string) {
 		for i, g := range list {
 			if g == "" {

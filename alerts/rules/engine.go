@@ -1,12 +1,13 @@
 package rules
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -288,17 +289,16 @@ func (e *Engine) Advance(ctx context.Context, now time.Time) ([]Firing, error) {
 			continue
 		}
 		gs := e.groups[c.spec.ID]
-		keys := make([]string, 0, len(gs))
-		for k := range gs {
-			keys = append(keys, k)
+		var due []string
+		for k, g := range gs {
+			if g.Holding && !g.Fired && g.Held != nil && nowMs >= g.Since+c.forDur.Milliseconds() {
+				due = append(due, k)
+			}
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		slices.Sort(due)
+		for _, k := range due {
 			g := gs[k]
 			end := g.Since + c.forDur.Milliseconds()
-			if !g.Holding || g.Fired || g.Held == nil || nowMs < end {
-				continue
-			}
 			ev := g.Held.event()
 			if ev == nil {
 				continue
@@ -359,10 +359,7 @@ func (e *Engine) flush(ctx context.Context) error {
 		ups = append(ups, StateRecord{StateKey: k, State: b, Updated: time.UnixMilli(g.Last)})
 	}
 	slices.SortFunc(ups, func(a, b StateRecord) int {
-		if a.Rule != b.Rule {
-			return compareStrings(a.Rule, b.Rule)
-		}
-		return compareStrings(a.Key, b.Key)
+		return cmp.Or(strings.Compare(a.Rule, b.Rule), strings.Compare(a.Key, b.Key))
 	})
 	dels := make([]StateKey, 0, len(e.gone))
 	for k := range e.gone {
@@ -375,16 +372,6 @@ func (e *Engine) flush(ctx context.Context) error {
 	clear(e.dirty)
 	clear(e.gone)
 	return nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // retention is how long after its newest event a group of c is kept.
@@ -449,7 +436,7 @@ func (e *Engine) evaluate(c *compiled, x *evalCtx, out *[]Firing) {
 		g = &group{Fingerprint: c.fingerprint}
 		gs[key] = g
 	}
-	id := ev.ID.String()
+	id := x.eventID()
 	if g.isSeen(id) {
 		e.m.duplicates.Inc()
 		return
@@ -477,7 +464,7 @@ func (e *Engine) evaluate(c *compiled, x *evalCtx, out *[]Firing) {
 			}
 			return 1
 		})
-		g.Window = slices.Insert(g.Window, i, newEntry(ev))
+		g.Window = slices.Insert(g.Window, i, x.entry())
 		newest := g.Window[len(g.Window)-1].T
 		n := 0
 		for n < len(g.Window) && g.Window[n].T < newest-w {
@@ -506,7 +493,7 @@ func (e *Engine) evaluate(c *compiled, x *evalCtx, out *[]Firing) {
 		if !g.Holding {
 			g.Holding, g.Since, g.Fired = true, t, false
 		}
-		g.Held = newEntry(ev)
+		g.Held = x.entry()
 		if !g.Fired && t-g.Since >= c.forDur.Milliseconds() {
 			g.Fired = true
 			*out = append(*out, e.fire(c, g, key, []*event.Event{ev}, t))
@@ -529,7 +516,7 @@ func (e *Engine) evaluate(c *compiled, x *evalCtx, out *[]Firing) {
 			}
 		}
 		if best < 0 {
-			*mine = append(*mine, newEntry(ev))
+			*mine = append(*mine, x.entry())
 			if len(*mine) > maxPending {
 				*mine = slices.Delete(*mine, 0, len(*mine)-maxPending)
 			}

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,13 +81,33 @@ func inRegion(region, within string) bool {
 	return within == "" || region == within || strings.HasPrefix(region, within+"/")
 }
 
-// evalCtx evaluates expressions for one event, building its Env once per
-// time zone.
+// evalCtx is one event as the rules see it: what every rule may need of
+// it is built once, when the first rule needs it (its Env once per time
+// zone, its id, its state entry).
 type evalCtx struct {
 	e    *event.Event
 	vm   *vm.VM
+	id   string
+	en   *entry
 	envs []*Env
 	locs []*time.Location
+}
+
+// eventID returns the event's id as text.
+func (x *evalCtx) eventID() string {
+	if x.id == "" {
+		x.id = x.e.ID.String()
+	}
+	return x.id
+}
+
+// entry returns the event as kept in state, one for every group that
+// keeps it, so that it is encoded once when the state is stored.
+func (x *evalCtx) entry() *entry {
+	if x.en == nil {
+		x.en = &entry{ID: x.eventID(), T: x.e.Time.UnixMilli(), ev: x.e}
+	}
+	return x.en
 }
 
 func (x *evalCtx) env(loc *time.Location) *Env {
@@ -117,13 +136,13 @@ func (x *evalCtx) eval(prog *vm.Program, loc *time.Location) (res, ok bool) {
 // matches reports whether e passes every field of the match.
 func (m *matcher) matches(e *event.Event) bool {
 	f := &m.m
-	if len(f.Types) > 0 && !slices.ContainsFunc(f.Types, func(g string) bool { ok, _ := path.Match(g, e.Type); return ok }) {
+	if len(m.types) > 0 && !anyGlob(m.types, e.Type) {
 		return false
 	}
 	if len(f.SourceKinds) > 0 && !slices.Contains(f.SourceKinds, string(e.Source.Kind)) {
 		return false
 	}
-	if len(f.Sources) > 0 && !slices.ContainsFunc(f.Sources, func(g string) bool { ok, _ := path.Match(g, e.Source.ID); return ok }) {
+	if len(m.sources) > 0 && !anyGlob(m.sources, e.Source.ID) {
 		return false
 	}
 	if len(f.Tags) > 0 && !slices.ContainsFunc(f.Tags, func(t string) bool { return slices.Contains(e.Tags, t) }) {
@@ -193,6 +212,7 @@ var keyEscaper = strings.NewReplacer("%", "%25", "|", "%7C", ",", "%2C")
 // groupKey is "<rule id>|grid=g-07" or "<rule id>|source=camera:c1,type=camera.offline".
 func (c *compiled) groupKey(e *event.Event) string {
 	var b strings.Builder
+	b.Grow(len(c.spec.ID) + 64)
 	b.WriteString(c.spec.ID)
 	b.WriteByte('|')
 	for i, g := range c.groupBy {

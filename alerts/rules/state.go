@@ -91,17 +91,15 @@ func (g *group) markSeen(id string) {
 }
 
 // entry is one event kept in state: its id, time and (so that a firing
-// after a restart has complete events) its encoding.
+// after a restart has complete events) its encoding. The groups an event
+// enters in one batch share its entry (evalCtx.entry), so it is encoded
+// once: nothing changes an entry but filling in ev or Ev.
 type entry struct {
 	ID string          `json:"id"`
 	T  int64           `json:"t"`
 	Ev json.RawMessage `json:"ev,omitempty"`
 
 	ev *event.Event
-}
-
-func newEntry(e *event.Event) *entry {
-	return &entry{ID: e.ID.String(), T: e.Time.UnixMilli(), ev: e}
 }
 
 // event returns the entry's event, decoding it when it came from the store.

@@ -342,10 +342,8 @@ func (s *Store) change(ctx context.Context, actor, id string, f func(cur *Entry,
 			return Entry{}, fmt.Errorf("store rule %q: %w", id, err)
 		}
 	default:
+		// Only an API rule is deleted, so it had a row.
 		spec, _ = json.Marshal(old.spec)
-		if cur != nil && !had {
-			spec, _ = json.Marshal(cur.Rule)
-		}
 		if _, err := tx.ExecContext(ctx, s.db.Rebind("DELETE FROM rules WHERE id = ?"), id); err != nil {
 			return Entry{}, fmt.Errorf("delete rule %q: %w", id, err)
 		}

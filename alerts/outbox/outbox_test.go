@@ -565,18 +565,9 @@ func TestConcurrentWritersNoneSkipped(t *testing.T) {
 
 var errRollback = errors.New("rolled back on purpose")
 
-// gauge returns the value of a metric without labels, or with exactly one
-// series.
-func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	m := metric(t, reg, name, nil)
-	if m == nil {
-		return 0
-	}
-	return m.GetGauge().GetValue()
-}
-
-func gaugeOf(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+// gauge returns the value of the first series of name whose labels
+// include the label=value pairs given (any series when none are).
+func gauge(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	m := metric(t, reg, name, labels)
 	if m == nil {

@@ -195,8 +195,12 @@ func (db *DB) Version(ctx context.Context) (int64, error) {
 
 // Rebind rewrites "?" placeholders as "$1", "$2"... for PostgreSQL. Queries
 // must not contain literal question marks.
-func (db *DB) Rebind(query string) string {
-	if db.driver != Postgres || !strings.Contains(query, "?") {
+func (db *DB) Rebind(query string) string { return Rebind(db.driver, query) }
+
+// Rebind rewrites query's "?" placeholders for driver (see DB.Rebind), for
+// code handed a transaction and its driver rather than the DB.
+func Rebind(driver, query string) string {
+	if driver != Postgres || !strings.Contains(query, "?") {
 		return query
 	}
 	var b strings.Builder

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -111,7 +110,7 @@ func Enqueue(ctx context.Context, tx *sql.Tx, driver string, recs ...Record) err
 	}
 
 	var last int64
-	q := rebind(driver, "UPDATE outbox_seq SET last_id = last_id + ? WHERE name = 'outbox' RETURNING last_id")
+	q := casedb.Rebind(driver, "UPDATE outbox_seq SET last_id = last_id + ? WHERE name = 'outbox' RETURNING last_id")
 	if err := tx.QueryRowContext(ctx, q, len(recs)).Scan(&last); err != nil {
 		return fmt.Errorf("outbox enqueue: allocate ids: %w", err)
 	}
@@ -126,7 +125,7 @@ func Enqueue(ctx context.Context, tx *sql.Tx, driver string, recs ...Record) err
 			args = append(args, row...)
 			id++
 		}
-		if _, err := tx.ExecContext(ctx, rebind(driver, q), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, casedb.Rebind(driver, q), args...); err != nil {
 			return fmt.Errorf("outbox enqueue %d records: %w", len(chunk), err)
 		}
 	}
@@ -135,23 +134,3 @@ func Enqueue(ctx context.Context, tx *sql.Tx, driver string, recs ...Record) err
 
 // insertChunk is how many records one INSERT writes.
 const insertChunk = 100
-
-// rebind rewrites "?" placeholders as "$n" for PostgreSQL, as
-// casedb.DB.Rebind does, for callers that only have a transaction.
-func rebind(driver, q string) string {
-	if driver != casedb.Postgres {
-		return q
-	}
-	var b strings.Builder
-	n := 0
-	for _, part := range strings.SplitAfter(q, "?") {
-		if strings.HasSuffix(part, "?") {
-			n++
-			b.WriteString(part[:len(part)-1])
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteString(part)
-	}
-	return b.String()
-}

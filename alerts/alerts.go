@@ -115,12 +115,16 @@ func New(cfg Config, db *casedb.DB, b bus.Bus, reg prometheus.Registerer, log *s
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	a.outbox = d
-	a.cases.SetPublisher(func(ctx context.Context, tx *sql.Tx, ch cases.Change) error {
-		v, err := json.Marshal(ch)
-		if err != nil {
-			return err
+	a.cases.SetPublisher(func(ctx context.Context, tx *sql.Tx, chs []cases.Change) error {
+		recs := make([]outbox.Record, len(chs))
+		for i, ch := range chs {
+			v, err := json.Marshal(ch)
+			if err != nil {
+				return err
+			}
+			recs[i] = outbox.Record{Topic: bus.TopicCases, Key: ch.Case.ID, Type: ch.Type, Value: v}
 		}
-		return outbox.Enqueue(ctx, tx, db.Driver(), outbox.Record{Topic: bus.TopicCases, Key: ch.Case.ID, Type: ch.Type, Value: v})
+		return outbox.Enqueue(ctx, tx, db.Driver(), recs...)
 	})
 	a.cases.OnCommit(func(cases.Change) { d.Notify() })
 	if a.store, err = rules.NewStore(cfg.Rules, db, log.With("component", "rules")); err != nil {

@@ -50,9 +50,9 @@ func newFixtureOn(t testing.TB, db *casedb.DB, clk *clock) *fixture {
 	f.s = New(Defaults(), db, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	f.s.SetClock(clk.now)
 	var mu sync.Mutex
-	f.s.SetPublisher(func(ctx context.Context, tx *sql.Tx, ch Change) error {
+	f.s.SetPublisher(func(ctx context.Context, tx *sql.Tx, chs []Change) error {
 		mu.Lock()
-		f.changes = append(f.changes, ch)
+		f.changes = append(f.changes, chs...)
 		mu.Unlock()
 		return nil
 	})
@@ -513,7 +513,7 @@ func TestPublishFailureRollsBack(t *testing.T) {
 		ctx := context.Background()
 		c, _ := f.s.Create(ctx, clerk, dispute())
 		before := f.detail(c.ID)
-		f.s.SetPublisher(func(context.Context, *sql.Tx, Change) error { return errors.New("outbox full") })
+		f.s.SetPublisher(func(context.Context, *sql.Tx, []Change) error { return errors.New("outbox full") })
 		if err := f.actErr(commander, c, "assess", ActionRequest{Risk: ptr(90)}); !strings.Contains(err.Error(), "outbox full") {
 			t.Fatalf("assess with a failing outbox: %v", err)
 		}

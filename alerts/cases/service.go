@@ -35,10 +35,10 @@ type Change struct {
 	Type  string       `json:"type"` // "case." + the action
 }
 
-// Publisher records a change inside the transaction that makes it, so that
-// it leaves the platform exactly when the change is committed (the
-// transactional outbox).
-type Publisher func(ctx context.Context, tx *sql.Tx, ch Change) error
+// Publisher records the changes of a transaction inside it, as its last
+// step, so that they leave the platform exactly when they are committed
+// (the transactional outbox).
+type Publisher func(ctx context.Context, tx *sql.Tx, chs []Change) error
 
 // Service runs the case workflow over the case database.
 type Service struct {
@@ -143,22 +143,25 @@ func (s *Service) recordEntry(ctx context.Context, t txn, c *Case, h *HistoryEnt
 		return Change{}, err
 	}
 	cp := *c
-	ch := Change{Case: &cp, Entry: *h, Type: "case." + h.Action}
-	if s.publish != nil {
-		if err := s.publish(ctx, t.tx, ch); err != nil {
-			return Change{}, fmt.Errorf("publish %s: %w", ch.Type, err)
-		}
-	}
-	return ch, nil
+	return Change{Case: &cp, Entry: *h, Type: "case." + h.Action}, nil
 }
 
-// commit runs f in a transaction; the changes f collects are announced once
-// it commits.
+// commit runs f in a transaction; the changes f collects are published in
+// it, last, and announced once it commits.
 func (s *Service) commit(ctx context.Context, f func(t txn, out *[]Change) error) error {
 	var out []Change
 	err := inTx(ctx, s.db, func(t txn) error {
 		out = out[:0]
-		return f(t, &out)
+		if err := f(t, &out); err != nil {
+			return err
+		}
+		if s.publish == nil || len(out) == 0 {
+			return nil
+		}
+		if err := s.publish(ctx, t.tx, out); err != nil {
+			return fmt.Errorf("publish %d case changes: %w", len(out), err)
+		}
+		return nil
 	})
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/configs/conf"
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/registry"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -97,7 +98,7 @@ func TestRegistryStore(t *testing.T) {
 			}
 			changed := r.Changed()
 			e, err := r.Create(ctx, camera.Camera{ID: "api-1", URL: "rtsp://h/b", Password: "pw", Region: "north"})
-			if err != nil || e.Version != 1 || e.Source != camera.FromAPI {
+			if err != nil || e.Version != 1 || e.Source != registry.FromAPI {
 				t.Fatalf("create: %+v %v", e, err)
 			}
 			select {

@@ -12,6 +12,7 @@ import (
 	"sharpeye/configs/conf"
 	"sharpeye/ingest/device"
 	"sharpeye/ingest/event"
+	"sharpeye/ingest/registry"
 )
 
 func ptr(f float64) *float64 { return &f }
@@ -108,7 +109,7 @@ func TestRegistryStore(t *testing.T) {
 			}
 			changed := r.Changed()
 			e, err := r.Create(ctx, device.Device{ID: "api-1", Kind: device.KindGas, Region: "north", Password: "api-pass-1"})
-			if err != nil || e.Version != 1 || e.Source != device.FromAPI {
+			if err != nil || e.Version != 1 || e.Source != registry.FromAPI {
 				t.Fatalf("create: %+v %v", e, err)
 			}
 			select {

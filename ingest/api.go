@@ -3,8 +3,6 @@ package ingest
 import (
 	"errors"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"sharpeye/configs/conf"
 	"sharpeye/console/api"
@@ -75,7 +73,7 @@ func (in *Ingest) handleGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(st.Version, 10)))
+	w.Header().Set("ETag", api.ETag(st.Version))
 	api.WriteJSON(w, http.StatusOK, st)
 	return nil
 }
@@ -106,13 +104,12 @@ func (in *Ingest) decodeCamera(r *http.Request) (camera.Camera, int64, error) {
 	if !p.Scope().AllowsRegion(c.Region) {
 		return camera.Camera{}, 0, api.BadRequest("region", "must lie within your own region %q", p.Region)
 	}
-	version := b.Version
-	if im := r.Header.Get("If-Match"); im != "" {
-		v, err := strconv.ParseInt(strings.Trim(im, `"`), 10, 64)
-		if err != nil {
-			return camera.Camera{}, 0, api.BadRequest("If-Match", "must be the camera's version (its ETag)")
-		}
-		version = v
+	version, ok, err := api.IfMatch(r, "camera")
+	if err != nil {
+		return camera.Camera{}, 0, err
+	}
+	if !ok {
+		version = b.Version
 	}
 	return c, version, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,8 +67,6 @@ func (a *API) view(e Entry) View {
 	return v
 }
 
-func etag(version int64) string { return strconv.Quote(strconv.FormatInt(version, 10)) }
-
 func (a *API) handleList(w http.ResponseWriter, r *http.Request) error {
 	out := []View{}
 	for _, e := range a.store.Entries() {
@@ -93,7 +90,7 @@ func (a *API) handleGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(e.Version))
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusOK, a.view(e))
 	return nil
 }
@@ -128,15 +125,14 @@ func decodeBody(r *http.Request) (Rule, *int64, error) {
 	if err := api.DecodeJSON(r, &b); err != nil {
 		return Rule{}, nil, err
 	}
-	version := b.Version
-	if im := r.Header.Get("If-Match"); im != "" {
-		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)
-		if err != nil {
-			return Rule{}, nil, api.BadRequest("If-Match", "must be the rule's version (its ETag)")
-		}
-		version = &v
+	v, ok, err := api.IfMatch(r, "rule")
+	if err != nil {
+		return Rule{}, nil, err
 	}
-	return b.Rule, version, nil
+	if ok {
+		return b.Rule, &v, nil
+	}
+	return b.Rule, b.Version, nil
 }
 
 func actor(r *http.Request) string {
@@ -200,7 +196,7 @@ func (a *API) handleCreate(w http.ResponseWriter, r *http.Request) error {
 		return storeError(w, err)
 	}
 	w.Header().Set("Location", "/api/v1/rules/"+e.ID)
-	w.Header().Set("ETag", etag(e.Version))
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusCreated, a.view(e))
 	return nil
 }
@@ -223,7 +219,7 @@ func (a *API) handleUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(w, err)
 	}
-	w.Header().Set("ETag", etag(e.Version))
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusOK, a.view(e))
 	return nil
 }
@@ -238,7 +234,7 @@ func (a *API) handleDelete(w http.ResponseWriter, r *http.Request) error {
 	}
 	if e.Name != "" {
 		// A configuration rule is kept, disabled.
-		w.Header().Set("ETag", etag(e.Version))
+		w.Header().Set("ETag", api.ETag(e.Version))
 		api.WriteJSON(w, http.StatusOK, a.view(e))
 		return nil
 	}

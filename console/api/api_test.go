@@ -179,3 +179,31 @@ func TestServerShutdownReleasesPort(t *testing.T) {
 		t.Fatal("still serving after shutdown")
 	}
 }
+
+func TestIfMatch(t *testing.T) {
+	for _, c := range []struct {
+		header string
+		want   int64
+		ok     bool
+		err    bool
+	}{
+		{"", 0, false, false},
+		{ETag(7), 7, true, false},
+		{`W/"12"`, 12, true, false},
+		{"3", 3, true, false},
+		{`"seven"`, 0, false, true},
+	} {
+		r := httptest.NewRequest("PUT", "/", nil)
+		if c.header != "" {
+			r.Header.Set("If-Match", c.header)
+		}
+		v, ok, err := IfMatch(r, "thing")
+		if v != c.want || ok != c.ok || (err != nil) != c.err {
+			t.Errorf("If-Match %q: %d %v %v", c.header, v, ok, err)
+		}
+		var ae *Error
+		if err != nil && (!errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "thing's version")) {
+			t.Errorf("If-Match %q: error %v is not a 400 naming the record", c.header, err)
+		}
+	}
+}

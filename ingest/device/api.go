@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"sharpeye/configs/conf"
 	"sharpeye/console/api"
@@ -81,14 +79,12 @@ func (a *API) visible(r *http.Request) (Entry, error) {
 	return e, nil
 }
 
-func etag(version int64) string { return strconv.Quote(strconv.FormatInt(version, 10)) }
-
 func (a *API) handleGet(w http.ResponseWriter, r *http.Request) error {
 	e, err := a.visible(r)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(e.Version))
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusOK, a.View(e))
 	return nil
 }
@@ -123,13 +119,12 @@ func decode(r *http.Request) (Device, int64, error) {
 	if !p.Scope().AllowsRegion(d.Region) {
 		return Device{}, 0, api.BadRequest("region", "must lie within your own region %q", p.Region)
 	}
-	version := b.Version
-	if im := r.Header.Get("If-Match"); im != "" {
-		v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(im, "W/"), `"`), 10, 64)
-		if err != nil {
-			return Device{}, 0, api.BadRequest("If-Match", "must be the device's version (its ETag)")
-		}
-		version = v
+	version, ok, err := api.IfMatch(r, "device")
+	if err != nil {
+		return Device{}, 0, err
+	}
+	if !ok {
+		version = b.Version
 	}
 	return d, version, nil
 }
@@ -158,7 +153,7 @@ func (a *API) handleCreate(w http.ResponseWriter, r *http.Request) error {
 		return registryError(err)
 	}
 	w.Header().Set("Location", "/api/v1/devices/"+e.ID)
-	w.Header().Set("ETag", etag(e.Version))
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusCreated, a.View(e))
 	return nil
 }
@@ -178,7 +173,7 @@ func (a *API) handleUpdate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return registryError(err)
 	}
-	w.Header().Set("ETag", etag(e.Version))
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusOK, a.View(e))
 	return nil
 }

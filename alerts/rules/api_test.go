@@ -3,7 +3,6 @@ package rules_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,21 +13,11 @@ import (
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/alerts/rules"
 	"sharpeye/console/api"
+	"sharpeye/console/api/apitest"
 	"sharpeye/console/auth"
 )
 
-// fakeAuth lets a request in as the principal named by its X-User header.
-type fakeAuth map[string]*auth.Principal
-
-func (f fakeAuth) Authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
-	p, ok := f[r.Header.Get("X-User")]
-	if !ok {
-		return nil, api.ErrUnauthenticated
-	}
-	return r.WithContext(auth.WithPrincipal(r.Context(), p)), nil
-}
-
-var principals = fakeAuth{
+var principals = apitest.Principals{
 	"admin":     {Username: "admin", Role: auth.Admin},
 	"commander": {Username: "commander", Role: auth.Commander},
 	"clerk":     {Username: "clerk", Role: auth.Clerk},
@@ -60,28 +49,6 @@ func newAPI(t *testing.T, db *casedb.DB) (*httptest.Server, *rules.Store) {
 	return srv, store
 }
 
-func call(t *testing.T, srv *httptest.Server, user, method, path, body string, hdr ...string) (int, http.Header, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-User", user)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, res.Header, string(b)
-}
-
 const smokeJSON = `{"id": "smoke-high", "name": "烟感浓度持续超标", "match": {"device_kinds": ["smoke"]}, "when": "attr.smoke > 0.3", "for": "30s",
   "case": {"category": "public_safety", "risk": 70, "title": "{{source}}烟感浓度{{attr \"smoke\"}}"}}`
 
@@ -90,16 +57,16 @@ func TestAPI(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			srv, store := newAPI(t, casedbtest.Open(t, driver))
 
-			if code, _, body := call(t, srv, "clerk", "POST", "/api/v1/rules", smokeJSON); code != http.StatusForbidden {
+			if code, _, body := apitest.Call(t, srv, "clerk", "POST", "/api/v1/rules", smokeJSON); code != http.StatusForbidden {
 				t.Fatalf("clerk create: %d %s, want 403", code, body)
 			}
-			if code, _, _ := call(t, srv, "service", "GET", "/api/v1/rules", ""); code != http.StatusForbidden {
+			if code, _, _ := apitest.Call(t, srv, "service", "GET", "/api/v1/rules", ""); code != http.StatusForbidden {
 				t.Errorf("service list: %d, want 403", code)
 			}
 
 			// Invalid: every problem listed.
 			bad := `{"id": "bad", "name": "坏", "when": "attr.smoke >", "count": 3, "case": {"category": "public_safety", "risk": 170}}`
-			code, _, body := call(t, srv, "admin", "POST", "/api/v1/rules", bad)
+			code, _, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/rules", bad)
 			var pb struct {
 				Error struct {
 					Problems []rules.Problem `json:"problems"`
@@ -114,11 +81,11 @@ func TestAPI(t *testing.T) {
 				}
 			}
 
-			code, hdr, body := call(t, srv, "admin", "POST", "/api/v1/rules", smokeJSON)
+			code, hdr, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/rules", smokeJSON)
 			if code != http.StatusCreated || hdr.Get("ETag") != `"1"` {
 				t.Fatalf("create: %d %s (ETag %s)", code, body, hdr.Get("ETag"))
 			}
-			if code, _, _ := call(t, srv, "admin", "POST", "/api/v1/rules", smokeJSON); code != http.StatusConflict {
+			if code, _, _ := apitest.Call(t, srv, "admin", "POST", "/api/v1/rules", smokeJSON); code != http.StatusConflict {
 				t.Errorf("create twice: %d, want 409", code)
 			}
 			if set := store.Set(); set.Version() != 1 {
@@ -127,13 +94,13 @@ func TestAPI(t *testing.T) {
 
 			// Update: stale → 412, missing version → 428, right → 200.
 			upd := strings.Replace(smokeJSON, `"risk": 70`, `"risk": 75`, 1)
-			if code, _, _ := call(t, srv, "admin", "PUT", "/api/v1/rules/smoke-high", upd, "If-Match", `"7"`); code != http.StatusPreconditionFailed {
+			if code, _, _ := apitest.Call(t, srv, "admin", "PUT", "/api/v1/rules/smoke-high", upd, "If-Match", `"7"`); code != http.StatusPreconditionFailed {
 				t.Errorf("stale update: %d, want 412", code)
 			}
-			if code, _, _ := call(t, srv, "admin", "PUT", "/api/v1/rules/smoke-high", upd); code != http.StatusPreconditionRequired {
+			if code, _, _ := apitest.Call(t, srv, "admin", "PUT", "/api/v1/rules/smoke-high", upd); code != http.StatusPreconditionRequired {
 				t.Errorf("update without version: %d, want 428", code)
 			}
-			code, hdr, body = call(t, srv, "admin", "PUT", "/api/v1/rules/smoke-high", upd, "If-Match", `"1"`)
+			code, hdr, body = apitest.Call(t, srv, "admin", "PUT", "/api/v1/rules/smoke-high", upd, "If-Match", `"1"`)
 			if code != http.StatusOK || hdr.Get("ETag") != `"2"` {
 				t.Fatalf("update: %d %s", code, body)
 			}
@@ -143,23 +110,23 @@ func TestAPI(t *testing.T) {
 
 			// An inhibits reference to a missing rule is refused with the set.
 			inh := `{"id": "net", "name": "网络", "inhibits": {"rules": ["ghost"]}, "case": {"category": "equipment_fault", "risk": 50}}`
-			if code, _, body := call(t, srv, "admin", "POST", "/api/v1/rules", inh); code != http.StatusBadRequest || !strings.Contains(body, `no rule \"ghost\"`) {
+			if code, _, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/rules", inh); code != http.StatusBadRequest || !strings.Contains(body, `no rule \"ghost\"`) {
 				t.Errorf("dangling inhibits: %d %s", code, body)
 			}
 			// Deleting a rule another inhibits is refused too.
 			inh = strings.Replace(inh, "ghost", "smoke-high", 1)
-			if code, _, body := call(t, srv, "admin", "POST", "/api/v1/rules", inh); code != http.StatusCreated {
+			if code, _, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/rules", inh); code != http.StatusCreated {
 				t.Fatalf("create net: %d %s", code, body)
 			}
-			if code, _, body := call(t, srv, "admin", "DELETE", "/api/v1/rules/smoke-high", ""); code != http.StatusBadRequest {
+			if code, _, body := apitest.Call(t, srv, "admin", "DELETE", "/api/v1/rules/smoke-high", ""); code != http.StatusBadRequest {
 				t.Errorf("delete of an inhibited rule: %d %s, want 400", code, body)
 			}
-			if code, _, _ := call(t, srv, "admin", "DELETE", "/api/v1/rules/net", ""); code != http.StatusNoContent {
+			if code, _, _ := apitest.Call(t, srv, "admin", "DELETE", "/api/v1/rules/net", ""); code != http.StatusNoContent {
 				t.Errorf("delete net: %d, want 204", code)
 			}
 
 			// Deleting a configuration rule disables it.
-			code, _, body = call(t, srv, "admin", "DELETE", "/api/v1/rules/camera-offline", "")
+			code, _, body = apitest.Call(t, srv, "admin", "DELETE", "/api/v1/rules/camera-offline", "")
 			if code != http.StatusOK || !strings.Contains(body, `"enabled":false`) {
 				t.Errorf("delete config rule: %d %s, want 200 and disabled", code, body)
 			}
@@ -168,7 +135,7 @@ func TestAPI(t *testing.T) {
 			}
 
 			// Everyone but service accounts reads, with version and source.
-			code, _, body = call(t, srv, "clerk", "GET", "/api/v1/rules", "")
+			code, _, body = apitest.Call(t, srv, "clerk", "GET", "/api/v1/rules", "")
 			var list struct {
 				Version int64         `json:"version"`
 				Rules   []rules.Entry `json:"rules"`
@@ -180,7 +147,7 @@ func TestAPI(t *testing.T) {
 				t.Errorf("list: %s", body)
 			}
 
-			code, _, body = call(t, srv, "clerk", "GET", "/api/v1/rules/smoke-high/history", "")
+			code, _, body = apitest.Call(t, srv, "clerk", "GET", "/api/v1/rules/smoke-high/history", "")
 			var hist struct{ History []rules.Change }
 			if code != http.StatusOK || json.Unmarshal([]byte(body), &hist) != nil || len(hist.History) != 2 {
 				t.Fatalf("history: %d %s", code, body)
@@ -188,11 +155,11 @@ func TestAPI(t *testing.T) {
 			if h := hist.History; h[0].Action != "update" || h[0].Actor != "admin" || h[0].Spec.Case.Risk != 75 || h[1].Action != "create" || h[1].Version != 1 {
 				t.Errorf("history %+v", h)
 			}
-			code, _, body = call(t, srv, "clerk", "GET", "/api/v1/rules/camera-offline/history", "")
+			code, _, body = apitest.Call(t, srv, "clerk", "GET", "/api/v1/rules/camera-offline/history", "")
 			if code != http.StatusOK || !strings.Contains(body, `"action":"disable"`) {
 				t.Errorf("config rule history: %d %s", code, body)
 			}
-			if code, _, _ := call(t, srv, "clerk", "GET", "/api/v1/rules/nope", ""); code != http.StatusNotFound {
+			if code, _, _ := apitest.Call(t, srv, "clerk", "GET", "/api/v1/rules/nope", ""); code != http.StatusNotFound {
 				t.Errorf("unknown rule: %d, want 404", code)
 			}
 		})
@@ -211,10 +178,10 @@ func TestAPIDryRun(t *testing.T) {
 		evs = append(evs, string(b))
 	}
 	req := `{"rule": ` + smokeJSON + `, "events": [` + strings.Join(evs, ",") + `]}`
-	if code, _, _ := call(t, srv, "clerk", "POST", "/api/v1/rules/test", req); code != http.StatusForbidden {
+	if code, _, _ := apitest.Call(t, srv, "clerk", "POST", "/api/v1/rules/test", req); code != http.StatusForbidden {
 		t.Errorf("clerk dry run: %d, want 403", code)
 	}
-	code, _, body := call(t, srv, "commander", "POST", "/api/v1/rules/test", req)
+	code, _, body := apitest.Call(t, srv, "commander", "POST", "/api/v1/rules/test", req)
 	var res struct {
 		Firings []struct {
 			Kind   string   `json:"kind"`
@@ -226,12 +193,12 @@ func TestAPIDryRun(t *testing.T) {
 		t.Fatalf("dry run: %d %s, want one firing at the third reading (40s)", code, body)
 	}
 	// Nothing was stored.
-	code, _, body = call(t, srv, "commander", "GET", "/api/v1/rules/smoke-high", "")
+	code, _, body = apitest.Call(t, srv, "commander", "GET", "/api/v1/rules/smoke-high", "")
 	if code != http.StatusNotFound {
 		t.Errorf("dry run stored the rule: %d %s", code, body)
 	}
 	bad := `{"rule": {"id": "x", "name": "x", "when": "(", "case": {"category": "c", "risk": 1}}, "events": []}`
-	if code, _, body := call(t, srv, "admin", "POST", "/api/v1/rules/test", bad); code != http.StatusBadRequest || !strings.Contains(body, `"field":"when"`) {
+	if code, _, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/rules/test", bad); code != http.StatusBadRequest || !strings.Contains(body, `"field":"when"`) {
 		t.Errorf("invalid dry run: %d %s", code, body)
 	}
 }

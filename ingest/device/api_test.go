@@ -2,7 +2,6 @@ package device_test
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,22 +10,12 @@ import (
 
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/console/api"
+	"sharpeye/console/api/apitest"
 	"sharpeye/console/auth"
 	"sharpeye/ingest/device"
 )
 
-// fakeAuth lets a request in as the principal named by its X-User header.
-type fakeAuth map[string]*auth.Principal
-
-func (f fakeAuth) Authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, error) {
-	p, ok := f[r.Header.Get("X-User")]
-	if !ok {
-		return nil, api.ErrUnauthenticated
-	}
-	return r.WithContext(auth.WithPrincipal(r.Context(), p)), nil
-}
-
-var principals = fakeAuth{
+var principals = apitest.Principals{
 	"admin":       {Username: "admin", Role: auth.Admin},
 	"north-admin": {Username: "north-admin", Role: auth.Admin, Region: "north"},
 	"south":       {Username: "south", Role: auth.Commander, Region: "south"},
@@ -51,42 +40,20 @@ func newAPI(t *testing.T) (*httptest.Server, *device.Registry) {
 	return srv, reg
 }
 
-func call(t *testing.T, srv *httptest.Server, user, method, path, body string, hdr ...string) (int, http.Header, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-User", user)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, res.Header, string(b)
-}
-
 func TestAPI(t *testing.T) {
 	srv, reg := newAPI(t)
 	create := `{"id": "gas-1", "kind": "gas", "region": "north/village", "grid": "g-7", "interval": "1m", "password": "very-secret-1", "tags": ["kitchen"]}`
 
-	if code, _, body := call(t, srv, "south", "POST", "/api/v1/devices", create); code != http.StatusForbidden {
+	if code, _, body := apitest.Call(t, srv, "south", "POST", "/api/v1/devices", create); code != http.StatusForbidden {
 		t.Fatalf("commander creates: %d %s", code, body)
 	}
-	if code, _, body := call(t, srv, "north-admin", "POST", "/api/v1/devices", strings.Replace(create, "north/village", "south", 1)); code != http.StatusBadRequest || !strings.Contains(body, "region") {
+	if code, _, body := apitest.Call(t, srv, "north-admin", "POST", "/api/v1/devices", strings.Replace(create, "north/village", "south", 1)); code != http.StatusBadRequest || !strings.Contains(body, "region") {
 		t.Fatalf("admin creates outside their region: %d %s", code, body)
 	}
-	if code, _, body := call(t, srv, "admin", "POST", "/api/v1/devices", `{"id": "x", "kind": "toaster"}`); code != http.StatusBadRequest || !strings.Contains(body, `"field":"kind"`) {
+	if code, _, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/devices", `{"id": "x", "kind": "toaster"}`); code != http.StatusBadRequest || !strings.Contains(body, `"field":"kind"`) {
 		t.Fatalf("bad kind: %d %s", code, body)
 	}
-	code, hdr, body := call(t, srv, "north-admin", "POST", "/api/v1/devices", create)
+	code, hdr, body := apitest.Call(t, srv, "north-admin", "POST", "/api/v1/devices", create)
 	if code != http.StatusCreated || hdr.Get("Location") != "/api/v1/devices/gas-1" || hdr.Get("ETag") != `"1"` {
 		t.Fatalf("create: %d %v %s", code, hdr, body)
 	}
@@ -96,19 +63,19 @@ func TestAPI(t *testing.T) {
 	if e, ok := reg.Get("gas-1"); !ok || !e.CheckPassword("very-secret-1") {
 		t.Fatal("created device does not log in with its password")
 	}
-	if code, _, body := call(t, srv, "admin", "POST", "/api/v1/devices", create); code != http.StatusConflict {
+	if code, _, body := apitest.Call(t, srv, "admin", "POST", "/api/v1/devices", create); code != http.StatusConflict {
 		t.Fatalf("duplicate: %d %s", code, body)
 	}
 
 	// Reads are scoped by region.
-	code, _, body = call(t, srv, "south", "GET", "/api/v1/devices", "")
+	code, _, body = apitest.Call(t, srv, "south", "GET", "/api/v1/devices", "")
 	if code != http.StatusOK || strings.Contains(body, "gas-1") || strings.Contains(body, "cfg-north") {
 		t.Fatalf("south lists: %d %s", code, body)
 	}
-	if code, _, _ := call(t, srv, "south", "GET", "/api/v1/devices/gas-1", ""); code != http.StatusNotFound {
+	if code, _, _ := apitest.Call(t, srv, "south", "GET", "/api/v1/devices/gas-1", ""); code != http.StatusNotFound {
 		t.Fatalf("south reads a northern device: %d", code)
 	}
-	code, _, body = call(t, srv, "north-admin", "GET", "/api/v1/devices", "")
+	code, _, body = apitest.Call(t, srv, "north-admin", "GET", "/api/v1/devices", "")
 	var list struct {
 		Devices []device.View `json:"devices"`
 	}
@@ -124,10 +91,10 @@ func TestAPI(t *testing.T) {
 
 	// Updates need the current version.
 	update := `{"id": "gas-1", "kind": "gas", "region": "north/village", "name": "灶台"}`
-	if code, _, body := call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", update, "If-Match", `"7"`); code != http.StatusPreconditionFailed {
+	if code, _, body := apitest.Call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", update, "If-Match", `"7"`); code != http.StatusPreconditionFailed {
 		t.Fatalf("stale If-Match: %d %s", code, body)
 	}
-	code, hdr, body = call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", update, "If-Match", `"1"`)
+	code, hdr, body = apitest.Call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", update, "If-Match", `"1"`)
 	if code != http.StatusOK || hdr.Get("ETag") != `"2"` || !strings.Contains(body, "灶台") {
 		t.Fatalf("update: %d %s", code, body)
 	}
@@ -135,20 +102,20 @@ func TestAPI(t *testing.T) {
 		t.Fatal("update without a password lost the stored one")
 	}
 	// What GET answers can be sent back changed.
-	_, _, body = call(t, srv, "admin", "GET", "/api/v1/devices/gas-1", "")
-	if code, _, body := call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", strings.Replace(body, "灶台", "厨房", 1)); code != http.StatusOK || !strings.Contains(body, "厨房") {
+	_, _, body = apitest.Call(t, srv, "admin", "GET", "/api/v1/devices/gas-1", "")
+	if code, _, body := apitest.Call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", strings.Replace(body, "灶台", "厨房", 1)); code != http.StatusOK || !strings.Contains(body, "厨房") {
 		t.Fatalf("round trip: %d %s", code, body)
 	}
-	if code, _, body := call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", strings.Replace(update, `"id": "gas-1"`, `"id": "gas-2"`, 1)); code != http.StatusBadRequest {
+	if code, _, body := apitest.Call(t, srv, "admin", "PUT", "/api/v1/devices/gas-1", strings.Replace(update, `"id": "gas-1"`, `"id": "gas-2"`, 1)); code != http.StatusBadRequest {
 		t.Fatalf("id differs from the URL: %d %s", code, body)
 	}
-	if code, _, body := call(t, srv, "admin", "PUT", "/api/v1/devices/cfg-north", `{"id": "cfg-north", "kind": "smoke", "region": "north"}`); code != http.StatusConflict {
+	if code, _, body := apitest.Call(t, srv, "admin", "PUT", "/api/v1/devices/cfg-north", `{"id": "cfg-north", "kind": "smoke", "region": "north"}`); code != http.StatusConflict {
 		t.Fatalf("update a configured device: %d %s", code, body)
 	}
-	if code, _, body := call(t, srv, "admin", "DELETE", "/api/v1/devices/gas-1", ""); code != http.StatusNoContent {
+	if code, _, body := apitest.Call(t, srv, "admin", "DELETE", "/api/v1/devices/gas-1", ""); code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", code, body)
 	}
-	if code, _, _ := call(t, srv, "admin", "GET", "/api/v1/devices/gas-1", ""); code != http.StatusNotFound {
+	if code, _, _ := apitest.Call(t, srv, "admin", "GET", "/api/v1/devices/gas-1", ""); code != http.StatusNotFound {
 		t.Fatalf("deleted device: %d", code)
 	}
 }

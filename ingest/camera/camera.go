@@ -53,6 +53,9 @@ type Camera struct {
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
+// ValidID reports whether s may be a camera id.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
 // Validate implements conf.Validator (for cameras in the configuration).
 func (c *Camera) Validate(v *conf.V) {
 	for _, p := range c.Problems() {

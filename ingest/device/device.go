@@ -24,6 +24,7 @@ import (
 
 	"sharpeye/configs/conf"
 	"sharpeye/console/auth"
+	"sharpeye/ingest/camera"
 	"sharpeye/ingest/event"
 )
 
@@ -99,9 +100,6 @@ var (
 	usernamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$`)
 )
 
-// ValidID reports whether s may be a device (or camera) id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
-
 // Validate implements conf.Validator (for devices in the configuration).
 func (d *Device) Validate(v *conf.V) {
 	d.Normalize()
@@ -156,7 +154,7 @@ func (d *Device) Problems() []Problem {
 		add("cameras", "at most %d cameras", MaxCameras)
 	}
 	for i, c := range d.Cameras {
-		if !idPattern.MatchString(c) {
+		if !camera.ValidID(c) {
 			add(fmt.Sprintf("cameras[%d]", i), "%q is not a camera id", c)
 		}
 	}

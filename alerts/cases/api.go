@@ -181,7 +181,7 @@ func (a *API) handleGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(err)
 	}
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(d.Version, 10)))
+	w.Header().Set("ETag", api.ETag(d.Version))
 	api.WriteJSON(w, http.StatusOK, d)
 	return nil
 }
@@ -194,18 +194,18 @@ func (a *API) handleAction(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if v := r.Header.Get("If-Match"); v != "" && req.Version == 0 {
-		n, err := strconv.ParseInt(strings.Trim(v, `"W/`), 10, 64)
+	if req.Version == 0 {
+		v, _, err := api.IfMatch(r, "case")
 		if err != nil {
-			return api.BadRequest("If-Match", "must be the case's ETag")
+			return err
 		}
-		req.Version = n
+		req.Version = v
 	}
 	c, err := a.s.Act(r.Context(), p, r.PathValue("id"), r.PathValue("action"), req)
 	if err != nil {
 		return apiError(err)
 	}
-	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(c.Version, 10)))
+	w.Header().Set("ETag", api.ETag(c.Version))
 	api.WriteJSON(w, http.StatusOK, c)
 	return nil
 }

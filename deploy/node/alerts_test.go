@@ -165,6 +165,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 			if res, body := act(cmd, "dispatch", "", c.Version-1); res.StatusCode != 412 {
 				t.Fatalf("stale dispatch: %d %s", res.StatusCode, body)
 			}
+			if res, body := cmd.do("POST", "/api/v1/cases/"+c.ID+"/actions/comment", strings.NewReader(`{"note":"x"}`), "If-Match", `W/"1"`); res.StatusCode != 412 {
+				t.Fatalf("stale If-Match: %d %s", res.StatusCode, body)
+			}
 			if res, body := act(cmd, "fly", "", c.Version); res.StatusCode != 400 || !bytes.Contains(body, []byte("unknown action")) {
 				t.Fatalf("unknown action: %d %s", res.StatusCode, body)
 			}

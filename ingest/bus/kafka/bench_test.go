@@ -2,8 +2,9 @@ package kafka_test
 
 import (
 	"context"
-	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +47,6 @@ func BenchmarkProduce(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msgs) * 500))
-			b.SetParallelism(tc.parallel)
 			start := time.Now()
 			n := 0
 			if tc.parallel == 1 {
@@ -57,16 +57,21 @@ func BenchmarkProduce(b *testing.B) {
 					n += len(msgs)
 				}
 			} else {
-				// RunParallel runs parallelism×GOMAXPROCS goroutines.
-				b.SetParallelism(max(1, tc.parallel/max(1, runtimeProcs())))
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if err := bs.Publish(context.Background(), msgs...); err != nil {
-							b.Error(err)
-							return
+				// Exactly tc.parallel publishers, whatever GOMAXPROCS is
+				// (RunParallel would run a multiple of it).
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for range tc.parallel {
+					wg.Go(func() {
+						for next.Add(1) <= int64(b.N) {
+							if err := bs.Publish(context.Background(), msgs...); err != nil {
+								b.Error(err)
+								return
+							}
 						}
-					}
-				})
+					})
+				}
+				wg.Wait()
 				n = b.N * len(msgs)
 			}
 			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
@@ -76,5 +81,3 @@ func BenchmarkProduce(b *testing.B) {
 		})
 	}
 }
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -253,9 +253,6 @@ func (d *Dispatcher) runSink(ctx context.Context, s *sink) {
 
 func (d *Dispatcher) setPending(s *sink, n int64) {
 	d.m.pending.WithLabelValues(s.name).Set(float64(n))
-	if s.hook != nil {
-		d.m.webhookLag.WithLabelValues(s.hook.cfg.Name).Set(float64(n))
-	}
 }
 
 func (d *Dispatcher) setLag(s *sink, r stored) {

@@ -67,8 +67,8 @@
 // redirect) is retried for ever, after the Retry-After the subscriber
 // asked for (at most an hour) or a backoff doubling from 1s to max_backoff
 // with jitter; the failure is logged once when a streak of them starts and
-// once when it ends, and shows in sharpeye_outbox_webhook_lag_records and
-// sharpeye_outbox_lag_seconds.
+// once when it ends, and shows in sharpeye_outbox_pending_records{sink="webhook:<name>"}
+// and sharpeye_outbox_lag_seconds.
 //
 // # One dispatcher at a time
 //

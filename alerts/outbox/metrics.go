@@ -10,7 +10,6 @@ import (
 // "webhook:<name>".
 type metrics struct {
 	pending      *prometheus.GaugeVec
-	webhookLag   *prometheus.GaugeVec
 	lagSeconds   *prometheus.GaugeVec
 	delivered    *prometheus.CounterVec
 	failures     *prometheus.CounterVec
@@ -24,9 +23,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sharpeye_outbox_pending_records", Help: "Outbox records a sink has yet to deliver.",
 		}, []string{"sink"}),
-		webhookLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "sharpeye_outbox_webhook_lag_records", Help: "Outbox records a webhook subscriber has yet to receive (or be skipped).",
-		}, []string{"subscriber"}),
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sharpeye_outbox_lag_seconds", Help: "Age of the oldest record a sink has yet to deliver; 0 when it is up to date.",
 		}, []string{"sink"}),
@@ -49,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.pending, m.webhookLag, m.lagSeconds, m.delivered, m.failures, m.deadLettered, m.pruned, m.leader} {
+	for _, c := range []prometheus.Collector{m.pending, m.lagSeconds, m.delivered, m.failures, m.deadLettered, m.pruned, m.leader} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register outbox metrics: %w", err)
 		}

@@ -22,7 +22,6 @@ CREATE TABLE outbox (
     headers    TEXT NOT NULL DEFAULT '',
     created_at BIGINT NOT NULL
 );
-CREATE INDEX outbox_created ON outbox (created_at);
 
 -- One row per sink ("bus", "webhook:<name>"): the last id delivered.
 CREATE TABLE outbox_cursors (
@@ -45,7 +44,6 @@ CREATE TABLE outbox_dead_letters (
     at         BIGINT NOT NULL,
     PRIMARY KEY (sink, outbox_id)
 );
-CREATE INDEX outbox_dead_letters_at ON outbox_dead_letters (at);
 
 -- Who delivers: one dispatcher at a time across the nodes sharing the
 -- database, holding the lease until expires_at (Unix milliseconds).

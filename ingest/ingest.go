@@ -1,7 +1,10 @@
 // Package ingest is the ingest role: it keeps every camera of the registry
 // pulled over RTSP (exactly one session per camera, however many consumers
 // it has), holds each camera's stream hub, re-serves the cameras over RTSP
-// and answers the camera API.
+// and answers the camera API. With detectors enabled it publishes their
+// events and, every ingest.health_report, one camera.health sample per
+// camera (online seconds, bitrate, frame rate, RTP loss, quality faults:
+// see TypeHealth for the attributes).
 package ingest
 
 import (
@@ -40,6 +43,9 @@ type Config struct {
 	Detect detect.Config `yaml:"detect"`
 	// Blobs is where snapshots are kept.
 	Blobs blob.Config `yaml:"blobs"`
+	// HealthReport is the window of the camera.health samples (see
+	// TypeHealth); 0 turns them off.
+	HealthReport conf.Duration `yaml:"health_report"`
 }
 
 // Defaults returns the compiled defaults.
@@ -53,6 +59,7 @@ func Defaults() Config {
 		RegistryPoll: conf.Duration(10 * time.Second),
 		Detect:       detect.Defaults(),
 		Blobs:        blob.Defaults(),
+		HealthReport: conf.Duration(time.Minute),
 	}
 }
 
@@ -67,6 +74,9 @@ func (c *Config) Validate(v *conf.V) {
 	if c.RegistryPoll.D() < time.Second {
 		v.Errorf("registry_poll", "must be at least 1s")
 	}
+	if d := c.HealthReport.D(); d != 0 && (d < 10*time.Second || d > time.Hour) {
+		v.Errorf("health_report", "must be 0s (off) or between 10s and 1h")
+	}
 }
 
 // Ingest is the ingest role.
@@ -80,9 +90,12 @@ type Ingest struct {
 	cams map[string]*running
 	wg   sync.WaitGroup
 
-	// detect and blobs are set by EnableDetectors.
+	// detect, blobs and out are set by EnableDetectors.
 	detect *detect.Manager
 	blobs  *blob.Store
+	out    bus.Producer
+
+	health *healthMetrics
 }
 
 // running is one camera being pulled.
@@ -109,13 +122,14 @@ func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authoriz
 		in.rtsp = rtsp.NewServer(cfg.RTSPServer, in, authz, log.With("component", "rtsp-server"))
 	}
 	reg.MustRegister(&collector{in: in})
+	in.health = newHealthMetrics(reg)
 	return in
 }
 
 // EnableDetectors runs the video detectors on every camera (not on
 // on-demand cameras: watching them would keep them pulled), publishing
-// their events to out and keeping snapshots under dataDir. Call it before
-// Start.
+// their events and the camera.health samples to out and keeping snapshots
+// under dataDir. Call it before Start.
 func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg prometheus.Registerer) error {
 	blobs, err := blob.Open(in.cfg.Blobs, dataDir, reg, in.log.With("component", "blobs"))
 	if err != nil {
@@ -125,7 +139,7 @@ func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg promethe
 	if err != nil {
 		return fmt.Errorf("ingest.detect: %w", err)
 	}
-	in.detect, in.blobs = m, blobs
+	in.detect, in.blobs, in.out = m, blobs, out
 	return nil
 }
 
@@ -160,6 +174,10 @@ func (in *Ingest) Run(ctx context.Context) error {
 	if in.detect != nil {
 		g.Go(func() error { return in.detect.Run(gctx) })
 		g.Go(func() error { return in.blobs.Run(gctx) })
+	}
+	if in.out != nil && in.cfg.HealthReport > 0 {
+		r := newHealthReporter(in.healthSources, in.out, in.cfg.HealthReport.D(), in.health, in.log.With("component", "health-report"))
+		g.Go(func() error { return r.Run(gctx) })
 	}
 	if in.rtsp != nil {
 		g.Go(func() error { return in.rtsp.Run(gctx) })

@@ -69,3 +69,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSlow, st.Stream.SlowDrops)
 	}
 }
+
+// healthMetrics count the camera.health samples (see TypeHealth).
+type healthMetrics struct {
+	published, failed prometheus.Counter
+}
+
+func newHealthMetrics(reg prometheus.Registerer) *healthMetrics {
+	m := &healthMetrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_camera_health_reports_total",
+			Help: "camera.health samples published to the bus (one per camera per health_report interval).",
+		}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_camera_health_reports_failed_total",
+			Help: "camera.health samples lost: refused by the bus, timed out or not encodable.",
+		}),
+	}
+	reg.MustRegister(m.published, m.failed)
+	return m
+}

@@ -33,6 +33,9 @@ type Change struct {
 	Case  *Case        `json:"case"`
 	Entry HistoryEntry `json:"entry"`
 	Type  string       `json:"type"` // "case." + the action
+	// Due is the deadline that ran before the change (zero when none):
+	// an action after it was late (the analytics' on-time rate).
+	Due time.Time `json:"due,omitzero"`
 }
 
 // Publisher records the changes of a transaction inside it, as its last
@@ -99,6 +102,7 @@ func (s *Service) change(ctx context.Context, id string, want int64, f func(t tx
 		if err != nil {
 			return err
 		}
+		due := c.Deadline
 		h, err := f(t, c, ts)
 		if err != nil {
 			return err
@@ -111,6 +115,7 @@ func (s *Service) change(ctx context.Context, id string, want int64, f func(t tx
 		if err != nil {
 			return err
 		}
+		ch.Due = due
 		*out = append(*out, ch)
 		return nil
 	})

@@ -117,6 +117,7 @@ type Puller struct {
 
 	mu     sync.Mutex
 	status Status
+	online time.Duration // in online stretches that have ended
 
 	packets, lost, decodeErrs, reconnects atomic.Uint64
 	jitterMs                              atomic.Uint64 // float64 bits, of the current session
@@ -223,7 +224,11 @@ func (p *Puller) setState(s State, reason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.status.State != s || p.status.Reason != reason {
-		p.status.State, p.status.Reason, p.status.Since = s, reason, time.Now().UTC()
+		now := time.Now().UTC()
+		if p.status.State == StateOnline {
+			p.online += now.Sub(p.status.Since)
+		}
+		p.status.State, p.status.Reason, p.status.Since = s, reason, now
 	}
 	if s != StateOnline {
 		p.status.Transport = ""
@@ -414,6 +419,19 @@ func (p *Puller) Status() Status {
 		st.LastPacket = time.Unix(0, n).UTC()
 	}
 	return st
+}
+
+// OnlineTime is how long the camera has been online since the puller was
+// made, up to at (a time in the current online stretch or after it, such
+// as a moment ago): the health reports diff it between window ends.
+func (p *Puller) OnlineTime(at time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.online
+	if p.status.State == StateOnline && at.After(p.status.Since) {
+		d += at.Sub(p.status.Since)
+	}
+	return d
 }
 
 // jitterMeter is RFC 3550's interarrival jitter estimate at 90 kHz.

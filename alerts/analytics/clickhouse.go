@@ -1,0 +1,482 @@
+package analytics
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// CHStore is the ClickHouse store: batches go in over the native protocol
+// (clickhouse-go's column batches), queries through database/sql.
+type CHStore struct {
+	cfg     Config
+	conn    driver.Conn
+	db      *sql.DB
+	ro      *sql.DB
+	log     *slog.Logger
+	version serverVersion
+	feat    features
+	closed  sync.Once
+	err     error
+}
+
+// OpenClickHouse connects, creates the database when missing and applies
+// the migrations.
+func OpenClickHouse(ctx context.Context, cfg Config, log *slog.Logger) (*CHStore, error) {
+	c := cfg.ClickHouse
+	// The database may not exist yet: create it over a connection to "default".
+	boot, err := clickhouse.Open(c.options(c.Username, c.Password.Reveal(), "default", cfg.Sink.InsertTimeout.D()))
+	if err != nil {
+		return nil, fmt.Errorf("analytics: clickhouse: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, c.DialTimeout.D()+time.Second)
+	err = boot.Ping(pctx)
+	if err == nil {
+		err = boot.Exec(pctx, "CREATE DATABASE IF NOT EXISTS "+c.Database)
+	}
+	cancel()
+	boot.Close()
+	if err != nil {
+		return nil, fmt.Errorf("analytics: connect to clickhouse at %s: %w", strings.Join(c.Addr, ","), err)
+	}
+	s := &CHStore{cfg: cfg, log: log}
+	if s.conn, err = clickhouse.Open(c.options(c.Username, c.Password.Reveal(), c.Database, cfg.Sink.InsertTimeout.D())); err != nil {
+		return nil, fmt.Errorf("analytics: clickhouse: %w", err)
+	}
+	s.db = c.openDB(c.Username, c.Password.Reveal(), cfg.Query.Timeout.D())
+	if c.SQLUsername != "" {
+		s.ro = c.openDB(c.SQLUsername, c.SQLPassword.Reveal(), cfg.Query.Timeout.D())
+	}
+	v, err := s.serverVersion(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.version, s.feat = v, featuresOf(v)
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.applyTTL(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (c ClickHouseConfig) options(user, password, database string, readTimeout time.Duration) *clickhouse.Options {
+	return &clickhouse.Options{
+		Addr:             c.Addr,
+		Auth:             clickhouse.Auth{Database: database, Username: user, Password: password},
+		DialTimeout:      c.DialTimeout.D(),
+		ReadTimeout:      readTimeout + 5*time.Second,
+		MaxOpenConns:     c.MaxOpen,
+		MaxIdleConns:     min(c.MaxOpen, 4),
+		ConnMaxLifetime:  time.Hour,
+		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+	}
+}
+
+// openDB opens a database/sql pool (clickhouse-go refuses pool settings in
+// its options there: they are set on the pool).
+func (c ClickHouseConfig) openDB(user, password string, readTimeout time.Duration) *sql.DB {
+	o := c.options(user, password, c.Database, readTimeout)
+	o.MaxOpenConns, o.MaxIdleConns, o.ConnMaxLifetime = 0, 0, 0
+	db := clickhouse.OpenDB(o)
+	db.SetMaxOpenConns(c.MaxOpen)
+	db.SetMaxIdleConns(min(c.MaxOpen, 4))
+	db.SetConnMaxLifetime(time.Hour)
+	return db
+}
+
+// Driver implements Store.
+func (s *CHStore) Driver() string { return ClickHouse }
+
+// DB implements Store.
+func (s *CHStore) DB() *sql.DB { return s.db }
+
+// ReadOnly implements Store.
+func (s *CHStore) ReadOnly() *sql.DB { return s.ro }
+
+// Version is the server's version, such as "18.16.1".
+func (s *CHStore) Version() string { return s.version.String() }
+
+// Close implements Store.
+func (s *CHStore) Close() error {
+	s.closed.Do(func() {
+		var errs []error
+		if s.conn != nil {
+			errs = append(errs, s.conn.Close())
+		}
+		if s.db != nil {
+			errs = append(errs, s.db.Close())
+		}
+		if s.ro != nil {
+			errs = append(errs, s.ro.Close())
+		}
+		s.err = errors.Join(errs...)
+	})
+	return s.err
+}
+
+// Insert implements Store: one column batch per table.
+func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, error) {
+	var n Inserted
+	if check {
+		skipped, err := s.dropStored(ctx, b)
+		if err != nil {
+			return n, err
+		}
+		n.Skipped = skipped
+	}
+	if len(b.Events) > 0 {
+		if err := s.insertEvents(ctx, b.Events); err != nil {
+			return n, err
+		}
+		n.Events = len(b.Events)
+	}
+	if len(b.Cases) > 0 {
+		if err := s.insertCases(ctx, b.Cases); err != nil {
+			return n, err
+		}
+		n.Cases = len(b.Cases)
+	}
+	if len(b.Health) > 0 {
+		if err := s.insertHealth(ctx, b.Health); err != nil {
+			return n, err
+		}
+		n.Health = len(b.Health)
+	}
+	return n, nil
+}
+
+// dropStored removes from b the rows whose ids the store already holds
+// (and duplicates within b), looking only in the partitions the batch's
+// times fall in.
+func (s *CHStore) dropStored(ctx context.Context, b *Batch) (int, error) {
+	before := b.Len()
+	var err error
+	b.Events, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time })
+	if err != nil {
+		return 0, err
+	}
+	b.Cases, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time })
+	if err != nil {
+		return 0, err
+	}
+	b.Health, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute })
+	if err != nil {
+		return 0, err
+	}
+	return before - b.Len(), nil
+}
+
+// idChunk bounds the ids of one lookup query (the query's text must stay
+// under the server's max_query_size, raised per query below).
+const idChunk = 5000
+
+func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows []R, key func(R) (string, time.Time)) ([]R, error) {
+	if len(rows) == 0 {
+		return rows, nil
+	}
+	stored := map[string]bool{}
+	for start := 0; start < len(rows); start += idChunk {
+		part := rows[start:min(start+idChunk, len(rows))]
+		var sb strings.Builder
+		lo, hi := time.Time{}, time.Time{}
+		for i, r := range part {
+			id, t := key(r)
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(quote(id))
+			if lo.IsZero() || t.Before(lo) {
+				lo = t
+			}
+			if t.After(hi) {
+				hi = t
+			}
+		}
+		q := fmt.Sprintf("SELECT id FROM %s WHERE %s >= toDateTime(%d) AND %s <= toDateTime(%d) AND id IN (%s)",
+			tbl, timeCol, lo.Unix(), timeCol, hi.Unix()+1, sb.String())
+		qctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": len(q) + 1024}))
+		res, err := s.conn.Query(qctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
+		}
+		for res.Next() {
+			var id string
+			if err := res.Scan(&id); err != nil {
+				res.Close()
+				return nil, err
+			}
+			stored[id] = true
+		}
+		err = res.Err()
+		res.Close()
+		if err != nil {
+			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
+		}
+	}
+	out := rows[:0]
+	for _, r := range rows {
+		id, _ := key(r)
+		if stored[id] {
+			continue
+		}
+		stored[id] = true // a duplicate within the batch
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// quote writes s as a ClickHouse string literal.
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case 0:
+			b.WriteString(`\0`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+func (s *CHStore) send(ctx context.Context, tbl string, n int, fill func(driver.Batch) error) error {
+	ictx, cancel := context.WithTimeout(ctx, s.cfg.Sink.InsertTimeout.D())
+	defer cancel()
+	batch, err := s.conn.PrepareBatch(ictx, "INSERT INTO "+tbl)
+	if err != nil {
+		return fmt.Errorf("insert into %s: %w", tbl, err)
+	}
+	if err := fill(batch); err != nil {
+		batch.Abort()
+		return fmt.Errorf("insert into %s: %w", tbl, err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d rows into %s: %w", n, tbl, err)
+	}
+	return nil
+}
+
+func bools(b []bool) []uint8 {
+	out := make([]uint8, len(b))
+	for i, v := range b {
+		if v {
+			out[i] = 1
+		}
+	}
+	return out
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func nz[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func (s *CHStore) insertEvents(ctx context.Context, rows []EventRow) error {
+	return s.send(ctx, "events", len(rows), func(b driver.Batch) error {
+		for i := range rows {
+			r := &rows[i]
+			err := b.Append(r.ID, r.Time, uint16(r.Time.Nanosecond()/1e6), r.Received, uint8(r.Schema), r.Type, r.Severity,
+				r.SourceKind, r.SourceID, r.SourceName, r.Region, r.Grid, b2u(r.HasLocation), r.Lat, r.Lon, r.Camera, r.DeviceKind,
+				nz(r.StrKeys), nz(r.StrValues), nz(r.NumKeys), nz(r.NumValues), nz(r.BoolKeys), bools(r.BoolValues), nz(r.Tags),
+				nz(r.EvKinds), nz(r.EvRefs), nz(r.EvTypes), nz(r.EvSHA256), nz(r.EvTimes), r.Key, uint32(r.Partition), uint64(max(r.Offset, 0)))
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// epoch writes a zero time as the Unix epoch (ClickHouse's zero DateTime).
+func epoch(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return t
+}
+
+func (s *CHStore) insertCases(ctx context.Context, rows []CaseRow) error {
+	return s.send(ctx, "case_events", len(rows), func(b driver.Batch) error {
+		for i := range rows {
+			r := &rows[i]
+			err := b.Append(r.ID, r.CaseID, r.Number, uint32(r.Seq), r.Time, uint16(r.Time.Nanosecond()/1e6), r.Action, r.FromState, r.ToState, r.State,
+				r.Actor, r.ActorRole, r.Category, r.Colour, uint8(min(max(r.Risk, 0), 255)), r.Source, r.Rule, r.Region, r.Grid, r.Level,
+				r.Department, nz(r.CoDepartments), uint32(r.AlertCount), uint32(r.UrgeCount), uint32(r.Escalations), r.Satisfaction, r.Outcome, r.MergedInto,
+				epoch(r.Created), epoch(r.Dispatched), epoch(r.Accepted), epoch(r.Resolved), epoch(r.Closed), epoch(r.Deadline), epoch(r.Due),
+				b2u(r.Late), uint64(max(r.Version, 0)), uint32(r.Partition), uint64(max(r.Offset, 0)))
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *CHStore) insertHealth(ctx context.Context, rows []HealthRow) error {
+	return s.send(ctx, "camera_health", len(rows), func(b driver.Batch) error {
+		for i := range rows {
+			r := &rows[i]
+			err := b.Append(r.ID, r.Camera, r.Minute, r.Region, r.Grid, r.Vendor, float32(r.WindowSeconds), float32(r.OnlineSeconds),
+				float32(r.BitrateKbps), float32(r.FPS), uint32(r.Packets), uint32(r.PacketsLost), nz(r.Faults), r.State, r.EventID,
+				uint32(r.Partition), uint64(max(r.Offset, 0)))
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Expire implements Store. Where the server has TTL the tables expire by
+// themselves (applyTTL); otherwise whole days are dropped here.
+func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
+	if s.feat.TTL {
+		return nil
+	}
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT table, partition FROM system.parts WHERE database = ? AND active", s.cfg.ClickHouse.Database)
+	if err != nil {
+		return fmt.Errorf("list partitions: %w", err)
+	}
+	type part struct{ table, partition string }
+	var parts []part
+	for rows.Next() {
+		var p part
+		if err := rows.Scan(&p.table, &p.partition); err != nil {
+			rows.Close()
+			return err
+		}
+		parts = append(parts, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range parts {
+		i := slices.IndexFunc(tables, func(t table) bool { return t.name == p.table })
+		if i < 0 {
+			continue
+		}
+		days := tables[i].days(s.cfg.Retention)
+		if days == 0 {
+			continue
+		}
+		day, err := time.Parse("20060102", p.partition)
+		if err != nil {
+			continue
+		}
+		// A day's partition goes once its last second is older than the retention.
+		if day.Add(24 * time.Hour).After(now.AddDate(0, 0, -days)) {
+			continue
+		}
+		if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", p.table, p.partition)); err != nil {
+			errs = append(errs, fmt.Errorf("drop %s partition %s: %w", p.table, p.partition, err))
+			continue
+		}
+		s.log.Info("analytics partition dropped (retention)", "table", p.table, "partition", p.partition, "retention_days", days)
+	}
+	return errors.Join(errs...)
+}
+
+// applyTTL sets each table's TTL where the server has TTL (19.6 and later).
+func (s *CHStore) applyTTL(ctx context.Context) error {
+	if !s.feat.TTL {
+		return nil
+	}
+	for _, t := range tables {
+		days := t.days(s.cfg.Retention)
+		var q string
+		if days == 0 {
+			q = fmt.Sprintf("ALTER TABLE %s REMOVE TTL", t.name)
+		} else {
+			q = fmt.Sprintf("ALTER TABLE %s MODIFY TTL %s + INTERVAL %d DAY", t.name, t.timeCol, days)
+		}
+		if err := s.conn.Exec(ctx, q); err != nil && days != 0 {
+			return fmt.Errorf("analytics: set TTL of %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// serverVersion is a ClickHouse release, such as 18.16.1.
+type serverVersion struct{ major, minor, patch int }
+
+func (v serverVersion) String() string {
+	return fmt.Sprintf("%d.%d.%d", v.major, v.minor, v.patch)
+}
+
+func (v serverVersion) atLeast(major, minor int) bool {
+	return v.major > major || v.major == major && v.minor >= minor
+}
+
+func parseVersion(s string) (serverVersion, error) {
+	var v serverVersion
+	parts := strings.Split(strings.TrimSpace(s), ".")
+	if len(parts) < 2 {
+		return v, fmt.Errorf("server version %q is not major.minor[.patch...]", s)
+	}
+	nums := []*int{&v.major, &v.minor, &v.patch}
+	for i := 0; i < len(parts) && i < 3; i++ {
+		n, err := strconv.Atoi(parts[i])
+		if err != nil {
+			return v, fmt.Errorf("server version %q: %w", s, err)
+		}
+		*nums[i] = n
+	}
+	return v, nil
+}
+
+func (s *CHStore) serverVersion(ctx context.Context) (serverVersion, error) {
+	var text string
+	if err := s.conn.QueryRow(ctx, "SELECT version()").Scan(&text); err != nil {
+		return serverVersion{}, fmt.Errorf("analytics: clickhouse version: %w", err)
+	}
+	return parseVersion(text)
+}
+
+// features are what the schema uses beyond ClickHouse 18.16 when the
+// server has them.
+type features struct {
+	// TTL expires rows by itself (19.6).
+	TTL bool
+	// LowCardinality is production-ready (19.3); 18.16 has it only as an
+	// experiment.
+	LowCardinality bool
+	// Codecs compress time columns by their deltas (19.11).
+	Codecs bool
+}
+
+func featuresOf(v serverVersion) features {
+	return features{TTL: v.atLeast(19, 6), LowCardinality: v.atLeast(19, 3), Codecs: v.atLeast(19, 11)}
+}

@@ -1,0 +1,407 @@
+package analytics
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"sharpeye/alerts/cases"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/event"
+)
+
+// TypeCameraHealth is the per-camera, per-minute health sample the ingest
+// role publishes; the sink writes it to camera_health, not to events.
+const TypeCameraHealth = "camera.health"
+
+// EventRow is one event as stored: every field of the schema, attributes
+// as key/value arrays by value type.
+type EventRow struct {
+	ID         string
+	Time       time.Time // millisecond precision, UTC
+	Received   time.Time // when the bus took it
+	Schema     int
+	Type       string
+	Severity   string
+	SourceKind string
+	SourceID   string
+	SourceName string
+	Region     string
+	Grid       string
+	// HasLocation says whether Lat and Lon are set.
+	HasLocation bool
+	Lat, Lon    float64
+	// Camera is the camera the event is about: the source when it is a
+	// camera, else the "camera" attribute (analyser detections).
+	Camera string
+	// DeviceKind is the "device_kind" attribute (sensor events).
+	DeviceKind string
+	StrKeys    []string
+	StrValues  []string
+	NumKeys    []string
+	NumValues  []float64
+	BoolKeys   []string
+	BoolValues []bool
+	Tags       []string
+	// Evidence, one entry per index.
+	EvKinds  []string
+	EvRefs   []string
+	EvTypes  []string
+	EvSHA256 []string
+	EvTimes  []int64 // Unix milliseconds; 0 when unknown
+	Key      string
+	// Partition and Offset are where the bus held it.
+	Partition int
+	Offset    int64
+}
+
+// CaseRow is one change of one case: the history entry and the case as it
+// stood after it.
+type CaseRow struct {
+	ID        string // case id "/" seq
+	CaseID    string
+	Number    string
+	Seq       int
+	Time      time.Time
+	Action    string
+	FromState string
+	ToState   string
+	State     string
+	Actor     string
+	ActorRole string
+	Category  string
+	Colour    string
+	Risk      int
+	Source    string
+	Rule      string
+	Region    string
+	Grid      string
+	Level     string
+	// Department leads; CoDepartments help.
+	Department    string
+	CoDepartments []string
+	AlertCount    int
+	UrgeCount     int
+	Escalations   int
+	Satisfaction  string
+	Outcome       string
+	MergedInto    string
+	Created       time.Time
+	Dispatched    time.Time // zero when not (yet)
+	Accepted      time.Time
+	Resolved      time.Time
+	Closed        time.Time
+	Deadline      time.Time // the deadline running after the change
+	Due           time.Time // the deadline running before it
+	// Late is an action taken after Due.
+	Late      bool
+	Version   int64
+	Partition int
+	Offset    int64
+}
+
+// HealthRow is one camera's minute.
+type HealthRow struct {
+	ID            string // camera "@" minute (Unix seconds)
+	Camera        string
+	Minute        time.Time // the end of the window
+	Region        string
+	Grid          string
+	Vendor        string
+	WindowSeconds float64
+	OnlineSeconds float64
+	BitrateKbps   float64
+	FPS           float64
+	Packets       float64
+	PacketsLost   float64
+	Faults        []string
+	State         string
+	EventID       string
+	Partition     int
+	Offset        int64
+}
+
+// Batch is what one insert carries.
+type Batch struct {
+	Events []EventRow
+	Cases  []CaseRow
+	Health []HealthRow
+}
+
+// Len is the number of rows.
+func (b *Batch) Len() int { return len(b.Events) + len(b.Cases) + len(b.Health) }
+
+// Rejected is a message the sink could not turn into a row.
+type Rejected struct {
+	Msg    bus.Message
+	Reason string
+}
+
+// FromMessages turns consumed bus messages into rows; what does not decode
+// is returned for the dead-letter topic.
+func FromMessages(msgs []bus.Message) (Batch, []Rejected) {
+	var b Batch
+	var bad []Rejected
+	for _, m := range msgs {
+		var err error
+		switch m.Topic {
+		case bus.TopicEvents:
+			err = b.addEvent(m)
+		case bus.TopicCases:
+			err = b.addCase(m)
+		default:
+			err = fmt.Errorf("topic %q is not one the analytics sink reads", m.Topic)
+		}
+		if err != nil {
+			bad = append(bad, Rejected{Msg: m, Reason: "analytics: " + err.Error()})
+		}
+	}
+	return b, bad
+}
+
+func (b *Batch) addEvent(m bus.Message) error {
+	e, err := event.Decode(m.Value)
+	if err != nil {
+		return err
+	}
+	if e.Type == TypeCameraHealth {
+		h, err := HealthFromEvent(e)
+		if err != nil {
+			return err
+		}
+		h.Partition, h.Offset = m.Partition, m.Offset
+		b.Health = append(b.Health, h)
+		return nil
+	}
+	r := EventFromEvent(e)
+	r.Received, r.Partition, r.Offset = m.Time.UTC(), m.Partition, m.Offset
+	b.Events = append(b.Events, r)
+	return nil
+}
+
+// EventFromEvent flattens e into a row.
+func EventFromEvent(e *event.Event) EventRow {
+	r := EventRow{
+		ID:         e.ID.String(),
+		Time:       e.Time.UTC().Truncate(time.Millisecond),
+		Schema:     e.Schema,
+		Type:       e.Type,
+		Severity:   string(e.Severity),
+		SourceKind: string(e.Source.Kind),
+		SourceID:   e.Source.ID,
+		SourceName: e.Source.Name,
+		Region:     e.Location.Region,
+		Grid:       e.Location.Grid,
+		Tags:       e.Tags,
+		Key:        e.Key,
+	}
+	if e.Location.Lat != nil && e.Location.Lon != nil {
+		r.HasLocation, r.Lat, r.Lon = true, *e.Location.Lat, *e.Location.Lon
+	}
+	if e.Source.Kind == event.SourceCamera {
+		r.Camera = e.Source.ID
+	} else if c, ok := e.String("camera"); ok {
+		r.Camera = c
+	}
+	r.DeviceKind, _ = e.String("device_kind")
+	keys := make([]string, 0, len(e.Attributes))
+	for k := range e.Attributes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		switch v := e.Attributes[k].(type) {
+		case string:
+			r.StrKeys, r.StrValues = append(r.StrKeys, k), append(r.StrValues, v)
+		case float64:
+			r.NumKeys, r.NumValues = append(r.NumKeys, k), append(r.NumValues, v)
+		case bool:
+			r.BoolKeys, r.BoolValues = append(r.BoolKeys, k), append(r.BoolValues, v)
+		}
+	}
+	for _, ev := range e.Evidence {
+		r.EvKinds = append(r.EvKinds, string(ev.Kind))
+		r.EvRefs = append(r.EvRefs, ev.Ref)
+		r.EvTypes = append(r.EvTypes, ev.ContentType)
+		r.EvSHA256 = append(r.EvSHA256, ev.SHA256)
+		var ms int64
+		if ev.Time != nil {
+			ms = ev.Time.UnixMilli()
+		}
+		r.EvTimes = append(r.EvTimes, ms)
+	}
+	return r
+}
+
+// Event rebuilds the event a row was made from (tests and raw exports).
+func (r *EventRow) Event() (*event.Event, error) {
+	id, err := event.ParseID(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	e := &event.Event{
+		Schema:   r.Schema,
+		ID:       id,
+		Time:     event.NewTime(r.Time),
+		Source:   event.Source{Kind: event.SourceKind(r.SourceKind), ID: r.SourceID, Name: r.SourceName},
+		Type:     r.Type,
+		Severity: event.Severity(r.Severity),
+		Location: event.Location{Region: r.Region, Grid: r.Grid},
+		Key:      r.Key,
+	}
+	if r.HasLocation {
+		lat, lon := r.Lat, r.Lon
+		e.Location.Lat, e.Location.Lon = &lat, &lon
+	}
+	if len(r.Tags) > 0 {
+		e.Tags = r.Tags
+	}
+	for i, k := range r.StrKeys {
+		e.SetString(k, r.StrValues[i])
+	}
+	for i, k := range r.NumKeys {
+		e.SetNumber(k, r.NumValues[i])
+	}
+	for i, k := range r.BoolKeys {
+		e.SetBool(k, r.BoolValues[i])
+	}
+	for i := range r.EvKinds {
+		ev := event.Evidence{Kind: event.EvidenceKind(r.EvKinds[i]), Ref: r.EvRefs[i], ContentType: r.EvTypes[i], SHA256: r.EvSHA256[i]}
+		if r.EvTimes[i] != 0 {
+			t := event.NewTime(time.UnixMilli(r.EvTimes[i]))
+			ev.Time = &t
+		}
+		e.Evidence = append(e.Evidence, ev)
+	}
+	return e, nil
+}
+
+// HealthFromEvent reads a camera.health sample.
+func HealthFromEvent(e *event.Event) (HealthRow, error) {
+	if e.Source.Kind != event.SourceCamera || e.Source.ID == "" {
+		return HealthRow{}, errors.New("camera.health: the source must be a camera")
+	}
+	num := func(k string) (float64, error) {
+		v, ok := e.Number(k)
+		if !ok {
+			return 0, nil
+		}
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return 0, fmt.Errorf("camera.health: attribute %s is %v, want a number >= 0", k, v)
+		}
+		return v, nil
+	}
+	minute := e.Time.UTC().Truncate(time.Second)
+	h := HealthRow{
+		ID:      e.Source.ID + "@" + strconv.FormatInt(minute.Unix(), 10),
+		Camera:  e.Source.ID,
+		Minute:  minute,
+		Region:  e.Location.Region,
+		Grid:    e.Location.Grid,
+		EventID: e.ID.String(),
+	}
+	h.Vendor, _ = e.String("vendor")
+	h.State, _ = e.String("state")
+	if f, _ := e.String("faults"); f != "" {
+		h.Faults = strings.Split(f, ",")
+		slices.Sort(h.Faults)
+	}
+	var err error
+	fields := []struct {
+		key string
+		dst *float64
+	}{
+		{"window_seconds", &h.WindowSeconds}, {"online_seconds", &h.OnlineSeconds}, {"bitrate_kbps", &h.BitrateKbps},
+		{"fps", &h.FPS}, {"packets", &h.Packets}, {"packets_lost", &h.PacketsLost},
+	}
+	for _, f := range fields {
+		if *f.dst, err = num(f.key); err != nil {
+			return HealthRow{}, err
+		}
+	}
+	if h.WindowSeconds == 0 {
+		h.WindowSeconds = 60
+	}
+	if h.WindowSeconds > 3600 {
+		return HealthRow{}, fmt.Errorf("camera.health: window_seconds %v is over an hour", h.WindowSeconds)
+	}
+	h.OnlineSeconds = min(h.OnlineSeconds, h.WindowSeconds)
+	return h, nil
+}
+
+func (b *Batch) addCase(m bus.Message) error {
+	var ch cases.Change
+	if len(m.Value) > maxChangeBytes {
+		return fmt.Errorf("case change of %d bytes is over the %d-byte limit", len(m.Value), maxChangeBytes)
+	}
+	if err := json.Unmarshal(m.Value, &ch); err != nil {
+		return fmt.Errorf("case change: %w", err)
+	}
+	if ch.Case == nil || ch.Case.ID == "" || ch.Entry.Seq <= 0 || ch.Entry.At.IsZero() {
+		return errors.New("case change: needs case.id, entry.seq and entry.at")
+	}
+	r := CaseFromChange(&ch)
+	r.Partition, r.Offset = m.Partition, m.Offset
+	b.Cases = append(b.Cases, r)
+	return nil
+}
+
+// maxChangeBytes bounds one case change on the bus.
+const maxChangeBytes = 1 << 20
+
+// CaseFromChange flattens a case change into a row.
+func CaseFromChange(ch *cases.Change) CaseRow {
+	c, h := ch.Case, ch.Entry
+	at := h.At.UTC().Truncate(time.Millisecond)
+	r := CaseRow{
+		ID:            c.ID + "/" + strconv.Itoa(h.Seq),
+		CaseID:        c.ID,
+		Number:        c.Number,
+		Seq:           h.Seq,
+		Time:          at,
+		Action:        h.Action,
+		FromState:     string(h.From),
+		ToState:       string(h.To),
+		State:         string(c.State),
+		Actor:         h.Actor,
+		ActorRole:     h.Role,
+		Category:      c.Category,
+		Colour:        string(c.Colour),
+		Risk:          c.Risk,
+		Source:        string(c.Source),
+		Rule:          c.Rule,
+		Region:        c.Region,
+		Grid:          c.Grid,
+		Level:         string(c.Level),
+		Department:    c.Department,
+		CoDepartments: c.CoDepartments,
+		AlertCount:    c.AlertCount,
+		UrgeCount:     c.UrgeCount,
+		Escalations:   c.Escalations,
+		Satisfaction:  c.Satisfaction,
+		Outcome:       c.Outcome,
+		MergedInto:    c.MergedInto,
+		Created:       utc(c.Created),
+		Dispatched:    utc(c.Dispatched),
+		Accepted:      utc(c.AcceptedAt),
+		Resolved:      utc(c.ResolvedAt),
+		Closed:        utc(c.ClosedAt),
+		Deadline:      utc(c.Deadline),
+		Due:           utc(ch.Due),
+		Version:       c.Version,
+	}
+	r.Late = !r.Due.IsZero() && at.After(r.Due)
+	return r
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Millisecond)
+}

@@ -1,0 +1,217 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sharpeye/ingest/bus"
+)
+
+// Sink carries sharpeye.events and sharpeye.cases into the store as a
+// consumer group: batches by size and time, offsets committed only after
+// the insert succeeded (the bus commits when the handler returns nil), and
+// a batch that fails is retried after a backoff while nothing more is
+// consumed (back-pressure). A batch that may have been written before (the
+// first of each partition after a start or a hand-over, or one retried
+// after an error) is inserted with check set, so the store skips the rows
+// it already holds: replays never count twice.
+type Sink struct {
+	cfg   Config
+	store Store
+	bus   bus.Bus
+	log   *slog.Logger
+	m     *sinkMetrics
+	now   func() time.Time
+
+	mu sync.Mutex
+	// next is the offset expected next from each topic partition; a batch
+	// that does not continue it is checked.
+	next map[topicPart]int64
+	// consuming is closed when Run reads the bus.
+	consuming chan struct{}
+	once      sync.Once
+	// newest is the newest bus time written; the lag is its age.
+	newest time.Time
+}
+
+type topicPart struct {
+	topic string
+	part  int
+}
+
+// NewSink builds the sink; Run starts it.
+func NewSink(cfg Config, store Store, b bus.Bus, reg prometheus.Registerer, log *slog.Logger) *Sink {
+	s := &Sink{cfg: cfg, store: store, bus: b, log: log, now: time.Now,
+		next: map[topicPart]int64{}, consuming: make(chan struct{})}
+	s.m = newSinkMetrics(reg, s.Lag)
+	return s
+}
+
+// Consuming is closed once the sink reads the bus.
+func (s *Sink) Consuming() <-chan struct{} { return s.consuming }
+
+// Run consumes until ctx ends, and expires old rows every
+// cfg.Retention.Every.
+func (s *Sink) Run(ctx context.Context) error {
+	go s.expireLoop(ctx)
+	s.once.Do(func() { close(s.consuming) })
+	return s.bus.Consume(ctx, s.cfg.Sink.Group, []string{bus.TopicEvents, bus.TopicCases}, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Handle)
+}
+
+func (s *Sink) expireLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Retention.Every.D())
+	defer t.Stop()
+	for {
+		if err := s.store.Expire(ctx, s.now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("expire analytics rows", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Handle writes one consumed batch; it is the bus handler (exported for
+// the benchmark and tests). An error leaves the batch uncommitted: the bus
+// delivers it again after a backoff.
+func (s *Sink) Handle(ctx context.Context, msgs []bus.Message) error {
+	b, bad := FromMessages(msgs)
+	if len(bad) > 0 {
+		dead := make([]bus.Message, len(bad))
+		for i, r := range bad {
+			s.m.rejected.WithLabelValues(r.Msg.Topic).Inc()
+			dead[i] = bus.Message{Topic: bus.TopicDeadLetter, Key: r.Msg.Key, Value: r.Msg.Value, Headers: map[string]string{
+				bus.HeaderReason: r.Reason,
+				bus.HeaderSource: r.Msg.Topic + "/" + strconv.Itoa(r.Msg.Partition) + "@" + strconv.FormatInt(r.Msg.Offset, 10),
+			}}
+		}
+		// Dead letters first: the batch is committed only once they are durable.
+		if err := s.bus.Publish(ctx, dead...); err != nil {
+			return fmt.Errorf("dead-letter %d messages: %w", len(dead), err)
+		}
+		s.log.Warn("analytics sink rejected messages to the dead-letter topic", "count", len(bad), "first_reason", bad[0].Reason)
+	}
+	check := s.mayBeReplay(msgs)
+	start := time.Now()
+	n, err := s.store.Insert(ctx, &b, check)
+	if err != nil {
+		s.m.failures.Inc()
+		s.forget(msgs) // the insert may have landed: check the retry
+		return fmt.Errorf("analytics insert (%d rows): %w", b.Len(), err)
+	}
+	s.m.insertSeconds.Observe(time.Since(start).Seconds())
+	s.m.rows.WithLabelValues("events").Add(float64(n.Events))
+	s.m.rows.WithLabelValues("case_events").Add(float64(n.Cases))
+	s.m.rows.WithLabelValues("camera_health").Add(float64(n.Health))
+	s.m.skipped.Add(float64(n.Skipped))
+	s.m.batches.Inc()
+	s.advance(msgs)
+	var newest time.Time
+	for _, m := range msgs {
+		if m.Time.After(newest) {
+			newest = m.Time
+		}
+	}
+	if !newest.IsZero() {
+		s.mu.Lock()
+		if newest.After(s.newest) {
+			s.newest = newest
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Lag is how far behind the bus the store is: the age of the newest
+// message written (0 before the first). It grows while the store is down.
+func (s *Sink) Lag() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.newest.IsZero() {
+		return 0
+	}
+	return max(s.now().Sub(s.newest), 0)
+}
+
+// mayBeReplay reports whether any partition in msgs does not continue
+// where this sink's last insert from it ended.
+func (s *Sink) mayBeReplay(msgs []bus.Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := map[topicPart]int64{}
+	for _, m := range msgs {
+		k := topicPart{m.Topic, m.Partition}
+		if _, ok := first[k]; !ok {
+			first[k] = m.Offset
+		}
+	}
+	for k, off := range first {
+		if next, ok := s.next[k]; !ok || next != off {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Sink) advance(msgs []bus.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		s.next[topicPart{m.Topic, m.Partition}] = m.Offset + 1
+	}
+}
+
+func (s *Sink) forget(msgs []bus.Message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		delete(s.next, topicPart{m.Topic, m.Partition})
+	}
+}
+
+type sinkMetrics struct {
+	rows          *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	skipped       prometheus.Counter
+	batches       prometheus.Counter
+	failures      prometheus.Counter
+	insertSeconds prometheus.Histogram
+	lag           prometheus.GaugeFunc
+}
+
+func newSinkMetrics(reg prometheus.Registerer, lag func() time.Duration) *sinkMetrics {
+	m := &sinkMetrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_rows_total", Help: "Rows written to the analytics store, by table.",
+		}, []string{"table"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_rejected_total", Help: "Bus messages the analytics sink could not read, sent to the dead-letter topic, by topic.",
+		}, []string{"topic"}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_replayed_rows_total", Help: "Rows of replayed batches skipped because the store already held them.",
+		}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_batches_total", Help: "Batches written to the analytics store.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_insert_failures_total", Help: "Batch inserts that failed and will be retried.",
+		}),
+		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sharpeye_analytics_insert_seconds", Help: "Time to write one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		lag: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sharpeye_analytics_lag_seconds", Help: "Age of the newest bus message written to the store (how far it is behind the bus; grows while the store is down).",
+		}, func() float64 { return lag().Seconds() }),
+	}
+	reg.MustRegister(m.rows, m.rejected, m.skipped, m.batches, m.failures, m.insertSeconds, m.lag)
+	return m
+}

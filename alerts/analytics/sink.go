@@ -18,9 +18,10 @@ import (
 // the insert succeeded (the bus commits when the handler returns nil), and
 // a batch that fails is retried after a backoff while nothing more is
 // consumed (back-pressure). A batch that may have been written before (the
-// first of each partition after a start or a hand-over, or one retried
-// after an error) is inserted with check set, so the store skips the rows
-// it already holds: replays never count twice.
+// first of each partition after a start or a hand-over, one retried after
+// an error, and every batch after one that held stored rows, until one
+// holds none) is inserted with check set, so the store skips the rows it
+// already holds: replays never count twice.
 type Sink struct {
 	cfg   Config
 	store Store
@@ -113,7 +114,14 @@ func (s *Sink) Handle(ctx context.Context, msgs []bus.Message) error {
 	s.m.rows.WithLabelValues("camera_health").Add(float64(n.Health))
 	s.m.skipped.Add(float64(n.Skipped))
 	s.m.batches.Inc()
-	s.advance(msgs)
+	if check && n.Skipped > 0 {
+		// Part of the batch was stored before: what follows it may have
+		// been too (the earlier run's batches need not end where these
+		// do), so the next batch is checked as well.
+		s.forget(msgs)
+	} else {
+		s.advance(msgs)
+	}
 	var newest time.Time
 	for _, m := range msgs {
 		if m.Time.After(newest) {

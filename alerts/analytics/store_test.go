@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,7 +33,7 @@ func fullEvent(i int, at time.Time) *event.Event {
 	e.Tags = []string{"river", "school"}
 	snap := event.NewTime(at)
 	e.Evidence = []event.Evidence{
-		{Kind: event.EvidenceSnapshot, Ref: "blob:ab12", ContentType: "image/jpeg", SHA256: "ab12", Time: &snap},
+		{Kind: event.EvidenceSnapshot, Ref: "blob:ab12", ContentType: "image/jpeg", SHA256: strings.Repeat("ab", 32), Time: &snap},
 		{Kind: event.EvidenceURL, Ref: "https://sharpeye.example/play/cam-0042"},
 	}
 	e.Key = "grid:xz-03"

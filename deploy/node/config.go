@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"sharpeye/alerts"
+	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/casedb"
 	"sharpeye/configs/conf"
 	"sharpeye/console/api"
@@ -47,6 +48,8 @@ type Config struct {
 	Bus     BusConfig     `yaml:"bus"`
 	MQTT    mqtt.Config   `yaml:"mqtt"`
 	Alerts  alerts.Config `yaml:"alerts"`
+	// Analytics is the store analysts query and the sink that fills it.
+	Analytics analytics.Config `yaml:"analytics"`
 	// Cameras are the cameras of the configuration file; more can be
 	// added through the API.
 	Cameras []camera.Camera `yaml:"cameras"`
@@ -59,18 +62,19 @@ type Config struct {
 // installed.
 func Defaults() Config {
 	return Config{
-		DataDir: "./sharpeye-data",
-		Log:     DefaultLogConfig(),
-		HTTP:    api.Defaults(),
-		Auth:    auth.Defaults(),
-		CaseDB:  casedb.Defaults(),
-		Ingest:  ingest.Defaults(),
-		Relay:   relay.Defaults(),
-		Bus:     BusConfig{Driver: "embedded", Embedded: bus.Defaults(), Kafka: kafka.Defaults()},
-		MQTT:    mqtt.Defaults(),
-		Alerts:  alerts.Defaults(),
-		Devices: device.List{},
-		Cameras: []camera.Camera{},
+		DataDir:   "./sharpeye-data",
+		Log:       DefaultLogConfig(),
+		HTTP:      api.Defaults(),
+		Auth:      auth.Defaults(),
+		CaseDB:    casedb.Defaults(),
+		Ingest:    ingest.Defaults(),
+		Relay:     relay.Defaults(),
+		Bus:       BusConfig{Driver: "embedded", Embedded: bus.Defaults(), Kafka: kafka.Defaults()},
+		MQTT:      mqtt.Defaults(),
+		Alerts:    alerts.Defaults(),
+		Analytics: analytics.Defaults(),
+		Devices:   device.List{},
+		Cameras:   []camera.Camera{},
 	}
 }
 

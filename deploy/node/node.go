@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"sharpeye/alerts"
+	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/casedb"
 	"sharpeye/console/api"
 	"sharpeye/console/auth"
@@ -96,6 +97,8 @@ type Node struct {
 	devices    *device.Registry
 	mqtt       *mqtt.Intake
 	alerts     *alerts.Alerts
+	analytics  analytics.Store
+	sink       *analytics.Sink
 	components []component
 	started    bool
 }
@@ -205,6 +208,30 @@ func (n *Node) Alerts() *alerts.Alerts { return n.alerts }
 // Auth is the authentication service (after Start).
 func (n *Node) Auth() *auth.Service { return n.auth }
 
+// Analytics is the analytics store (after Start, when the node runs the
+// alerts or console role).
+func (n *Node) Analytics() analytics.Store { return n.analytics }
+
+// Sink is the analytics sink (after Start, when the node runs the alerts
+// role with the sink enabled).
+func (n *Node) Sink() *analytics.Sink { return n.sink }
+
+// openAnalytics opens the analytics store the alerts role fills and the
+// console role queries.
+func (n *Node) openAnalytics(ctx context.Context) error {
+	if n.analytics != nil {
+		return nil
+	}
+	n.health.Starting("analytics")
+	s, err := analytics.Open(ctx, n.cfg.Analytics, n.cfg.DataDir, n.logs.For("analytics"))
+	if err != nil {
+		return err
+	}
+	n.analytics = s
+	n.health.Ready("analytics")
+	return nil
+}
+
 // Start binds the listener, opens the case database and builds every role,
 // so that a busy port or an unreachable database is reported before
 // anything runs.
@@ -289,6 +316,13 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		n.alerts = a
 		a.Routes(n.router)
 		n.runUntilReady(Alerts, a.Run, a.Consuming())
+		if n.cfg.Analytics.Sink.Enabled {
+			if err := n.openAnalytics(ctx); err != nil {
+				return err
+			}
+			n.sink = analytics.NewSink(n.cfg.Analytics, n.analytics, n.bus, n.reg, n.logs.For("analytics-sink"))
+			n.components = append(n.components, component{"analytics-sink", n.sink.Run})
+		}
 	}
 	return nil
 }
@@ -309,6 +343,9 @@ func (n *Node) runUntilReady(role string, run func(context.Context) error, ready
 
 func (n *Node) close() {
 	n.server.Close()
+	if n.analytics != nil {
+		n.analytics.Close()
+	}
 	if n.db != nil {
 		n.db.Close()
 	}

@@ -159,10 +159,11 @@ func (a *Alerts) Engine() *rules.Engine { return a.engine }
 // Consuming is closed once the role reads the bus.
 func (a *Alerts) Consuming() <-chan struct{} { return a.consumed }
 
-// Routes registers the case and rule APIs.
+// Routes registers the case, rule and outbox dead-letter APIs.
 func (a *Alerts) Routes(rt *api.Router) {
 	cases.NewAPI(a.cases, a.hub).Routes(rt)
 	rules.NewAPI(a.store, a.engine).Routes(rt)
+	outbox.NewAPI(a.outbox).Routes(rt)
 }
 
 // Run consumes events, fires timers, delivers the outbox and follows rule

@@ -32,6 +32,9 @@ const (
 	// delivered and retention has passed, in batches of pruneBatch.
 	pruneEvery = time.Minute
 	pruneBatch = 500
+	// retryBatch is the most dead letters a webhook sink reads at once to
+	// send again.
+	retryBatch = 100
 )
 
 // Dispatcher delivers the outbox: a goroutine per sink (the bus, each
@@ -52,6 +55,9 @@ type Dispatcher struct {
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
 }
+
+// webhookSink is the sink name of the webhook subscriber name.
+func webhookSink(name string) string { return "webhook:" + name }
 
 // sink is one destination with its own cursor and wake-up signal.
 type sink struct {
@@ -76,14 +82,19 @@ func NewDispatcher(cfg Config, db *casedb.DB, producer bus.Producer, reg prometh
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "outbox")
-	m, err := newMetrics(reg)
+	st := store{db: db}
+	hooks := make([]string, len(cfg.Webhooks))
+	for i, w := range cfg.Webhooks {
+		hooks[i] = webhookSink(w.Name)
+	}
+	m, err := newMetrics(reg, &deadLetters{store: st, sinks: hooks})
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
 	d := &Dispatcher{
 		cfg:      cfg,
-		store:    store{db: db},
+		store:    st,
 		producer: producer,
 		log:      log,
 		m:        m,
@@ -94,7 +105,7 @@ func NewDispatcher(cfg Config, db *casedb.DB, producer bus.Producer, reg prometh
 	d.sinks = append(d.sinks, &sink{name: SinkBus, wake: make(chan struct{}, 1), log: log.With("sink", SinkBus)})
 	for i := range cfg.Webhooks {
 		w := &cfg.Webhooks[i]
-		name := "webhook:" + w.Name
+		name := webhookSink(w.Name)
 		d.sinks = append(d.sinks, &sink{name: name, wake: make(chan struct{}, 1), hook: newWebhook(w), log: log.With("sink", name)})
 	}
 	return d, nil
@@ -107,6 +118,18 @@ func (d *Dispatcher) Notify() {
 		select {
 		case s.wake <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// wake wakes the sink named name up, if this dispatcher has it.
+func (d *Dispatcher) wake(name string) {
+	for _, s := range d.sinks {
+		if s.name == name {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -214,9 +237,15 @@ func (d *Dispatcher) runSink(ctx context.Context, s *sink) {
 	defer poll.Stop()
 	for attempt := 0; ctx.Err() == nil; {
 		recs, err := d.store.load(ctx, cursor, d.cfg.Batch)
-		var head int64
+		var (
+			head    int64
+			retries []stored
+		)
 		if err == nil {
 			head, err = d.store.head(ctx)
+		}
+		if err == nil && s.hook != nil {
+			retries, err = d.store.retries(ctx, s.name, retryBatch)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -232,6 +261,13 @@ func (d *Dispatcher) runSink(ctx context.Context, s *sink) {
 		attempt = 0
 		dbErr.ok(s.log, d.now, "outbox readable again")
 		d.setPending(s, head-cursor)
+		if len(retries) > 0 {
+			// Before the records, then look again: an admin waits for them.
+			if !d.redeliver(ctx, s, retries) {
+				return
+			}
+			continue
+		}
 		if len(recs) == 0 {
 			d.m.lagSeconds.WithLabelValues(s.name).Set(0)
 			poll.Reset(d.cfg.Poll.D())

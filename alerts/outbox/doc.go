@@ -63,12 +63,49 @@
 // A 2xx answer delivers the record. A 4xx other than 408 and 429 refuses
 // it for good: it is kept in outbox_dead_letters with the status and the
 // first KiB of the answer, counted, logged, and the subscriber gets the
-// next one. Anything else (5xx, 408, 429, a timeout, no connection, a
-// redirect) is retried for ever, after the Retry-After the subscriber
-// asked for (at most an hour) or a backoff doubling from 1s to max_backoff
-// with jitter; the failure is logged once when a streak of them starts and
-// once when it ends, and shows in sharpeye_outbox_pending_records{sink="webhook:<name>"}
-// and sharpeye_outbox_lag_seconds.
+// next one (see Dead letters). Anything else (5xx, 408, 429, a timeout, no
+// connection, a redirect) is retried for ever, after the Retry-After the
+// subscriber asked for (at most an hour) or a backoff doubling from 1s to
+// max_backoff with jitter; the failure is logged once when a streak of
+// them starts and once when it ends, and shows in
+// sharpeye_outbox_pending_records{sink="webhook:<name>"} and
+// sharpeye_outbox_lag_seconds.
+//
+// # Dead letters
+//
+// Admins see and act on dead letters through the [API], under
+// /api/v1/outbox/dead-letters: list them newest first (by subscriber and
+// type, cursor-paged), read one with the record's value, discard one
+// (logged with the admin's name), or ask for one to be sent again. Neither
+// a secret nor a URL is shown, only the subscriber's name.
+// sharpeye_outbox_dead_letters{sink="webhook:<name>"} is how many each
+// subscriber holds, read from the database at scrape time: every node
+// reports the same figure (aggregate with max, not sum).
+//
+// A retry is data, not a goroutine: the API records it in the dead
+// letter's row (retry_at, retry_by), answers 202 Accepted and wakes the
+// subscriber's sink in case this node delivers. The sink of the node
+// holding the lease, wherever the request was made, looks for retries on
+// every pass (after each batch, on a wake-up, at least every poll), before
+// the records after its cursor, and posts each like a record: the same
+// body (id, seq, time, data) and Idempotency-Key, signed afresh, retried
+// with backoff until the subscriber takes or refuses it. Taken, the dead
+// letter is deleted (GET answers 404 from then on); refused again, it keeps
+// its id with the new status, response and time, and no retry pending.
+// Only that subscriber gets it again: the bus and the other subscribers
+// have long passed it. A request outlives a restart or a change of leader
+// (the next holder of the lease finds it), and a crash between delivery
+// and deletion sends it once more under the same Idempotency-Key. The
+// subscriber receives it out of order (a seq below those it has seen),
+// whatever its types are now. Discarding a dead letter while its retry is
+// in flight does not recall the request; refused, it comes back as a new
+// dead letter.
+//
+// A subscriber no longer in the configuration cannot be sent anything: a
+// retry is refused with 409 Conflict, but its dead letters are still
+// listed and counted until discarded. The API consults its own node's
+// configuration; while nodes disagree (a rolling change), a retry waits
+// until the holder of the lease has the subscriber too.
 //
 // # One dispatcher at a time
 //

@@ -1,7 +1,9 @@
 package outbox
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,7 +20,9 @@ type metrics struct {
 	leader       prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the dispatcher's metrics and dead, the dead letters
+// held.
+func newMetrics(reg prometheus.Registerer, dead prometheus.Collector) (*metrics, error) {
 	m := &metrics{
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sharpeye_outbox_pending_records", Help: "Outbox records a sink has yet to deliver.",
@@ -45,10 +49,47 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.pending, m.lagSeconds, m.delivered, m.failures, m.deadLettered, m.pruned, m.leader} {
+	for _, c := range []prometheus.Collector{m.pending, m.lagSeconds, m.delivered, m.failures, m.deadLettered, m.pruned, m.leader, dead} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register outbox metrics: %w", err)
 		}
 	}
 	return m, nil
 }
+
+// deadLetters reports sharpeye_outbox_dead_letters, read from the database
+// at scrape time: the same on every node sharing it (aggregate with max,
+// not sum). Each configured webhook sink is reported, 0 when it holds
+// none, and so is a sink no longer configured that still holds some. When
+// the database does not answer within collectTimeout, nothing is reported.
+type deadLetters struct {
+	store store
+	sinks []string
+}
+
+var descDeadLetters = prometheus.NewDesc("sharpeye_outbox_dead_letters",
+	"Dead letters held (records a webhook subscriber refused for good), until an admin retries or discards them.", []string{"sink"}, nil)
+
+// collectTimeout bounds the count at scrape time.
+const collectTimeout = 2 * time.Second
+
+func (c *deadLetters) Describe(ch chan<- *prometheus.Desc) { ch <- descDeadLetters }
+
+func (c *deadLetters) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	defer cancel()
+	counts, err := c.store.deadLetterCounts(ctx)
+	if err != nil {
+		return
+	}
+	for _, sink := range c.sinks {
+		if _, ok := counts[sink]; !ok {
+			counts[sink] = 0
+		}
+	}
+	for sink, n := range counts {
+		ch <- prometheus.MustNewConstMetric(descDeadLetters, prometheus.GaugeValue, float64(n), sink)
+	}
+}
+
+var _ prometheus.Collector = (*deadLetters)(nil)

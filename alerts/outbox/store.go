@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -20,6 +21,14 @@ type stored struct {
 	value   []byte
 	headers map[string]string
 	created time.Time
+	// retry is set when the record is a dead letter sent again.
+	retry retryOf
+}
+
+// retryOf names the dead letter a record is sent again from.
+type retryOf struct {
+	id string // the dead letter's
+	by string // who asked
 }
 
 // store is the dispatcher's access to the outbox tables.
@@ -95,13 +104,54 @@ func (s store) advance(ctx context.Context, sink string, id int64, now time.Time
 	return nil
 }
 
-// deadLetter keeps a record a subscriber refused.
+// deadLetter keeps a record a subscriber refused. A record refused again
+// (a retry refused, or delivered twice after a crash) keeps its dead
+// letter's id: the status, response and time are the last refusal's, and
+// any retry asked for is done.
 func (s store) deadLetter(ctx context.Context, sink string, r stored, status int, response string, now time.Time) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO outbox_dead_letters (sink, outbox_id, uid, type, msg_key, value, status, response, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sink, outbox_id) DO NOTHING`,
-		sink, r.id, r.uid, r.typ, r.key, string(r.value), status, response, casedb.Millis(now))
+	_, err := s.db.Exec(ctx, `INSERT INTO outbox_dead_letters (id, sink, outbox_id, uid, type, msg_key, value, created_at, status, response, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (sink, outbox_id) DO UPDATE SET status = excluded.status, response = excluded.response, at = excluded.at, retry_at = 0, retry_by = ''`,
+		rand.Text(), sink, r.id, r.uid, r.typ, r.key, string(r.value), casedb.Millis(r.created), status, response, casedb.Millis(now))
 	if err != nil {
 		return fmt.Errorf("dead-letter record %d of %s: %w", r.id, sink, err)
+	}
+	return nil
+}
+
+// retries returns up to limit of sink's dead letters whose retry was asked
+// for, the longest waiting first, as records to post again.
+func (s store) retries(ctx context.Context, sink string, limit int) ([]stored, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, outbox_id, uid, type, msg_key, value, created_at, retry_by FROM outbox_dead_letters
+		WHERE sink = ? AND retry_at > 0 ORDER BY retry_at, id LIMIT ?`, sink, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read retries of %s: %w", sink, err)
+	}
+	defer rows.Close()
+	var out []stored
+	for rows.Next() {
+		var (
+			r       stored
+			value   string
+			created int64
+		)
+		if err := rows.Scan(&r.retry.id, &r.id, &r.uid, &r.typ, &r.key, &value, &created, &r.retry.by); err != nil {
+			return nil, fmt.Errorf("read retries of %s: %w", sink, err)
+		}
+		r.value = []byte(value)
+		r.created = casedb.FromMillis(created)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read retries of %s: %w", sink, err)
+	}
+	return out, nil
+}
+
+// forget deletes the dead letter id, delivered on a retry.
+func (s store) forget(ctx context.Context, id string) error {
+	if _, err := s.db.Exec(ctx, "DELETE FROM outbox_dead_letters WHERE id = ?", id); err != nil {
+		return fmt.Errorf("delete dead letter %s: %w", id, err)
 	}
 	return nil
 }

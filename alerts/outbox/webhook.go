@@ -192,7 +192,7 @@ func (d *Dispatcher) deliverWebhook(ctx context.Context, s *sink, recs []stored,
 			cursor = r.id
 			continue
 		}
-		if !d.post(ctx, s, r) {
+		if d.post(ctx, s, r) == stopped {
 			break
 		}
 		cursor = r.id
@@ -205,9 +205,18 @@ func (d *Dispatcher) deliverWebhook(ctx context.Context, s *sink, recs []stored,
 	return cursor
 }
 
-// post delivers r to s's subscriber, retrying forever; it returns false only
-// when ctx ended first.
-func (d *Dispatcher) post(ctx context.Context, s *sink, r stored) bool {
+// posted is what became of a record post was given.
+type posted int
+
+const (
+	delivered posted = iota // the subscriber took it
+	refused                 // for good: it is dead-lettered
+	stopped                 // ctx ended first
+)
+
+// post delivers r to s's subscriber, retrying forever until it is taken or
+// refused for good (and dead-lettered), or ctx ends.
+func (d *Dispatcher) post(ctx context.Context, s *sink, r stored) posted {
 	body, err := json.Marshal(Body{ID: r.uid, Seq: r.id, Type: r.typ, Key: r.key, Time: r.created, Data: r.value})
 	if err != nil {
 		// Enqueue checked the value is JSON: only a hand edit gets here.
@@ -215,22 +224,30 @@ func (d *Dispatcher) post(ctx context.Context, s *sink, r stored) bool {
 	}
 	var st streak
 	for attempt := 0; ; {
-		d.setLag(s, r)
+		if r.retry.id == "" {
+			// A dead letter sent again is not what the sink is behind by.
+			d.setLag(s, r)
+		}
 		o := s.hook.send(ctx, r, body, d.now())
 		switch {
 		case o.err == nil:
 			st.ok(s.log, d.now, "webhook subscriber accepts records again")
 			d.m.delivered.WithLabelValues(s.name).Inc()
-			return true
+			return delivered
 		case ctx.Err() != nil:
-			return false
+			return stopped
 		case o.refused:
 			err := d.store.deadLetter(ctx, s.name, r, o.status, o.response, d.now())
 			if err == nil {
 				st.ok(s.log, d.now, "webhook subscriber answers again")
 				d.m.deadLettered.WithLabelValues(s.name).Inc()
-				s.log.Warn("webhook subscriber refused a record: dead-lettered", "id", r.id, "type", r.typ, "key", r.key, "status", o.status)
-				return true
+				if r.retry.id != "" {
+					s.log.Warn("webhook subscriber refused a dead letter again on retry", "dead_letter", r.retry.id, "id", r.id, "type", r.typ, "key", r.key,
+						"status", o.status, "requested_by", r.retry.by)
+				} else {
+					s.log.Warn("webhook subscriber refused a record: dead-lettered", "id", r.id, "type", r.typ, "key", r.key, "status", o.status)
+				}
+				return refused
 			}
 			o.err = err
 		}
@@ -242,7 +259,32 @@ func (d *Dispatcher) post(ctx context.Context, s *sink, r stored) bool {
 			attempt++
 		}
 		if d.sleep(ctx, wait) != nil {
-			return false
+			return stopped
 		}
 	}
+}
+
+// redeliver posts again the dead letters whose retry was asked for, one at
+// a time, each like a new record (retried until it is taken or refused):
+// one taken is deleted; one refused is dead-lettered again in its place,
+// its retry done. It returns false when ctx ended first.
+func (d *Dispatcher) redeliver(ctx context.Context, s *sink, rs []stored) bool {
+	for _, r := range rs {
+		switch d.post(ctx, s, r) {
+		case stopped:
+			return false
+		case refused: // kept, and logged, by post
+			continue
+		}
+		// Deleted even when ctx has just ended: it was delivered.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := d.store.forget(dctx, r.retry.id)
+		cancel()
+		if err != nil {
+			s.log.Warn("dead letter delivered on retry but not deleted: it will be sent again (same Idempotency-Key)", "dead_letter", r.retry.id, "err", err)
+			continue
+		}
+		s.log.Info("dead letter delivered on retry", "dead_letter", r.retry.id, "id", r.id, "type", r.typ, "key", r.key, "requested_by", r.retry.by)
+	}
+	return true
 }

@@ -31,19 +31,32 @@ CREATE TABLE outbox_cursors (
 );
 
 -- Records a webhook subscriber refused for good (4xx other than 408/429),
--- kept whole so that an operator can look at them and send them again.
+-- kept whole so that an operator can look at them and send them again: id
+-- names one in the API; created_at is the record's (the webhook body's
+-- time), at when it was last refused. retry_at > 0 asks the dispatcher
+-- holding the lease to send it again to that sink (retry_by asked): the row
+-- is deleted once the subscriber takes it, or refused anew (retry_at back
+-- to 0).
 CREATE TABLE outbox_dead_letters (
+    id         TEXT PRIMARY KEY,
     sink       TEXT NOT NULL,
     outbox_id  BIGINT NOT NULL,
     uid        TEXT NOT NULL,
     type       TEXT NOT NULL,
     msg_key    TEXT NOT NULL DEFAULT '',
     value      TEXT NOT NULL,
+    created_at BIGINT NOT NULL DEFAULT 0,
     status     INTEGER NOT NULL,
     response   TEXT NOT NULL DEFAULT '',
     at         BIGINT NOT NULL,
-    PRIMARY KEY (sink, outbox_id)
+    retry_at   BIGINT NOT NULL DEFAULT 0,
+    retry_by   TEXT NOT NULL DEFAULT '',
+    UNIQUE (sink, outbox_id)
 );
+-- The API's list, newest first.
+CREATE INDEX outbox_dead_letters_at ON outbox_dead_letters (at, id);
+-- Each webhook sink's look for retries asked for, at every pass.
+CREATE INDEX outbox_dead_letters_retry ON outbox_dead_letters (sink, retry_at) WHERE retry_at > 0;
 
 -- Who delivers: one dispatcher at a time across the nodes sharing the
 -- database, holding the lease until expires_at (Unix milliseconds).

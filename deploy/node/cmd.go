@@ -198,6 +198,10 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 			fmt.Fprintf(stdout, "  MQTT:     %s (%d simulated sensors and an AI box publishing)\n", addr, len(devices))
 			go runDemoSensors(ctx, addr, devices, logs.For("demo-sensors"))
 		}
+		if s := n.Analytics(); s != nil {
+			fmt.Fprintf(stdout, "  History:  %d days of simulated analytics history load in the background (Analytics 研判)\n", demoHistoryDays)
+			go fillDemoHistory(ctx, s, logs.For("demo-history"))
+		}
 		fmt.Fprintf(stdout, "  Stop:     Ctrl-C\n\n")
 		return nil
 	})

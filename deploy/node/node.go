@@ -279,6 +279,10 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 	case Console:
 		n.auth.Routes(n.router)
 		web.Routes(n.router)
+		if err := n.openAnalytics(ctx); err != nil {
+			return err
+		}
+		analytics.NewAPI(analytics.NewQuestions(n.cfg.Analytics, n.analytics, n.reg), n.logs.For("analytics")).Routes(n.router)
 		n.health.Ready(Console)
 	case Ingest:
 		n.ingest = ingest.New(n.cfg.Ingest, n.cfg.Cameras, n.db, n.auth, n.reg, n.logs.For(Ingest))

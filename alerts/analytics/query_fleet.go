@@ -1,0 +1,266 @@
+package analytics
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"sharpeye/console/auth"
+)
+
+// CamerasParams asks how the camera fleet did, from its per-minute health.
+type CamerasParams struct {
+	Range
+	// By is region, vendor, grid or day.
+	By string
+	// RegionDepth cuts regions to that many segments (By "region").
+	RegionDepth int
+	// Region narrows the scope.
+	Region string
+}
+
+// healthAgg is the aggregate columns of camera health: cameras, minutes,
+// online and window seconds, intact minutes (online, no fault).
+func (q *Questions) healthAgg() string {
+	return "count(DISTINCT camera) AS cameras_, count() AS minutes_, sum(online_seconds) AS online_, sum(window_seconds) AS window_, " +
+		"sum(CASE WHEN online_seconds > 0 AND " + q.d.noFaults() + " THEN 1 ELSE 0 END) AS intact_"
+}
+
+func (q *Questions) healthWhere(rng Range, scope string) conds {
+	var c conds
+	c.add("minute >= " + q.d.ts(rng.From))
+	c.add("minute < " + q.d.ts(rng.To))
+	c.subtree(q.d, "region", scope)
+	return c
+}
+
+// Cameras answers, per region, vendor, grid or day, within scope: the
+// cameras reporting, their minutes, the online rate (online seconds over
+// window seconds), the intact rate (minutes online with no fault over
+// minutes) and whether each meets the targets (targets.online,
+// targets.intact).
+func (q *Questions) Cameras(ctx context.Context, p CamerasParams, scope string) (t Table, err error) {
+	defer q.observe(qCameras, time.Now(), &err)
+	return q.cameras(ctx, p, scope)
+}
+
+func (q *Questions) cameras(ctx context.Context, p CamerasParams, scope string) (Table, error) {
+	p.Range = p.Range.whole()
+	if err := p.Range.check(maxRange); err != nil {
+		return Table{}, err
+	}
+	var key string
+	switch p.By {
+	case "region":
+		key = q.d.region("region", p.RegionDepth)
+	case "vendor", "grid":
+		key = p.By
+	case "day":
+		key = q.d.bucket(Day, "minute")
+	default:
+		return Table{}, paramErr("by", "must be region, vendor, grid or day, not %q", p.By)
+	}
+	if p.RegionDepth != 0 && (p.By != "region" || p.RegionDepth < 1 || p.RegionDepth > auth.MaxRegionDepth) {
+		return Table{}, paramErr("region_depth", "applies with by=region, 1 to %d", auth.MaxRegionDepth)
+	}
+	scope, err := narrow(scope, p.Region)
+	if err != nil {
+		return Table{}, err
+	}
+	w := q.healthWhere(p.Range, scope)
+	query := fmt.Sprintf("SELECT %s AS k_, %s FROM camera_health%s GROUP BY k_ ORDER BY k_", key, q.healthAgg(), w.where())
+	rows, truncated, err := q.rows(ctx, query, w.args...)
+	if err != nil {
+		return Table{}, err
+	}
+	t := Table{Columns: []string{p.By, "cameras", "minutes", "online_rate", "intact_rate", "online_ok", "intact_ok"}, Rows: [][]any{}, Truncated: truncated}
+	for _, r := range rows {
+		var k any = asString(r[0])
+		if p.By == "day" {
+			k = bucketTime(Day, asInt(r[0]), q.loc)
+		}
+		minutes := asInt(r[2])
+		online, intact := ratio(asFloat(r[3]), asFloat(r[4])), ratio(float64(asInt(r[5])), float64(minutes))
+		t.Rows = append(t.Rows, []any{k, asInt(r[1]), minutes, online, intact, meets(online, q.cfg.Targets.Online), meets(intact, q.cfg.Targets.Intact)})
+	}
+	return t, nil
+}
+
+func meets(rate any, target float64) bool {
+	f, ok := rate.(float64)
+	return ok && f >= target
+}
+
+// WorstParams asks for the cameras with the lowest rates.
+type WorstParams struct {
+	Range
+	// Limit is how many (default 10).
+	Limit int
+	// Region narrows the scope.
+	Region string
+}
+
+// WorstCameras answers the cameras with the lowest online rate, then
+// intact rate, within scope, with their most frequent fault (the one on
+// most minutes; ties by name) and its minutes.
+func (q *Questions) WorstCameras(ctx context.Context, p WorstParams, scope string) (t Table, err error) {
+	defer q.observe(qWorst, time.Now(), &err)
+	return q.worstCameras(ctx, p, scope)
+}
+
+func (q *Questions) worstCameras(ctx context.Context, p WorstParams, scope string) (Table, error) {
+	p.Range = p.Range.whole()
+	if err := p.Range.check(maxRange); err != nil {
+		return Table{}, err
+	}
+	if p.Limit == 0 {
+		p.Limit = 10
+	}
+	if p.Limit < 1 || p.Limit > 1000 {
+		return Table{}, paramErr("limit", "must be 1 to 1000")
+	}
+	scope, err := narrow(scope, p.Region)
+	if err != nil {
+		return Table{}, err
+	}
+	w := q.healthWhere(p.Range, scope)
+	query := fmt.Sprintf("SELECT camera AS k_, max(region) AS region_, max(vendor) AS vendor_, %s FROM camera_health%s GROUP BY k_", q.healthAgg(), w.where())
+	rows, truncated, err := q.rows(ctx, query, w.args...)
+	if err != nil {
+		return Table{}, err
+	}
+	type cam struct {
+		id, region, vendor string
+		minutes            int64
+		online, intact     float64
+	}
+	cams := make([]cam, 0, len(rows))
+	for _, r := range rows {
+		c := cam{id: asString(r[0]), region: asString(r[1]), vendor: asString(r[2]), minutes: asInt(r[4])}
+		if win := asFloat(r[6]); win > 0 {
+			c.online = asFloat(r[5]) / win
+		}
+		if c.minutes > 0 {
+			c.intact = float64(asInt(r[7])) / float64(c.minutes)
+		}
+		cams = append(cams, c)
+	}
+	slices.SortFunc(cams, func(a, b cam) int {
+		if c := cmp.Compare(a.online, b.online); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.intact, b.intact); c != 0 {
+			return c
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	cams = cams[:min(p.Limit, len(cams))]
+	t := Table{Columns: []string{"camera", "region", "vendor", "minutes", "online_rate", "intact_rate", "top_fault", "top_fault_minutes"}, Rows: [][]any{}, Truncated: truncated}
+	if len(cams) == 0 {
+		return t, nil
+	}
+	// Their faults: one row per camera and fault.
+	ids := make([]string, len(cams))
+	for i, c := range cams {
+		ids[i] = c.id
+	}
+	fw := q.healthWhere(p.Range, scope)
+	fw.in("camera", ids)
+	from, fault := q.d.faultRows()
+	query = fmt.Sprintf("SELECT camera AS k_, %s AS fault_name_, count() AS n_ FROM %s%s GROUP BY k_, fault_name_", fault, from, fw.where())
+	frows, _, err := q.rows(ctx, query, fw.args...)
+	if err != nil {
+		return Table{}, err
+	}
+	type top struct {
+		fault string
+		n     int64
+	}
+	tops := map[string]top{}
+	for _, r := range frows {
+		id, f, n := asString(r[0]), asString(r[1]), asInt(r[2])
+		if cur, ok := tops[id]; !ok || n > cur.n || n == cur.n && f < cur.fault {
+			tops[id] = top{f, n}
+		}
+	}
+	for _, c := range cams {
+		tp := tops[c.id]
+		var fault any
+		if tp.fault != "" {
+			fault = tp.fault
+		}
+		t.Rows = append(t.Rows, []any{c.id, c.region, c.vendor, c.minutes, c.online, c.intact, fault, tp.n})
+	}
+	return t, nil
+}
+
+// Device status event types.
+const (
+	TypeDeviceOffline = "device.offline"
+	TypeDeviceOnline  = "device.online"
+)
+
+// DevicesParams asks which devices went silent or flapped.
+type DevicesParams struct {
+	Range
+	// Flapping is the offline count from which a device flaps (default 3).
+	Flapping int
+	// Region narrows the scope.
+	Region string
+}
+
+// Devices answers the devices (source kind device) whose status events in
+// the range within scope show them silent (the last one is
+// device.offline) or flapping (device.offline at least Flapping times):
+// offline and online counts, the last status event and its time, its
+// region; most offline first.
+func (q *Questions) Devices(ctx context.Context, p DevicesParams, scope string) (t Table, err error) {
+	defer q.observe(qDevices, time.Now(), &err)
+	return q.devices(ctx, p, scope)
+}
+
+func (q *Questions) devices(ctx context.Context, p DevicesParams, scope string) (Table, error) {
+	p.Range = p.Range.whole()
+	if err := p.Range.check(maxRange); err != nil {
+		return Table{}, err
+	}
+	if p.Flapping == 0 {
+		p.Flapping = 3
+	}
+	if p.Flapping < 1 || p.Flapping > 100000 {
+		return Table{}, paramErr("flapping", "must be 1 to 100000")
+	}
+	scope, err := narrow(scope, p.Region)
+	if err != nil {
+		return Table{}, err
+	}
+	var w conds
+	w.add("time >= " + q.d.ts(p.Range.From))
+	w.add("time < " + q.d.ts(p.Range.To))
+	w.add("source_kind = 'device'")
+	w.in("type", []string{TypeDeviceOffline, TypeDeviceOnline})
+	w.subtree(q.d, "region", scope)
+	key := q.d.msKey()
+	query := fmt.Sprintf(`SELECT source_id AS k_, %s AS region_,
+		sum(CASE WHEN type = '%s' THEN 1 ELSE 0 END) AS offline_, sum(CASE WHEN type = '%s' THEN 1 ELSE 0 END) AS online_,
+		%s AS last_, max(%s) AS last_ms_
+		FROM events%s GROUP BY k_ ORDER BY offline_ DESC, k_`,
+		q.d.argMax("region", key), TypeDeviceOffline, TypeDeviceOnline, q.d.argMax("type", key), key, w.where())
+	rows, truncated, err := q.rows(ctx, query, w.args...)
+	if err != nil {
+		return Table{}, err
+	}
+	t := Table{Columns: []string{"device", "region", "offline", "online", "last", "last_time", "silent", "flapping"}, Rows: [][]any{}, Truncated: truncated}
+	for _, r := range rows {
+		off, last := asInt(r[2]), asString(r[4])
+		silent, flapping := last == TypeDeviceOffline, off >= int64(p.Flapping)
+		if !silent && !flapping {
+			continue
+		}
+		t.Rows = append(t.Rows, []any{asString(r[0]), asString(r[1]), off, asInt(r[3]), last, time.UnixMilli(asInt(r[5])).In(q.loc), silent, flapping})
+	}
+	return t, nil
+}

@@ -221,8 +221,15 @@ func (c *conds) subtree(d dialect, col string, regions ...string) {
 		if r == "" {
 			return // the root: everything
 		}
-		ors = append(ors, "("+col+" = ? OR "+d.hasPrefix(col)+")")
-		args = append(args, r, r+"/")
+		if d.ch {
+			ors = append(ors, "("+col+" = ? OR "+d.hasPrefix(col)+")")
+			args = append(args, r, r+"/")
+			continue
+		}
+		// SQLite compares text byte by byte: the paths under r are those
+		// between r+"/" and r+"0" ('0' follows '/'), which an index can use.
+		ors = append(ors, "("+col+" = ? OR ("+col+" > ? AND "+col+" < ?))")
+		args = append(args, r, r+"/", r+"0")
 	}
 	if len(ors) > 0 {
 		c.add("("+strings.Join(ors, " OR ")+")", args...)

@@ -53,7 +53,7 @@ func (q *Questions) cohort(rng Range, scope string, extra ...string) (string, []
 // and the on-time rate; seconds from creation to dispatch, acceptance and
 // resolution (median and 90th percentile, nearest rank, over the cases
 // that reached the step); urges and escalations (latest counts); the
-// follow-up satisfaction of the latest row and the satisfaction rate
+// follow-ups by satisfaction (every follow-up counts) and the satisfaction rate
 // (satisfied + basically) / answered. Cases count under the category and
 // region they were opened with and the department that has them now.
 func (q *Questions) Performance(ctx context.Context, p PerformanceParams, scope string) (t Table, err error) {
@@ -123,7 +123,7 @@ func (q *Questions) perfSQL(key, ids string) string {
 	}
 	b.f(", sum(c_urges) AS urges_, sum(c_escalations) AS escalations_")
 	for _, s := range []string{"satisfied", "basically", "dissatisfied"} {
-		b.f(", sum(CASE WHEN c_satisfaction = '%s' THEN 1 ELSE 0 END) AS %s_", s, s)
+		b.f(", sum(c_%s) AS %s_", s, s)
 	}
 	b.f(" FROM (%s)", d.caseView(ids))
 	if key != "" {

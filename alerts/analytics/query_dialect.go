@@ -211,17 +211,23 @@ func (d dialect) faultRows() (from, fault string) {
 }
 
 // caseView is one row per case whose id the subquery ids selects: as it
-// was opened (its seq = 1 row: c_opened, c_category, c_colour, c_region,
-// c_source, c_rule, c_grid), as it stands (its latest row: c_state,
-// c_department, c_created, c_dispatched, c_accepted, c_resolved, c_urges,
-// c_escalations, c_alerts, c_satisfaction, c_outcome) and its resolve
-// actions on time and late (c_on_time, c_late).
+// was opened (its seq = 1 row: c_opened, c_category, c_region, c_source,
+// c_rule, c_grid), as it stands (its latest row: c_state, c_colour (cases
+// registered by people get theirs when assessed), c_department,
+// c_created, c_dispatched, c_accepted, c_resolved, c_urges,
+// c_escalations, c_alerts, c_satisfaction, c_outcome), its resolve
+// actions on time and late (c_on_time, c_late) and its follow-ups by
+// satisfaction (c_satisfied, c_basically, c_dissatisfied: every 回访
+// counts, also one that was dissatisfied and re-opened the case).
 func (d dialect) caseView(ids string) string {
 	const resolves = `sum(CASE WHEN action = 'resolve' AND late = 0 THEN 1 ELSE 0 END) AS %[1]son_time,
-		sum(CASE WHEN action = 'resolve' AND late = 1 THEN 1 ELSE 0 END) AS %[1]slate`
+		sum(CASE WHEN action = 'resolve' AND late = 1 THEN 1 ELSE 0 END) AS %[1]slate,
+		sum(CASE WHEN action = 'follow_up' AND satisfaction = 'satisfied' THEN 1 ELSE 0 END) AS %[1]ssatisfied,
+		sum(CASE WHEN action = 'follow_up' AND satisfaction = 'basically' THEN 1 ELSE 0 END) AS %[1]sbasically,
+		sum(CASE WHEN action = 'follow_up' AND satisfaction = 'dissatisfied' THEN 1 ELSE 0 END) AS %[1]sdissatisfied`
 	if d.ch {
 		return `SELECT case_id,
-			argMin(time, seq) AS c_opened, argMin(category, seq) AS c_category, argMin(colour, seq) AS c_colour,
+			argMin(time, seq) AS c_opened, argMin(category, seq) AS c_category, argMax(colour, seq) AS c_colour,
 			argMin(region, seq) AS c_region, argMin(source, seq) AS c_source, argMin(rule, seq) AS c_rule, argMin(grid, seq) AS c_grid,
 			argMax(state, seq) AS c_state, argMax(department, seq) AS c_department,
 			argMax(created, seq) AS c_created, argMax(dispatched, seq) AS c_dispatched,
@@ -232,13 +238,14 @@ func (d dialect) caseView(ids string) string {
 		FROM case_events WHERE case_id IN (` + ids + `) GROUP BY case_id`
 	}
 	return `SELECT f.case_id AS case_id,
-			f.time AS c_opened, f.category AS c_category, f.colour AS c_colour,
+			f.time AS c_opened, f.category AS c_category, l.colour AS c_colour,
 			f.region AS c_region, f.source AS c_source, f.rule AS c_rule, f.grid AS c_grid,
 			l.state AS c_state, l.department AS c_department,
 			l.created AS c_created, l.dispatched AS c_dispatched, l.accepted AS c_accepted, l.resolved AS c_resolved,
 			l.urge_count AS c_urges, l.escalations AS c_escalations, l.alert_count AS c_alerts,
 			l.satisfaction AS c_satisfaction, l.outcome AS c_outcome,
-			a.on_time AS c_on_time, a.late AS c_late
+			a.on_time AS c_on_time, a.late AS c_late,
+			a.satisfied AS c_satisfied, a.basically AS c_basically, a.dissatisfied AS c_dissatisfied
 		FROM (SELECT case_id, max(seq) AS mseq, ` + fmt.Sprintf(resolves, "") + `
 			FROM case_events WHERE case_id IN (` + ids + `) GROUP BY case_id) AS a
 		JOIN case_events AS f ON f.case_id = a.case_id AND f.seq = 1

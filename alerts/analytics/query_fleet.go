@@ -52,14 +52,16 @@ func (q *Questions) cameras(ctx context.Context, p CamerasParams, scope string) 
 	if err := p.Range.check(maxRange); err != nil {
 		return Table{}, err
 	}
-	var key string
+	// The minutes are summed per camera and raw key first, and the key is
+	// cut (region depth) on those sums, not on every minute.
+	var key, inner string
 	switch p.By {
 	case "region":
-		key = q.d.region("region", p.RegionDepth)
+		inner, key = "region", q.d.region("rk_", p.RegionDepth)
 	case "vendor", "grid":
-		key = p.By
+		inner, key = p.By, "rk_"
 	case "day":
-		key = q.d.bucket(Day, "minute")
+		inner, key = q.d.bucket(Day, "minute"), "rk_"
 	default:
 		return Table{}, paramErr("by", "must be region, vendor, grid or day, not %q", p.By)
 	}
@@ -71,7 +73,11 @@ func (q *Questions) cameras(ctx context.Context, p CamerasParams, scope string) 
 		return Table{}, err
 	}
 	w := q.healthWhere(p.Range, scope)
-	query := fmt.Sprintf("SELECT %s AS k_, %s FROM camera_health%s GROUP BY k_ ORDER BY k_", key, q.healthAgg(), w.where())
+	query := fmt.Sprintf(`SELECT %s AS k_, count(DISTINCT camera) AS cameras_, sum(m_) AS minutes_, sum(o_) AS online_, sum(w_) AS window_, sum(i_) AS intact_
+		FROM (SELECT %s AS rk_, camera, count() AS m_, sum(online_seconds) AS o_, sum(window_seconds) AS w_,
+			sum(CASE WHEN online_seconds > 0 AND %s THEN 1 ELSE 0 END) AS i_
+			FROM camera_health%s GROUP BY rk_, camera)
+		GROUP BY k_ ORDER BY k_`, key, inner, q.d.noFaults(), w.where())
 	rows, truncated, err := q.rows(ctx, query, w.args...)
 	if err != nil {
 		return Table{}, err

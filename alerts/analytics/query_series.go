@@ -79,7 +79,7 @@ var eventDims = []dim{
 
 var caseDims = []dim{
 	{name: "category", col: "category", view: "c_category"},
-	{name: "colour", col: "colour", view: "c_colour"},
+	{name: "colour", col: "colour", view: "c_colour", latest: true},
 	{name: "region", col: "region", view: "c_region"},
 	{name: "source", col: "source", view: "c_source"},
 	{name: "department", col: "department", view: "c_department", latest: true},
@@ -103,7 +103,7 @@ var eventRollups = []rollup{
 }
 
 var caseRollups = []rollup{
-	{table: "cases_hourly", count: "sum(opened)", dims: []string{"category", "colour", "region", "source"}},
+	{table: "cases_hourly", count: "sum(opened)", dims: []string{"category", "region", "source"}},
 }
 
 // Dims lists the dimensions of a subject (events or cases).
@@ -136,7 +136,7 @@ func findDim(subject, name string) (dim, bool) {
 type SeriesParams struct {
 	// Subject is Events or Cases. Cases are counted when they were opened
 	// (their seq = 1 row), with the dimensions they were opened with,
-	// except state and department, which are the case's latest.
+	// except state, colour and department, which are the case's latest.
 	Subject string
 	Bucket  Bucket
 	Range

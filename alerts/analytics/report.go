@@ -103,7 +103,8 @@ func (q *Questions) Report(ctx context.Context, kind string, date time.Time, sco
 	if err := add("hot_grids", hot, err); err != nil {
 		return Report{}, err
 	}
-	depth := 1
+	// One level below the caller's region: townships for the county.
+	depth := 2
 	if scope != "" {
 		depth = min(strings.Count(scope, "/")+2, auth.MaxRegionDepth)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/cases"
 	"sharpeye/ingest/event"
 )
@@ -661,7 +662,7 @@ func (g *engine) structural(m mark) {
 func (g *engine) healthSamples(t0, t1 int64) error {
 	e := g.health
 	if e == nil {
-		e = &event.Event{Schema: event.SchemaVersion, Type: TypeHealth, Severity: event.SeverityInfo,
+		e = &event.Event{Schema: event.SchemaVersion, Type: analytics.TypeCameraHealth, Severity: event.SeverityInfo,
 			Attributes: make(map[string]any, 9)}
 		g.health = e
 	}
@@ -735,9 +736,6 @@ func (g *engine) healthSamples(t0, t1 int64) error {
 	}
 	return nil
 }
-
-// TypeHealth is the camera.health event type.
-const TypeHealth = "camera.health"
 
 // pool is a weighted set of cameras or devices.
 type pool struct {

@@ -163,9 +163,9 @@ func (c *Config) End() time.Time { return c.Begin().AddDate(0, 0, c.Days) }
 var ErrStop = errors.New("gen: stop")
 
 // Generate builds the history of cfg and hands it to emit in batches of
-// about cfg.Batch rows, in time order: every row of a batch is older than
-// every row of the next, and rows of a table come in time order within a
-// batch. emit owns each batch. The rows are made from events and case
+// about cfg.Batch rows (a batch ends at a minute boundary), in time order:
+// no row of a batch is newer than a row of the next, and the rows of a
+// table come in time order within a batch. emit owns each batch. The rows are made from events and case
 // changes through the analytics package's own constructors
 // (EventFromEvent, HealthFromEvent, CaseFromChange), with bus partitions
 // and offsets as a 12-partition bus would give them.

@@ -45,6 +45,7 @@ const fmtTime = (t) => (t ? new Date(t).toLocaleString() : "—");
 function showLogin() {
   me = null;
   closeStream();
+  an.built = false; // the next user may see other cards
   $("#app").hidden = true;
   $("#login").hidden = false;
 }
@@ -58,7 +59,8 @@ async function start() {
   $("#login").hidden = true;
   $("#app").hidden = false;
   $("#who").textContent = `${me.display_name || me.username} · ${me.role}${me.region ? " · " + me.region : ""}`;
-  for (const a of document.querySelectorAll("#nav a[data-role]")) a.hidden = a.dataset.role !== me.role;
+  // data-role lists the roles a link is for (the server decides what they may see).
+  for (const a of document.querySelectorAll("#nav a[data-role]")) a.hidden = !a.dataset.role.split(",").includes(me.role);
   $("#case-new-link").hidden = !INTAKE_ROLES.includes(me.role);
   openStream();
   route();
@@ -73,6 +75,7 @@ const views = {
   users: loadUsers,
   tokens: loadTokens,
   audit: loadAudit,
+  analytics: loadAnalytics,
 };
 
 // route shows the view the hash names: #/name, #/cases/new, #/cases/{id},
@@ -955,6 +958,774 @@ function setupCases() {
   setInterval(tickCountdowns, 1000);
 }
 
+// ---- Analytics 研判分析: charts and tables over /api/v1/analytics ----
+//
+// Every question is asked in parallel and each card fills in when its
+// answer comes; the charts are SVG drawn here (no library: the dispatch
+// room is offline).
+
+const AN = "/api/v1/analytics/";
+const TARGET_ONLINE = 0.98, TARGET_INTACT = 0.95; // analytics.targets defaults
+const RISK_COLOURS = [["red", "红 red", "#e5484d"], ["orange", "橙 orange", "#f08c2e"], ["yellow", "黄 yellow", "#e8c33a"], ["", "未研判 unassessed", "#5b6b86"]];
+const LINE_COLOURS = ["#3d8bfd", "#2fbf71", "#b07cf7", "#f08c2e", "#e8c33a", "#4fc3d9"];
+const OTHER_COLOUR = "#8ea0bd";
+const EVENT_CN = {
+  motion: "移动侦测", "detection.person": "人员检测", "detection.vehicle": "车辆检测", "camera.offline": "摄像机离线",
+  "camera.online": "摄像机上线", "camera.tamper": "遮挡破坏", telemetry: "传感读数", "device.offline": "设备离线",
+  "device.online": "设备上线", alarm: "报警", other: "其他",
+};
+const COL_CN = {
+  bucket: "Date 日期", day: "Date 日期", count: "Count 数量", type: "Type 类型", severity: "Severity 级别", colour: "Colour 颜色",
+  category: "Category 类别", source: "Source 来源", region: "Region 区域", grid: "Grid 网格", camera: "Camera 摄像机",
+  department: "Department 责任单位", rule: "Rule 规则", state: "State 状态", vendor: "Vendor 厂商", device: "Device 设备",
+  total: "Total 合计", opened: "Opened 受理", open: "Open 在办", closed: "Closed 办结", on_time: "On time 按时",
+  late: "Late 超时", on_time_rate: "On-time rate 按时办结率", dispatch_median_s: "Dispatch, median 交办用时中位",
+  dispatch_p90_s: "Dispatch, p90 交办用时P90", accept_median_s: "Accept, median 签收用时中位", accept_p90_s: "Accept, p90 签收用时P90",
+  resolve_median_s: "Resolve, median 办结用时中位", resolve_p90_s: "Resolve, p90 办结用时P90", urges: "Urges 催办",
+  escalations: "Escalations 提级", satisfied: "Satisfied 满意", basically: "Basically 基本满意", dissatisfied: "Dissatisfied 不满意",
+  satisfaction_rate: "Satisfaction 满意率", cameras: "Cameras 摄像机数", minutes: "Minutes 分钟数", online_rate: "Online 在线率",
+  intact_rate: "Intact 完好率", online_ok: "Online target 在线达标", intact_ok: "Intact target 完好达标",
+  top_fault: "Top fault 主要故障", top_fault_minutes: "Fault minutes 故障分钟", this_week: "This week 本周",
+  last_week: "Last week 上周", this_period: "This period 本期", previous_period: "Previous 上期", rise: "Rise 上升",
+  rise_pct: "Rise % 升幅", change: "Change 变化", change_pct: "Change % 变幅", cases: "Cases 案件", alerts: "Alerts 告警",
+  alerts_per_case: "Alerts per case 告警/案件", unsubstantiated: "False alerts 不属实", false_rate: "False-alert rate 误报率",
+  offline: "Offline 离线次数", online: "Online 上线次数", last: "Last status 最后状态", last_time: "Last seen 最后时间",
+  silent: "Silent 离线", flapping: "Flapping 频繁掉线",
+};
+const SECTION_CN = {
+  cases_by_category_colour: "Cases by category and colour 案件类别与颜色", cases_by_source: "Cases by source 案件来源",
+  performance_total: "Performance, total 办理情况总览", performance_by_department: "Performance by department 各单位办理情况",
+  hot_grids: "Hot grids 热点网格", cameras_by_region: "Cameras by region 各区域摄像机", worst_cameras: "Worst cameras 问题摄像机",
+  rules: "Alert rules 告警规则", compare_by_category: "Compared with the previous period 与上期对比",
+};
+const STAGE_TIME = { dispatch: "Dispatch 交办用时", accept: "Accept 签收用时", resolve: "Resolve 办结用时" };
+const REPORTS = [["daily", "日汇总", "daily"], ["weekly", "周研判", "weekly"], ["monthly", "月通报", "monthly"]];
+
+// Dates are YYYY-MM-DD strings; the API reads them in its own zone.
+const pad2 = (n) => String(n).padStart(2, "0");
+const ymd = (d) => `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+function addDays(day, n) {
+  const d = new Date(day + "T12:00:00");
+  d.setDate(d.getDate() + n);
+  return ymd(d);
+}
+function daysFrom(from, to) {
+  const out = [];
+  for (let d = from; d < to && out.length < 1000; d = addDays(d, 1)) out.push(d);
+  return out;
+}
+const dayOf = (t) => String(t).slice(0, 10); // the API's times carry its zone: the date is the server's
+
+const fmtInt = (n) => (n == null ? "—" : Number(n).toLocaleString("en-US"));
+const fmtPct = (r, digits = 1) => (r == null || !isFinite(r) ? "—" : (100 * r).toFixed(digits) + " %");
+function fmtDur(s) {
+  if (s == null || !isFinite(s)) return "—";
+  s = Math.round(s);
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : m ? `${m}m` : `${s}s`;
+}
+const eventName = (t) => (EVENT_CN[t] ? `${EVENT_CN[t]} ${t}` : t);
+const catShort = (c) => (c === "other" ? "其他 other" : c ? catName(c).replace(/（.*$/, "") : "未分类 none");
+const deptLabel = (d) => (d === "(total)" ? "合计 Total" : d ? deptName(d) : "未交办 not dispatched");
+const colLabel = (c) => COL_CN[c] || c;
+
+// ---- SVG charts ----
+
+const SVGNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  return e;
+}
+const tip = (text) => svg("title", {}, text);
+
+// niceTicks: 0 to at least max in 3 to 6 round steps.
+function niceTicks(max, integer = true) {
+  if (!(max > 0)) return [0, 1];
+  const raw = max / 4, p = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = [1, 2, 2.5, 5, 10].map((k) => k * p).find((s) => s >= raw);
+  if (integer) step = Math.max(1, Math.round(step));
+  const out = [];
+  for (let v = 0; v < max + step; v += step) out.push(+v.toFixed(6));
+  return out;
+}
+const fmtTick = (v) => (v >= 10000 ? (v / 1000).toFixed(v % 1000 ? 1 : 0) + "k" : String(v));
+
+// timeFrame draws a chart's frame over days: gridlines, the count axis on
+// the left, a date label every few days. It returns what the marks need.
+function timeFrame(days, max, unit) {
+  const W = 640, H = 250, m = { l: 46, r: 20, t: 26, b: 28 };
+  const ticks = niceTicks(max), top = ticks[ticks.length - 1];
+  const pw = W - m.l - m.r, ph = H - m.t - m.b, bw = pw / days.length;
+  const y = (v) => m.t + ph - (v / top) * ph;
+  const x = (i) => m.l + (i + 0.5) * bw;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+  const grid = svg("g", { class: "axis" });
+  for (const t of ticks) {
+    grid.append(svg("line", { x1: m.l, x2: W - m.r, y1: y(t), y2: y(t), class: t ? "grid" : "base" }),
+      svg("text", { x: m.l - 6, y: y(t) + 4, "text-anchor": "end" }, fmtTick(t)));
+  }
+  grid.append(svg("text", { x: 4, y: 12, class: "unit" }, unit));
+  const every = Math.ceil(days.length / 9);
+  days.forEach((d, i) => {
+    if ((days.length - 1 - i) % every) return; // keep the last day labelled
+    grid.append(svg("line", { x1: x(i), x2: x(i), y1: m.t + ph, y2: m.t + ph + 4, class: "base" }),
+      svg("text", { x: x(i), y: H - 8, "text-anchor": "middle" }, d.slice(5)));
+  });
+  root.append(grid);
+  return { root, x, y, bw, base: y(0) };
+}
+
+function legend(items) {
+  return el("div", { class: "legend" }, ...items.map(([name, colour, dashed]) =>
+    el("span", { class: "key" }, el("i", { style: `background:${colour}`, class: dashed ? "dashed" : "" }), name)));
+}
+
+// stackedBars: one bar per day, stacked by series ({name, colour, values}).
+function stackedBars(days, series, unit) {
+  const totals = days.map((_, i) => series.reduce((s, x) => s + x.values[i], 0));
+  const f = timeFrame(days, Math.max(...totals), unit);
+  const w = Math.max(1, f.bw * 0.72);
+  const bars = svg("g", { class: "bars" });
+  days.forEach((d, i) => {
+    let acc = 0;
+    for (const s of series) {
+      const v = s.values[i];
+      if (!v) continue;
+      const y0 = f.y(acc), y1 = f.y(acc + v);
+      acc += v;
+      bars.append(svg("rect", { x: f.x(i) - w / 2, y: y1, width: w, height: Math.max(0.5, y0 - y1), fill: s.colour, class: "bar" },
+        tip(`${d} · ${s.name}: ${v} (of 共 ${totals[i]})`)));
+    }
+  });
+  f.root.append(bars);
+  return f.root;
+}
+
+// lines: one line per series ({name, colour, values, dashed}) over the days.
+function lines(days, series, unit) {
+  const f = timeFrame(days, Math.max(0, ...series.flatMap((s) => s.values)), unit);
+  const r = days.length > 40 ? 1.6 : 2.6;
+  for (const s of series) {
+    const g = svg("g", { class: "series" });
+    g.append(svg("polyline", { points: s.values.map((v, i) => `${f.x(i).toFixed(1)},${f.y(v).toFixed(1)}`).join(" "),
+      stroke: s.colour, class: "line" + (s.dashed ? " dashed" : "") }, tip(s.name)));
+    s.values.forEach((v, i) => g.append(svg("circle", { cx: f.x(i), cy: f.y(v), r, fill: s.colour, class: "dot" }, tip(`${days[i]} · ${s.name}: ${fmtInt(v)}`))));
+    f.root.append(g);
+  }
+  return f.root;
+}
+
+// hbars: one horizontal bar per row ({label, value, colour, title}).
+function hbars(rows, unit) {
+  const W = 640, rowH = 27, m = { l: 150, r: 48, t: 8, b: 26 };
+  const H = m.t + m.b + rows.length * rowH;
+  const ticks = niceTicks(Math.max(0, ...rows.map((r) => r.value))), top = ticks[ticks.length - 1];
+  const pw = W - m.l - m.r, x = (v) => m.l + (v / top) * pw;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+  const axis = svg("g", { class: "axis" });
+  for (const t of ticks) {
+    axis.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: H - m.b, class: t ? "grid" : "base" }),
+      svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, fmtTick(t)));
+  }
+  axis.append(svg("text", { x: m.l - 8, y: H - 8, "text-anchor": "end", class: "unit" }, unit));
+  root.append(axis);
+  rows.forEach((r, i) => {
+    const yc = m.t + i * rowH + rowH / 2;
+    const label = r.label.length > 11 ? r.label.slice(0, 10) + "…" : r.label;
+    root.append(svg("text", { x: m.l - 8, y: yc + 4, "text-anchor": "end", class: "label" }, label, tip(r.label)),
+      svg("rect", { x: m.l, y: yc - 9, width: Math.max(1, x(r.value) - m.l), height: 18, rx: 2, fill: r.colour || LINE_COLOURS[0], class: "bar" },
+        tip(r.title || `${r.label}: ${fmtInt(r.value)}`)),
+      svg("text", { x: x(r.value) + 5, y: yc + 4, class: "value" }, fmtInt(r.value)));
+  });
+  return root;
+}
+
+// ---- Tables ----
+
+function csvLink(path) {
+  return el("a", { class: "csv", href: path + (path.includes("?") ? "&" : "?") + "format=csv", download: "", title: "Download CSV 下载" }, "CSV");
+}
+
+// tableCSV is a table as the API's CSV writes it (a BOM for Excel, CRLF).
+function tableCSV(t) {
+  const q = (v) => {
+    const s = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  return "\uFEFF" + [t.columns, ...t.rows].map((r) => r.map(q).join(",")).join("\r\n") + "\r\n";
+}
+
+// csvSave offers a table already fetched (a report's section, a query's
+// result) as a CSV file.
+function csvSave(name, t) {
+  return el("a", { class: "csv", href: "#", title: "Download CSV 下载", onclick: (ev) => {
+    ev.preventDefault();
+    const url = URL.createObjectURL(new Blob([tableCSV(t)], { type: "text/csv;charset=utf-8" }));
+    const a = el("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } }, "CSV");
+}
+
+function bar(rate, cls) {
+  const pct = rate == null ? 0 : Math.max(0, Math.min(100, 100 * rate));
+  return el("span", { class: "minibar " + (cls || "") }, el("i", { style: `width:${pct.toFixed(1)}%` }));
+}
+const rateCell = (rate, cls) => el("span", { class: "rate" }, bar(rate, cls), fmtPct(rate));
+
+// regionCell shows a region below the scope shown (the whole path on hover).
+function regionCell(r) {
+  const scope = an.scope;
+  const shown = scope && r.startsWith(scope + "/") ? "…/" + r.slice(scope.length + 1) : r || "—";
+  return el("span", { class: "region", title: r }, shown);
+}
+
+// placeCell is an id with its region beneath.
+const placeCell = (id, region) => el("div", {}, el("code", {}, id), el("div", {}, regionCell(region)));
+
+// fmtShort is a time as YYYY-MM-DD HH:MM, local.
+function fmtShort(t) {
+  if (!t) return "—";
+  const d = new Date(t);
+  return `${ymd(d)} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+// cell shows one value of an answer, by its column's name.
+function cell(col, v) {
+  if (v === null || v === undefined) return el("span", { class: "muted" }, "—");
+  if (typeof v === "boolean") return el("span", { class: v ? "yes" : "no" }, v ? "✓ yes 是" : "✗ no 否");
+  if (col.endsWith("_rate")) return fmtPct(v);
+  if (col.endsWith("_pct")) return (v > 0 ? "+" : "") + v.toFixed(1) + " %";
+  if (col.endsWith("_s")) return fmtDur(v);
+  if (col === "department") return deptLabel(v);
+  if (col === "category") return catShort(v);
+  if (col === "colour") return colourBadge(v);
+  if (col === "source" && SOURCE_CN[v]) return `${SOURCE_CN[v]} ${v}`;
+  if (col === "type" || col === "last") return eventName(v);
+  if (col === "region") return regionCell(v);
+  if (v === "(total)") return el("strong", {}, "合计 Total");
+  if (typeof v === "string" && /^\d{4}-\d\d-\d\dT/.test(v)) return v.includes("T00:00:00") && !v.includes(".") ? dayOf(v) : fmtShort(v);
+  if (typeof v === "number") return Number.isInteger(v) ? fmtInt(v) : v.toFixed(2);
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+// table renders rows under headers: cols are [header, render(row), class].
+function table(cols, rows, opts = {}) {
+  return el("div", { class: "tscroll" }, el("table", { class: "an-table " + (opts.class || "") },
+    el("thead", {}, el("tr", {}, ...cols.map(([h, , cls]) => el("th", { class: cls || "" }, h)))),
+    el("tbody", {}, ...rows.map((r) => el("tr", { class: opts.rowClass ? opts.rowClass(r) : "" },
+      ...cols.map(([, f, cls]) => el("td", { class: cls || "" }, f(r))))))));
+}
+
+// answerTable renders any answer ({columns, rows}) column by column.
+function answerTable(t, empty) {
+  if (!t.rows.length) return el("p", { class: "muted empty" }, empty || "No rows 无数据");
+  const num = (i) => (t.rows.some((r) => typeof r[i] === "number") ? "num" : "");
+  const cols = [];
+  t.columns.forEach((c, i) => {
+    const stage = c.match(/^(\w+)_median_s$/);
+    const p90 = stage ? t.columns.indexOf(stage[1] + "_p90_s") : -1;
+    if (p90 >= 0) {
+      cols.push([`${STAGE_TIME[stage[1]] || stage[1]} median · p90`, (r) => `${fmtDur(r[i])} · ${fmtDur(r[p90])}`, "num"]);
+    } else if (!/_p90_s$/.test(c) || !t.columns.includes(c.replace("_p90_s", "_median_s"))) {
+      cols.push([colLabel(c), (r) => cell(c, r[i]), num(i)]);
+    }
+  });
+  const out = [table(cols, t.rows, { rowClass: (r) => (r[0] === "(total)" ? "total" : "") })];
+  if (t.truncated) out.push(el("p", { class: "muted small" }, "Cut at the row limit 结果已截断 (query.max_rows)"));
+  return out;
+}
+
+// ---- The view ----
+
+const an = { built: false, gen: 0, cards: {}, scope: "", q: null, hotSubject: "events" };
+
+function anCard(id, title, opts = {}) {
+  const tools = el("span", { class: "tools" });
+  const body = el("div", { class: "body" }, el("p", { class: "muted loading" }, "Loading… 载入中"));
+  const root = el("div", { class: "card an-card" + (opts.wide ? " wide" : ""), id: "an-" + id }, el("h2", {}, title, tools), body);
+  an.cards[id] = { root, tools, body };
+  return root;
+}
+
+function errorText(e) {
+  return el("p", { class: "error" }, "⚠ ", (e.status ? `${e.status} · ` : "") + e.message);
+}
+
+// fill shows a card's answer when it comes (unless a newer load began).
+async function fill(id, gen, answer, render) {
+  const c = an.cards[id];
+  c.body.replaceChildren(el("p", { class: "muted loading" }, "Loading… 载入中"));
+  let nodes;
+  try {
+    const data = await answer;
+    if (gen !== an.gen) return;
+    nodes = render(data);
+  } catch (e) {
+    if (gen !== an.gen) return;
+    if (e.message !== "not logged in") console.error(e);
+    nodes = errorText(e);
+  }
+  c.body.replaceChildren(...[nodes].flat());
+}
+
+function buildAnalytics() {
+  an.built = true;
+  an.hotSubject = "events";
+  const sql = ["admin", "analyst"].includes(me.role) && !me.region;
+  $("#an-cards").replaceChildren(
+    anCard("cases", "Cases per day by risk colour 每日案件（按风险颜色）"),
+    anCard("events", "Events per day by type 每日事件（按类型）"),
+    anCard("categories", "Cases by category 案件类别"),
+    anCard("rules", "Alert rules 告警规则"),
+    anCard("performance", "Performance by department 各单位办理情况", { wide: true }),
+    anCard("fleet", "Camera fleet by region 摄像机在线率与完好率"),
+    anCard("worst", "Worst 10 cameras 问题摄像机 Top 10"),
+    anCard("hotspots", "Hot grids, week over week 热点网格（周环比上升）"),
+    anCard("devices", "Devices silent or flapping 离线与频繁掉线设备"),
+    anCard("reports", "Reports 研判报告", { wide: true }),
+    ...(sql ? [anCard("sql", "SQL 自定义查询", { wide: true })] : []));
+  const subj = el("select", { class: "small-select", "aria-label": "Count 统计对象", onchange: (ev) => {
+    an.hotSubject = ev.target.value;
+    loadHotspots(an.gen);
+  } }, el("option", { value: "events" }, "events 事件"), el("option", { value: "cases" }, "cases 案件"));
+  an.cards.hotspots.tools.append(subj, el("span", { class: "csv-slot" }));
+  buildReports();
+  if (sql) buildSQL();
+}
+
+// anQuery is the query string of a question, with the period and region.
+function anQuery(extra, period = true) {
+  const q = new URLSearchParams(extra);
+  if (period) {
+    q.set("from", an.q.from);
+    q.set("to", an.q.to);
+  }
+  if (an.q.region) q.set("region", an.q.region);
+  return q.toString();
+}
+
+const anGet = (path, extra, period) => {
+  const url = AN + path + "?" + anQuery(extra, period);
+  return { url, answer: call("GET", url) };
+};
+
+function setCSV(id, url, slot) {
+  const tools = an.cards[id].tools;
+  const at = slot ? tools.querySelector(".csv-slot") : tools;
+  at.replaceChildren(csvLink(url));
+}
+
+async function loadAnalytics(_, params) {
+  if (!an.built) buildAnalytics();
+  await loadRef().catch(() => {}); // names of departments and categories, when this node runs the case workflow
+  const form = $("#an-form");
+  let days = Number(params && params.get("days"));
+  if (![7, 30, 90].includes(days)) days = 30;
+  const region = ((params && params.get("region")) || "").trim().replace(/\/+$/, "");
+  form.elements.days.value = String(days);
+  form.elements.region.value = region;
+  form.elements.region.placeholder = me.region ? `${me.region} (your region 本辖区)` : "Region 区域 (empty: all 全部)";
+  const err = $("#an-error");
+  err.textContent = "";
+  if (region && me.region && region !== me.region && !region.startsWith(me.region + "/")) {
+    err.textContent = `${region} lies outside your region ${me.region}. 超出本人辖区。`;
+    return;
+  }
+  const to = addDays(ymd(new Date()), 1), from = addDays(to, -days);
+  an.q = { days, region, from, to, dayList: daysFrom(from, to) };
+  an.scope = region || me.region || "";
+  $("#an-scope").textContent = an.scope || "whole jurisdiction 全辖区";
+  $("#an-period").textContent = `${from} – ${addDays(to, -1)}`;
+  const gen = ++an.gen;
+  an.regions = new Set();
+  loadSeries(gen);
+  loadPerformance(gen);
+  loadFleet(gen);
+  loadHotspots(gen);
+  loadRules(gen);
+  loadDevices(gen);
+  const rep = $("#an-report");
+  if (rep && rep.dataset.kind) showReport(rep.dataset.kind); // the report shown, for the region now chosen
+}
+
+const emptyNote = (text) => el("p", { class: "muted empty" }, text);
+
+// seriesDays spreads a series' rows ([bucket, key, count]) over the days.
+function seriesDays(t, keyOf) {
+  const idx = new Map(an.q.dayList.map((d, i) => [d, i]));
+  const out = new Map();
+  for (const [b, k, n] of t.rows) {
+    const key = keyOf ? keyOf(k) : k;
+    if (!out.has(key)) out.set(key, an.q.dayList.map(() => 0));
+    if (idx.has(dayOf(b))) out.get(key)[idx.get(dayOf(b))] += n;
+  }
+  return out;
+}
+
+function loadSeries(gen) {
+  const days = an.q.dayList;
+  const cases = anGet("series", { subject: "cases", bucket: "day", by: "colour" });
+  setCSV("cases", cases.url);
+  fill("cases", gen, cases.answer, (t) => {
+    if (!t.rows.length) return emptyNote("No cases opened in this period. 本期无新受理案件。");
+    const known = new Set(RISK_COLOURS.map(([k]) => k));
+    const per = seriesDays(t, (k) => (known.has(k) ? k : ""));
+    const series = RISK_COLOURS.filter(([k]) => per.has(k)).map(([k, name, colour]) => ({ name, colour, values: per.get(k) }));
+    const total = t.rows.reduce((a, r) => a + r[2], 0);
+    return [stackedBars(days, series, "cases 件"), legend(series.map((s) => [s.name, s.colour])),
+      el("p", { class: "muted small" }, `${fmtInt(total)} cases opened 新受理案件 · by the colour they were registered with 按受理时风险颜色`)];
+  });
+
+  const events = anGet("series", { subject: "events", bucket: "day", by: "type", limit: 5 });
+  setCSV("events", events.url);
+  fill("events", gen, events.answer, (t) => {
+    if (!t.rows.length) return emptyNote("No events in this period. 本期无事件。");
+    const per = seriesDays(t);
+    const keys = [...per.keys()].sort((a, b) => (a === "other") - (b === "other"));
+    const series = keys.map((k, i) => ({ name: eventName(k), values: per.get(k), dashed: k === "other",
+      colour: k === "other" ? OTHER_COLOUR : LINE_COLOURS[i % LINE_COLOURS.length] }));
+    const total = t.rows.reduce((a, r) => a + r[2], 0);
+    return [lines(days, series, "events 条"), legend(series.map((s) => [s.name, s.colour, s.dashed])),
+      el("p", { class: "muted small" }, `${fmtInt(total)} events 事件 · the 5 commonest types and the rest 前5类及其他`)];
+  });
+
+  const cats = anGet("series", { subject: "cases", bucket: "month", by: "category" });
+  setCSV("categories", cats.url);
+  fill("categories", gen, cats.answer, (t) => {
+    const sums = new Map();
+    for (const [, k, n] of t.rows) sums.set(k, (sums.get(k) || 0) + n);
+    if (!sums.size) return emptyNote("No cases opened in this period. 本期无新受理案件。");
+    const rows = [...sums].sort((a, b) => b[1] - a[1]).map(([k, n]) => ({ label: catShort(k), value: n, title: `${catName(k)} ${k}: ${n}` }));
+    return hbars(rows, "cases 件");
+  });
+}
+
+function kpi(name, value, note, cls) {
+  return el("div", { class: "tile kpi " + (cls || "") }, el("div", { class: "name" }, name),
+    el("div", { class: "state" }, value), el("div", { class: "note muted small" }, note || "\u00a0"));
+}
+
+function kpiGroup(id) {
+  let g = document.getElementById(id);
+  if (!g) {
+    g = el("div", { id, class: "kpi-group" });
+    $("#an-kpis").append(g);
+  }
+  return g;
+}
+
+// tiles fills a row of KPI tiles when its answer comes.
+async function tiles(id, gen, answer, render) {
+  const g = kpiGroup(id);
+  g.replaceChildren(kpi("…", el("span", { class: "muted loading" }, "Loading… 载入中"), ""));
+  try {
+    const t = await answer;
+    if (gen === an.gen) g.replaceChildren(...render(t));
+  } catch (e) {
+    if (gen === an.gen) g.replaceChildren(errorText(e));
+  }
+}
+
+const colIndex = (t) => Object.fromEntries(t.columns.map((k, j) => [k, j]));
+
+function loadPerformance(gen) {
+  const perf = anGet("performance", { by: "department" });
+  setCSV("performance", perf.url);
+  tiles("an-kpi-cases", gen, perf.answer, (t) => {
+    const i = colIndex(t), r = t.rows.find((x) => x[0] === "(total)") || [];
+    const v = (k) => r[i[k]];
+    const answered = (v("satisfied") || 0) + (v("basically") || 0) + (v("dissatisfied") || 0);
+    return [
+      kpi("Cases opened 受理案件", fmtInt(v("opened") || 0), `${fmtInt(v("open") || 0)} still open 仍在办`),
+      kpi("Closed 办结销号", fmtInt(v("closed") || 0), v("opened") ? `${fmtPct(v("closed") / v("opened"), 0)} of opened 占受理` : ""),
+      kpi("On-time rate 按时办结率", fmtPct(v("on_time_rate")), `${fmtInt(v("on_time") || 0)} on time 按时 · ${fmtInt(v("late") || 0)} late 超时`),
+      kpi("Median time to resolve 办结用时中位数", fmtDur(v("resolve_median_s")), v("resolve_p90_s") != null ? `p90 ${fmtDur(v("resolve_p90_s"))}` : ""),
+      kpi("Satisfaction 满意率", fmtPct(v("satisfaction_rate")), `${fmtInt(answered)} followed up 回访`),
+    ];
+  });
+  fill("performance", gen, perf.answer, (t) => {
+    if (!t.rows.some((r) => r[0] !== "(total)")) return emptyNote("No cases opened in this period. 本期无新受理案件。");
+    return [perfTable(t), el("p", { class: "muted small" },
+      "Times from registration, median (p90 on hover) 自受理起用时，中位数（悬停看P90） · cases opened in the period 本期受理案件")];
+  });
+}
+
+// perfTable shows how cases were handled (a performance answer), most
+// cases first, the total last.
+function perfTable(t) {
+  const i = colIndex(t);
+  const rows = t.rows.filter((r) => r[0] !== "(total)").sort((a, b) => b[i.opened] - a[i.opened]);
+  rows.push(...t.rows.filter((r) => r[0] === "(total)"));
+  const dur = (k) => (r) => el("span", { title: `p90 ${fmtDur(r[i[k.replace("median", "p90")]])}` }, fmtDur(r[i[k]]));
+  const sat = (r) => el("span", { title: `满意 satisfied ${r[i.satisfied]} · 基本满意 basically ${r[i.basically]} · 不满意 dissatisfied ${r[i.dissatisfied]}` },
+    fmtPct(r[i.satisfaction_rate]));
+  const key = t.columns[0];
+  return table([
+    [colLabel(key), (r) => (key === "department" ? deptLabel(r[0]) : cell(key, r[0]))],
+    ["Opened 受理", (r) => fmtInt(r[i.opened]), "num"],
+    ["Open 在办", (r) => fmtInt(r[i.open]), "num"],
+    ["Closed 办结", (r) => fmtInt(r[i.closed]), "num"],
+    ["On-time rate 按时办结率", (r) => rateCell(r[i.on_time_rate]), "ratecol"],
+    ["Late 超时", (r) => fmtInt(r[i.late]), "num"],
+    ["Dispatch 交办", dur("dispatch_median_s"), "num"],
+    ["Accept 签收", dur("accept_median_s"), "num"],
+    ["Resolve 办结", dur("resolve_median_s"), "num"],
+    ["Urges 催办", (r) => fmtInt(r[i.urges]), "num"],
+    ["Escalations 提级", (r) => fmtInt(r[i.escalations]), "num"],
+    ["Satisfaction 满意率", sat, "num"],
+  ], rows, { class: "perf", rowClass: (r) => (r[0] === "(total)" ? "total" : "") });
+}
+
+// fleetDepth: the regions one level below the scope (townships when the
+// scope is the whole jurisdiction of one county).
+const fleetDepth = () => Math.min(8, an.scope ? an.scope.split("/").length + 1 : 2);
+
+// fleetTable lists online and intact rates against their targets.
+function fleetTable(t, keyHeader, key) {
+  const i = colIndex(t);
+  const met = (r) => r[i.online_ok] && r[i.intact_ok];
+  return table([
+    [keyHeader, key],
+    ["Cameras 路数", (r) => fmtInt(r[i.cameras]), "num"],
+    ["Online 在线率", (r) => rateCell(r[i.online_rate], r[i.online_ok] ? "good" : "poor"), "ratecol"],
+    ["Intact 完好率", (r) => rateCell(r[i.intact_rate], r[i.intact_ok] ? "good" : "poor"), "ratecol"],
+    ["Target 达标", (r) => el("span", { class: "badge " + (met(r) ? "ok" : "off"),
+      title: `online 在线 ${r[i.online_ok] ? "✓" : "✗"} · intact 完好 ${r[i.intact_ok] ? "✓" : "✗"}` }, met(r) ? "✓ met 达标" : "✗ below 未达标")],
+  ], t.rows, { class: "fleet", rowClass: (r) => (met(r) ? "" : "miss") });
+}
+
+function worstTable(t) {
+  const i = colIndex(t);
+  return table([
+    ["Camera · region 摄像机·区域", (r) => el("span", { title: `${fmtInt(r[i.minutes])} minutes reported 分钟` }, placeCell(r[0], r[i.region]))],
+    ["Vendor 厂商", (r) => r[i.vendor] || "—"],
+    ["Online 在线率", (r) => rateCell(r[i.online_rate], r[i.online_rate] >= TARGET_ONLINE ? "good" : "poor"), "ratecol"],
+    ["Intact 完好率", (r) => rateCell(r[i.intact_rate], r[i.intact_rate] >= TARGET_INTACT ? "good" : "poor"), "ratecol"],
+    ["Top fault 主要故障", (r) => (r[i.top_fault] ? `${r[i.top_fault]} · ${fmtInt(r[i.top_fault_minutes])} min` : el("span", { class: "muted" }, "—"))],
+  ], t.rows, { class: "worst" });
+}
+
+function loadFleet(gen) {
+  const fleet = anGet("cameras", { by: "region", region_depth: fleetDepth() });
+  setCSV("fleet", fleet.url);
+  tiles("an-kpi-fleet", gen, fleet.answer, (t) => {
+    const i = colIndex(t);
+    let minutes = 0, online = 0, intact = 0, cameras = 0;
+    for (const r of t.rows) {
+      const m = r[i.minutes] || 0;
+      minutes += m;
+      online += (r[i.online_rate] || 0) * m;
+      intact += (r[i.intact_rate] || 0) * m;
+      cameras += r[i.cameras] || 0;
+    }
+    const rate = (x) => (minutes ? x / minutes : null);
+    const tile = (name, r, target) => kpi(name, fmtPct(r), r == null ? "no health data yet 暂无巡检数据" : `target 目标 ${fmtPct(target, 0)} · ${fmtInt(cameras)} cameras 路`,
+      r == null ? "" : r >= target ? "ok" : "bad");
+    return [tile("Camera online rate 摄像机在线率", rate(online), TARGET_ONLINE), tile("Camera intact rate 摄像机完好率", rate(intact), TARGET_INTACT)];
+  });
+  const vendorBox = el("div", { class: "vendors" });
+  fill("fleet", gen, fleet.answer, (t) => {
+    addRegions(t.rows.map((r) => r[0]));
+    if (!t.rows.length) return emptyNote("No camera health in this period. 本期无摄像机巡检数据。");
+    return [fleetTable(t, "Region 区域", (r) => regionCell(r[0])), vendorBox];
+  });
+
+  const worst = anGet("cameras/worst", { limit: 10 });
+  setCSV("worst", worst.url);
+  fill("worst", gen, worst.answer, (t) => {
+    const i = colIndex(t);
+    addRegions(t.rows.map((r) => r[i.region]));
+    if (!t.rows.length) return emptyNote("No camera health in this period. 本期无摄像机巡检数据。");
+    return worstTable(t);
+  });
+
+  // By vendor once the region and worst-camera questions are answered:
+  // each reads every health minute, and on the embedded store three at
+  // once can run past the query timeout.
+  Promise.allSettled([fleet.answer, worst.answer]).then(async ([f]) => {
+    if (gen !== an.gen || f.status !== "fulfilled" || !f.value.rows.length) return;
+    const vendors = anGet("cameras", { by: "vendor" });
+    const head = el("h3", { class: "sub" }, "By vendor 按厂商 ", csvLink(vendors.url));
+    vendorBox.replaceChildren(head, el("p", { class: "muted loading" }, "Loading… 载入中"));
+    try {
+      const v = await vendors.answer;
+      if (gen === an.gen) vendorBox.replaceChildren(head, fleetTable(v, "Vendor 厂商", (r) => r[0] || "—"));
+    } catch (e) {
+      if (gen === an.gen) vendorBox.replaceChildren(head, errorText(e));
+    }
+  });
+}
+
+function loadHotspots(gen) {
+  const hot = anGet("hotspots", { subject: an.hotSubject, limit: 10 }, false);
+  setCSV("hotspots", hot.url, true);
+  fill("hotspots", gen, hot.answer, (t) => {
+    const i = colIndex(t);
+    addRegions(t.rows.map((r) => r[i.region]));
+    if (!t.rows.length) return emptyNote("No grid rose this week. 本周无上升网格。");
+    return [table([
+      ["Grid · region 网格·区域", (r) => placeCell(r[0], r[i.region])],
+      ["This week 本周", (r) => fmtInt(r[i.this_week]), "num"],
+      ["Last week 上周", (r) => fmtInt(r[i.last_week]), "num"],
+      ["Rise 上升", (r) => el("span", { class: "rise" }, `↑ ${fmtInt(r[i.rise])}`), "num"],
+      ["%", (r) => (r[i.rise_pct] == null ? el("span", { class: "rise", title: "none last week 上周为零" }, "new 新增") : el("span", { class: "rise" }, `↑ ${r[i.rise_pct].toFixed(0)} %`)), "num"],
+    ], t.rows, { class: "hot" }), el("p", { class: "muted small" }, "The last 7 days against the 7 before 近7天与前7天对比")];
+  });
+}
+
+function loadRules(gen) {
+  const rules = anGet("rules");
+  setCSV("rules", rules.url);
+  fill("rules", gen, rules.answer, (t) => {
+    const i = colIndex(t);
+    if (!t.rows.length) return emptyNote("No cases opened by alert rules in this period. 本期无告警规则生成的案件。");
+    return [rulesTable(t), el("p", { class: "muted small" }, "False alert: the case closed as unsubstantiated 误报：案件以“不属实”办结")];
+  });
+}
+
+function rulesTable(t) {
+  const i = colIndex(t);
+  return table([
+    ["Rule 规则", (r) => el("code", {}, r[0])],
+    ["Alerts 告警", (r) => fmtInt(r[i.alerts]), "num"],
+    ["Cases 案件", (r) => fmtInt(r[i.cases]), "num"],
+    ["Per case 告警/案件", (r) => (r[i.alerts_per_case] == null ? "—" : r[i.alerts_per_case].toFixed(1)), "num"],
+    ["False 不属实", (r) => fmtInt(r[i.unsubstantiated]), "num"],
+    ["False-alert rate 误报率", (r) => rateCell(r[i.false_rate], "warn"), "ratecol"],
+  ], t.rows, { class: "rules" });
+}
+
+function loadDevices(gen) {
+  const dev = anGet("devices");
+  setCSV("devices", dev.url);
+  fill("devices", gen, dev.answer, (t) => {
+    const i = colIndex(t);
+    if (!t.rows.length) return emptyNote("No device went silent or flapped. 无离线或频繁掉线设备。");
+    return [table([
+      ["Device · region 设备·区域", (r) => placeCell(r[0], r[i.region])],
+      ["Offline 离线", (r) => `${fmtInt(r[i.offline])}×`, "num"],
+      ["Last status 最后状态", (r) => el("span", {}, eventName(r[i.last]), el("div", { class: "muted small" }, fmtShort(r[i.last_time])))],
+      ["", (r) => el("span", { class: "badges" }, r[i.silent] ? el("span", { class: "badge off" }, "离线 silent") : "", " ",
+        r[i.flapping] ? el("span", { class: "badge flag" }, "频繁掉线 flapping") : "")],
+    ], t.rows.slice(0, 15), { class: "devices" }),
+    t.rows.length > 15 ? el("p", { class: "muted small" }, `${t.rows.length - 15} more in the CSV 其余 ${t.rows.length - 15} 台见 CSV`) : ""];
+  });
+}
+
+// addRegions offers the regions seen (and those above them, within the
+// user's region) in the region field.
+function addRegions(list) {
+  for (const r of list) {
+    if (!r) continue;
+    const parts = r.split("/");
+    for (let n = 1; n <= parts.length; n++) {
+      const p = parts.slice(0, n).join("/");
+      if (!me.region || p === me.region || p.startsWith(me.region + "/")) an.regions.add(p);
+    }
+  }
+  $("#an-regions").replaceChildren(...[...an.regions].sort().slice(0, 300).map((r) => el("option", { value: r })));
+}
+
+// ---- Reports ----
+
+function buildReports() {
+  const date = el("input", { type: "date", name: "date", value: addDays(ymd(new Date()), -1), "aria-label": "Date 日期" });
+  const buttons = REPORTS.map(([kind, cn, en]) => el("button", { type: "button", class: "ghost", "data-report": kind, onclick: () => showReport(kind) }, `${cn} ${en}`));
+  an.cards.reports.body.replaceChildren(
+    el("div", { class: "inline report-bar" }, ...buttons,
+      el("label", { class: "check" }, "Date 日期", date),
+      el("span", { class: "muted small" }, "the day, week (from Monday) or month holding it 所在日、周（周一起）或月")),
+    el("div", { id: "an-report" }, el("p", { class: "muted" }, "Choose a report. 请选择报告。")));
+  an.reportDate = date;
+}
+
+async function showReport(kind) {
+  const box = $("#an-report");
+  box.dataset.kind = kind;
+  for (const b of document.querySelectorAll("[data-report]")) b.classList.toggle("open", b.dataset.report === kind);
+  const q = new URLSearchParams();
+  if (an.reportDate.value) q.set("date", an.reportDate.value);
+  if (an.q && an.q.region) q.set("region", an.q.region);
+  const url = AN + "reports/" + kind + (q.toString() ? "?" + q : "");
+  box.replaceChildren(el("p", { class: "muted loading" }, "Loading… 载入中"));
+  const gen = an.gen;
+  let rep;
+  try {
+    rep = await call("GET", url);
+  } catch (e) {
+    box.replaceChildren(errorText(e));
+    return;
+  }
+  if (gen !== an.gen || box.dataset.kind !== kind) return;
+  const [cn, en] = REPORTS.find(([k]) => k === kind).slice(1);
+  const from = dayOf(rep.from), last = addDays(dayOf(rep.to), -1);
+  box.replaceChildren(
+    el("h3", { class: "report-head" }, `${cn} `, el("span", { class: "en" }, `${en} report`),
+      ` · ${from}${last !== from ? " – " + last : ""} · ${rep.region || "全辖区 whole jurisdiction"} `, csvLink(url)),
+    el("div", { class: "sections" }, ...rep.sections.map((s) => el("div", { class: "section", "data-section": s.name },
+      el("h4", {}, SECTION_CN[s.name] || s.name, " ", csvSave(`report-${kind}-${from}-${s.name}.csv`, s)),
+      ...[sectionTable(s)].flat()))));
+}
+
+// sectionTable shows a report's section as the view shows the same answer.
+function sectionTable(s) {
+  if (!s.rows.length) return answerTable(s);
+  switch (s.name) {
+    case "performance_total": case "performance_by_department": return perfTable(s);
+    case "cameras_by_region": return fleetTable(s, "Region 区域", (r) => regionCell(r[0]));
+    case "worst_cameras": return worstTable(s);
+    case "rules": return rulesTable(s);
+  }
+  return answerTable(s);
+}
+
+// ---- Raw SQL ----
+
+function buildSQL() {
+  const c = an.cards.sql;
+  const text = el("textarea", { name: "query", rows: 7, spellcheck: "false", class: "sql" },
+    "SELECT type, count() AS n\nFROM events\nWHERE time >= now() - INTERVAL 7 DAY\nGROUP BY type\nORDER BY n DESC\nLIMIT 20");
+  const out = el("div", { id: "an-sql-result" });
+  const run = el("button", { type: "submit" }, "Run 运行");
+  const form = el("form", { class: "sql-form" }, text, el("div", { class: "inline" }, run,
+    el("span", { class: "muted small" }, "Read-only, ClickHouse only; every region 只读，仅 ClickHouse；不限区域")), out);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    run.disabled = true;
+    out.replaceChildren(el("p", { class: "muted loading" }, "Running… 运行中"));
+    try {
+      const t = await call("POST", AN + "sql", { query: text.value });
+      out.replaceChildren(el("p", { class: "small muted" }, `${fmtInt(t.rows.length)} rows 行 `, csvSave("sql-result.csv", t)), ...[answerTable(t)].flat());
+    } catch (e) {
+      out.replaceChildren(errorText(e));
+    } finally {
+      run.disabled = false;
+    }
+  });
+  c.body.replaceChildren(form);
+}
+
+function setupAnalytics() {
+  $("#an-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    const q = new URLSearchParams({ days: f.elements.days.value });
+    const region = f.elements.region.value.trim();
+    if (region) q.set("region", region);
+    const hash = "#/analytics?" + q;
+    if (location.hash !== hash) location.hash = hash;
+    else loadAnalytics(null, q);
+  });
+  $("#an-form").addEventListener("change", (ev) => {
+    if (ev.target.name === "days") ev.target.form.requestSubmit();
+  });
+}
+
 function formData(form) {
   const o = {};
   for (const [k, v] of new FormData(form)) if (v !== "") o[k] = v;
@@ -974,6 +1745,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
   setupCases();
+  setupAnalytics();
   $("#logout").addEventListener("click", async () => {
     await call("POST", "/api/v1/auth/logout").catch(() => {});
     showLogin();

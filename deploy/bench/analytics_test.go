@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"sharpeye/alerts/analytics"
+	"sharpeye/alerts/analytics/analyticstest"
+)
+
+// runAnalyticsJSON runs `sharpeye bench analytics args... --json` and
+// decodes its report.
+func runAnalyticsJSON(t *testing.T, args ...string) *AnalyticsReport {
+	t.Helper()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	err := Main(append(append([]string{"analytics"}, args...), "--json"), &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("bench analytics %v: %v\nstderr:\n%s\nstdout:\n%s", args, err, stderr.String(), stdout.String())
+	}
+	var rep AnalyticsReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("bench analytics %v: output is not a JSON report: %v\n%s", args, err, stdout.String())
+	}
+	if rep.Machine.CPUs < 1 || rep.Machine.GoVersion == "" {
+		t.Errorf("report does not say what machine it ran on: %+v", rep.Machine)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("stderr:\n%s", stderr.String())
+		}
+	})
+	return &rep
+}
+
+// TestAnalyticsSmoke fills each store with a tiny history, asks every
+// question over it, and carries events from Kafka through the sink into
+// it. Timings are not checked: the machine is shared.
+func TestAnalyticsSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Kafka-protocol broker in a child process and runs for seconds")
+	}
+	for _, driver := range analyticstest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			cfg := analyticstest.Config(t, driver) // a fresh file or database, removed at the end
+			store := []string{"--driver", driver, "--sqlite", cfg.SQLite, "--database", cfg.ClickHouse.Database}
+			if driver == analytics.ClickHouse {
+				store = append(store, "--clickhouse", cfg.ClickHouse.Addr[0])
+			}
+
+			rep := runAnalyticsJSON(t, append([]string{"generate", "--quick", "--days", "2", "--cameras", "40", "--devices", "20",
+				"--events-per-day", "5000", "--cases-per-day", "100", "--health-days", "1"}, store...)...)
+			g := rep.Generate
+			if g == nil || g.Events < 9000 || g.Events > 11000 || g.Cases < 150 || g.CaseEvents < 4*g.Cases || g.Health != 40*1440 {
+				t.Fatalf("generate: %+v", g)
+			}
+			if g.Inserts == 0 || g.InsertRowsPerSecond <= 0 || g.StoreBytes <= 0 {
+				t.Errorf("generate did not measure the store: %+v", g)
+			}
+			// A second fill into the same store is refused without --replace.
+			var out bytes.Buffer
+			if err := Main(append([]string{"analytics", "generate", "--quick", "--json"}, store...), &out, &syncBuffer{}); err == nil {
+				t.Error("generate into a store holding events succeeded without --replace")
+			}
+
+			rep = runAnalyticsJSON(t, append([]string{"query", "--quick"}, store...)...)
+			q := rep.Query
+			if q == nil || len(q.Questions) < 15 || q.Events != g.Events || q.CaseEvents != g.CaseEvents || q.Health != g.Health {
+				t.Fatalf("query: %+v (generated %+v)", q, g)
+			}
+			for _, x := range q.Questions {
+				if x.Error != "" || x.Median <= 0 {
+					t.Errorf("question %s: %+v", x.Name, x)
+				}
+				if x.Rows == 0 && x.Name != "devices" && x.Name != "hotspots-cases" && x.Name != "hotspots-events" {
+					t.Errorf("question %s (%s) answered no rows", x.Name, x.Question)
+				}
+			}
+
+			rep = runAnalyticsJSON(t, "sink", "--quick", "--events", "5000", "--partitions", "2", "--batch", "1000",
+				"--driver", driver, "--clickhouse", cfg.ClickHouse.Addr[0], "--timeout", "2m")
+			s := rep.Sink
+			if s == nil || len(s.Runs) != 3 {
+				t.Fatalf("sink: want the consumer, no-op and %s runs, got %+v", driver, s)
+			}
+			for _, r := range s.Runs {
+				if r.Error != "" || r.Sustained <= 0 || r.Seconds <= 0 {
+					t.Errorf("sink run %s: %+v", r.Name, r)
+				}
+				if r.Name != "consumer" && (r.Batches == 0 || r.MeanBatch > 1000) {
+					t.Errorf("sink run %s: %d inserts of %.0f rows on average, want batches of at most 1000", r.Name, r.Batches, r.MeanBatch)
+				}
+			}
+			if len(s.Targets) != 1 || (driver == analytics.ClickHouse) != (s.Targets[0].Met != nil) {
+				t.Errorf("the ClickHouse target must be judged exactly when ClickHouse ran: %+v", s.Targets)
+			}
+		})
+	}
+}

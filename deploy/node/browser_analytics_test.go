@@ -18,13 +18,14 @@ import (
 	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/analytics/gen"
 	"sharpeye/alerts/casedb"
+	"sharpeye/configs/conf"
 	"sharpeye/console/auth"
 	"sharpeye/deploy/testpeer"
 )
 
 // seedAnalytics fills a node's analytics store with a small county's
 // history: the last 30 days up to now, with camera health for the last
-// two. It returns the county.
+// day. It returns the county.
 func seedAnalytics(t *testing.T, n *Node) (gen.Config, *gen.Atlas) {
 	t.Helper()
 	cfg := gen.Defaults()
@@ -32,8 +33,8 @@ func seedAnalytics(t *testing.T, n *Node) (gen.Config, *gen.Atlas) {
 	now := time.Now()
 	y, m, d := now.In(loc).Date()
 	cfg.Start = time.Date(y, m, d-30, 0, 0, 0, 0, loc)
-	cfg.Days, cfg.Cameras, cfg.Devices = 31, 200, 60
-	cfg.EventsPerDay, cfg.CasesPerDay, cfg.HealthDays = 3000, 40, 2
+	cfg.Days, cfg.Cameras, cfg.Devices = 31, 120, 60
+	cfg.EventsPerDay, cfg.CasesPerDay, cfg.HealthDays = 3000, 40, 1
 	cfg.Regions.Townships = 4
 	cfg.Batch = 20_000
 	store := n.Analytics()
@@ -116,7 +117,7 @@ func waitAnalytics(ctx context.Context) (analyticsPage, error) {
 	err := chromedp.Run(ctx,
 		chromedp.WaitVisible(`#view-analytics`),
 		chromedp.Poll(`document.querySelector('#an-cards .card') && !document.querySelector('#view-analytics .loading')`, nil,
-			chromedp.WithPollingTimeout(30*time.Second)),
+			chromedp.WithPollingTimeout(3*time.Minute)),
 		chromedp.Evaluate(readAnalyticsJS, &p),
 	)
 	return p, err
@@ -128,7 +129,12 @@ func waitAnalytics(ctx context.Context) (analyticsPage, error) {
 // is not offered the view.
 func TestBrowserAnalytics(t *testing.T) {
 	testpeer.Require(t, testpeer.Chromium)
-	n := startNode(t, casedb.SQLite)
+	// CI runs this beside other packages' tests on two cores: the embedded
+	// store's answers get the time they need.
+	n := startNode(t, casedb.SQLite, func(c *Config) {
+		c.Analytics.Query.Timeout = conf.Duration(2 * time.Minute)
+		c.HTTP.RequestTimeout = conf.Duration(3 * time.Minute)
+	})
 	cfg, atlas := seedAnalytics(t, n)
 	township := atlas.Townships[0].Region
 	for _, u := range []auth.NewUser{
@@ -140,7 +146,7 @@ func TestBrowserAnalytics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx := browser(t)
+	ctx := browserFor(t, 8*time.Minute)
 	// The dispatch room's browsers keep the centre's time: its days are the
 	// analytics store's days.
 	if err := chromedp.Run(ctx, emulation.SetTimezoneOverride(cfg.Timezone)); err != nil {

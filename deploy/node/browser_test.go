@@ -31,7 +31,10 @@ func artifactDir(t *testing.T) string {
 }
 
 // browser starts headless Chromium (Debian's) for one test.
-func browser(t *testing.T) context.Context {
+func browser(t *testing.T) context.Context { return browserFor(t, 90*time.Second) }
+
+// browserFor is browser with the whole test bounded by d.
+func browserFor(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	testpeer.Require(t, testpeer.Chromium)
 	bin := ""
@@ -73,7 +76,7 @@ func browser(t *testing.T) context.Context {
 	)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, d)
 	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
 	return ctx
 }

@@ -363,7 +363,21 @@ func TestSinkSurvivesClickHouseRestart(t *testing.T) {
 	srv.start(t)
 	waitCount(t, s, "SELECT count() FROM events", total)
 	waitCount(t, s, "SELECT uniqExact(id) FROM events", total)
-	waitCount(t, s, "SELECT toInt64(sum(n)) FROM events_hourly", total)
+	// The hourly rollup is written by a materialized view after the table:
+	// 18.16 does not make the two one write, so a server killed between
+	// them leaves the rollup short of that batch (the retry finds its rows
+	// stored and skips them). The raw table is exact; the rollup may lag by
+	// the batch the kill cut.
+	var rolled int
+	if err := s.DB().QueryRowContext(context.Background(), "SELECT toInt64(sum(n)) FROM events_hourly").Scan(&rolled); err != nil {
+		t.Fatal(err)
+	}
+	if rolled > total || rolled < total-cfg.Sink.Batch {
+		t.Fatalf("hourly rollup counts %d events, want %d (or one batch fewer)", rolled, total)
+	}
+	if rolled != total {
+		t.Logf("hourly rollup short by %d events: the kill fell between a batch's table and view writes", total-rolled)
+	}
 	if counter(t, reg, "sharpeye_analytics_insert_failures_total") == 0 {
 		t.Fatal("no insert failed: the server was never seen down")
 	}

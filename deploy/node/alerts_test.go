@@ -61,6 +61,7 @@ type caseView struct {
 	Title      string `json:"title"`
 	Department string `json:"department"`
 	Version    int64  `json:"version"`
+	Warned     bool   `json:"risk_warned"`
 	Evidence   []struct {
 		Kind string `json:"kind"`
 	} `json:"evidence"`
@@ -143,6 +144,20 @@ func TestAlertsEndToEnd(t *testing.T) {
 			}
 			if !strings.Contains(first, c.ID) {
 				t.Fatalf("live update for another case: %s", first)
+			}
+
+			// A red case's risk warning is a timer firing at once: wait for
+			// it, so that the versions below are not overtaken by it.
+			deadline := time.Now().Add(60 * time.Second)
+			for !c.Warned {
+				if time.Now().After(deadline) {
+					t.Fatalf("no risk warning on the red case %s", c.ID)
+				}
+				time.Sleep(20 * time.Millisecond)
+				res, body := cmd.do("GET", "/api/v1/cases/"+c.ID, nil)
+				if res.StatusCode != 200 || json.Unmarshal(body, &c) != nil {
+					t.Fatalf("read the case: %d %s", res.StatusCode, body)
+				}
 			}
 
 			// Scope, roles, staleness and the action API.

@@ -145,19 +145,7 @@ func TestAPIScope(t *testing.T) {
 			get(t, srv, "leader", path("/api/v1/analytics/rules", "from", fromDate, "to", toDate), http.StatusOK)
 
 			// The questions were timed.
-			mfs, err := reg.Gather()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var timed bool
-			for _, mf := range mfs {
-				if mf.GetName() == "sharpeye_analytics_query_seconds" {
-					for _, m := range mf.GetMetric() {
-						timed = timed || m.GetLabel()[0].GetValue() == "series" && m.GetHistogram().GetSampleCount() >= 2
-					}
-				}
-			}
-			if !timed {
+			if apitest.Metric(t, reg, "sharpeye_analytics_query_seconds", "question", "series") < 2 {
 				t.Error("sharpeye_analytics_query_seconds{question=\"series\"} has not counted the series asked")
 			}
 		})

@@ -327,11 +327,11 @@ func TestDeadLetterAPI(t *testing.T) {
 				t.Fatal("a clerk's retry was recorded")
 			}
 
-			if n := gauge(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 4 {
+			if n := apitest.Metric(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 4 {
 				t.Errorf("dead letters held by the province: %v, want 4", n)
 			}
-			if m := metric(t, w.reg, "sharpeye_outbox_dead_letters", []string{"sink", "webhook:other"}); m == nil || m.GetGauge().GetValue() != 0 {
-				t.Errorf("dead letters held by the other subscriber: %v, want a 0", m)
+			if ms := apitest.Series(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:other"); len(ms) != 1 || ms[0].GetGauge().GetValue() != 0 {
+				t.Errorf("dead letters held by the other subscriber: %v, want one series at 0", ms)
 			}
 
 			// Discarded: gone, and the log says who.
@@ -346,7 +346,7 @@ func TestDeadLetterAPI(t *testing.T) {
 			if left, _ := w.list(t, w.srv, ""); len(left) != 3 {
 				t.Errorf("%d dead letters after the delete, want 3", len(left))
 			}
-			if n := gauge(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 3 {
+			if n := apitest.Metric(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 3 {
 				t.Errorf("dead letters held after the delete: %v, want 3", n)
 			}
 			if logs := w.logs.String(); !strings.Contains(logs, "dead letter discarded") || !strings.Contains(logs, "dead_letter="+id) || !strings.Contains(logs, "by=admin") {
@@ -427,10 +427,10 @@ func TestDeadLetterRetry(t *testing.T) {
 			if again.RetryRequestedAt != nil || again.RetryRequestedBy != "" || again.At.Before(target.At) || again.Status != http.StatusUnprocessableEntity {
 				t.Fatalf("refused again: %+v", again)
 			}
-			if n := counter(t, w.reg, "sharpeye_outbox_dead_lettered_total", "sink", "webhook:province"); n != 5 {
+			if n := apitest.Metric(t, w.reg, "sharpeye_outbox_dead_lettered_total", "sink", "webhook:province"); n != 5 {
 				t.Fatalf("dead-lettered counter %v, want 5 (4 and the retry)", n)
 			}
-			if n := gauge(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 4 {
+			if n := apitest.Metric(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 4 {
 				t.Fatalf("dead letters held %v, want still 4", n)
 			}
 
@@ -445,12 +445,12 @@ func TestDeadLetterRetry(t *testing.T) {
 			if left, _ := w.list(t, nodeB, ""); len(left) != 3 || slices.Contains(ids(left), target.ID) {
 				t.Fatalf("left: %v", ids(left))
 			}
-			if n := gauge(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 3 {
+			if n := apitest.Metric(t, w.reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 3 {
 				t.Fatalf("dead letters held %v, want 3", n)
 			}
 			// Four records and three sentinels, nothing more.
 			for sink, want := range map[string]float64{"bus": 7, "webhook:other": 7, "webhook:province": 4} {
-				if n := counter(t, w.reg, "sharpeye_outbox_delivered_records_total", "sink", sink); n != want {
+				if n := apitest.Metric(t, w.reg, "sharpeye_outbox_delivered_records_total", "sink", sink); n != want {
 					t.Errorf("%s delivered %v records, want %v", sink, n, want)
 				}
 			}
@@ -517,7 +517,7 @@ func TestDeadLetterRetryRemovedSink(t *testing.T) {
 			if dl := w.get(t, srv, dls[0].ID); dl.RetryRequestedAt != nil {
 				t.Fatalf("a refused retry was recorded: %+v", dl)
 			}
-			if n := gauge(t, reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 4 {
+			if n := apitest.Metric(t, reg, "sharpeye_outbox_dead_letters", "sink", "webhook:province"); n != 4 {
 				t.Errorf("dead letters held for the removed subscriber: %v, want 4", n)
 			}
 			if code, _, body := w.call(t, srv, "admin", "DELETE", "/api/v1/outbox/dead-letters/"+dls[0].ID); code != http.StatusNoContent {

@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/alerts/outbox"
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 )
 
@@ -374,7 +374,7 @@ func TestTwoDispatchersDeliverOnce(t *testing.T) {
 			}
 			leader := -1
 			for i, reg := range regs {
-				if gauge(t, reg, "sharpeye_outbox_lease_held") == 1 {
+				if apitest.Metric(t, reg, "sharpeye_outbox_lease_held") == 1 {
 					if leader >= 0 {
 						t.Fatal("both dispatchers hold the lease")
 					}
@@ -393,7 +393,7 @@ func TestTwoDispatchersDeliverOnce(t *testing.T) {
 			if m := receive(t, msgs, 1)[0]; string(m.Value) != string(more.Value) {
 				t.Fatalf("after the takeover got %s, want %s", m.Value, more.Value)
 			}
-			if gauge(t, regs[1-leader], "sharpeye_outbox_lease_held") != 1 {
+			if apitest.Metric(t, regs[1-leader], "sharpeye_outbox_lease_held") != 1 {
 				t.Fatal("the dispatcher left does not hold the lease")
 			}
 			stops[1-leader]()
@@ -403,7 +403,7 @@ func TestTwoDispatchersDeliverOnce(t *testing.T) {
 			if !slices.Equal(values(again), append(recValues(want), string(more.Value))) {
 				t.Fatalf("the topic holds\n%q", values(again))
 			}
-			if n := counter(t, busReg, "sharpeye_bus_published_messages_total"); n != float64(len(want)+1) {
+			if n := apitest.Metric(t, busReg, "sharpeye_bus_published_messages_total"); n != float64(len(want)+1) {
 				t.Fatalf("%v messages published for %d records", n, len(want)+1)
 			}
 		})
@@ -472,7 +472,7 @@ func TestPruneDeletesWhatEverySinkDelivered(t *testing.T) {
 			if n := count(); n != 1201-700 {
 				t.Fatalf("%d records left, want %d", n, 1201-700)
 			}
-			if v := counter(t, reg, "sharpeye_outbox_pruned_records_total"); v != 700 {
+			if v := apitest.Metric(t, reg, "sharpeye_outbox_pruned_records_total"); v != 700 {
 				t.Fatalf("pruned counter %v", v)
 			}
 		})
@@ -565,57 +565,6 @@ func TestConcurrentWritersNoneSkipped(t *testing.T) {
 
 var errRollback = errors.New("rolled back on purpose")
 
-// gauge returns the value of the first series of name whose labels
-// include the label=value pairs given (any series when none are).
-func gauge(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	m := metric(t, reg, name, labels)
-	if m == nil {
-		return 0
-	}
-	return m.GetGauge().GetValue()
-}
-
-func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	m := metric(t, reg, name, labels)
-	if m == nil {
-		return 0
-	}
-	return m.GetCounter().GetValue()
-}
-
-// metric finds the series of name whose labels include the label=value
-// pairs given.
-func metric(t testing.TB, reg *prometheus.Registry, name string, labels []string) *dto.Metric {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			return m
-		}
-	}
-	return nil
-}
-
 // TestLeaseOfACrashedNodeExpires: a node that died holding the lease holds
 // delivery up until the lease expires, then another takes over.
 func TestLeaseOfACrashedNodeExpires(t *testing.T) {
@@ -653,7 +602,7 @@ func TestLeaseOfACrashedNodeExpires(t *testing.T) {
 			if err := db.QueryRow(t.Context(), "SELECT holder FROM outbox_lease").Scan(&holder); err != nil || holder != "crashed-node" {
 				t.Fatalf("lease taken before it expired: holder %q (%v)", holder, err)
 			}
-			if n := counter(t, busReg, "sharpeye_bus_published_messages_total"); n != 0 {
+			if n := apitest.Metric(t, busReg, "sharpeye_bus_published_messages_total"); n != 0 {
 				t.Fatalf("%v records delivered without the lease", n)
 			}
 			now.Store(start.Add(16 * time.Second).UnixNano())

@@ -24,6 +24,7 @@ import (
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/alerts/outbox"
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 )
 
@@ -246,7 +247,7 @@ func TestFailingSubscriberHoldsUpNobody(t *testing.T) {
 	default:
 	}
 	// The operator sees the subscriber behind.
-	if n := gauge(t, reg, "sharpeye_outbox_pending_records", "sink", "webhook:slow"); n != float64(len(recs)) {
+	if n := apitest.Metric(t, reg, "sharpeye_outbox_pending_records", "sink", "webhook:slow"); n != float64(len(recs)) {
 		t.Fatalf("pending records of the slow subscriber: %v, want %d", n, len(recs))
 	}
 	unblock()
@@ -329,7 +330,7 @@ func TestSubscriberAnswers(t *testing.T) {
 				if dead {
 					want = 1
 				}
-				if n := counter(t, reg, "sharpeye_outbox_dead_lettered_total", "sink", "webhook:province"); n != want {
+				if n := apitest.Metric(t, reg, "sharpeye_outbox_dead_lettered_total", "sink", "webhook:province"); n != want {
 					t.Fatalf("dead-lettered counter %v, want %v", n, want)
 				}
 			}

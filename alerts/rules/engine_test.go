@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sharpeye/alerts/rules"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/event"
 )
 
@@ -127,7 +128,7 @@ func TestCountInWindow(t *testing.T) {
 		if len(fs) != 0 {
 			t.Fatalf("events older than the window were counted: %v", keys(fs))
 		}
-		if n := counterSum(t, reg, "sharpeye_rules_late_events_total"); n != 2 {
+		if n := apitest.Metric(t, reg, "sharpeye_rules_late_events_total"); n != 2 {
 			t.Errorf("late events counted %v, want 2", n)
 		}
 	})
@@ -402,7 +403,7 @@ func TestTemplates(t *testing.T) {
 	if fs[1].Title != "模板出错" {
 		t.Errorf("failed template gave %q, want the rule name", fs[1].Title)
 	}
-	if n := counterSum(t, reg, "sharpeye_rules_template_errors_total"); n != 1 {
+	if n := apitest.Metric(t, reg, "sharpeye_rules_template_errors_total"); n != 1 {
 		t.Errorf("template errors %v, want 1", n)
 	}
 }
@@ -454,22 +455,4 @@ func TestDisabledRule(t *testing.T) {
 	if fs := process(t, e, motion(t, "cam-1")); len(fs) != 0 {
 		t.Errorf("disabled rule fired: %v", keys(fs))
 	}
-}
-
-func counterSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 )
 
 func open(t testing.TB, cfg Config) *Store {
@@ -287,18 +288,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Put(t.Context(), "image/jpeg", []byte("x"))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			got[mf.GetName()] += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
-	if got["sharpeye_blob_files"] != 1 || got["sharpeye_blob_bytes"] != 12 || got["sharpeye_blob_puts_total"] != 1 {
-		t.Fatalf("metrics %v", got)
+	files, size, puts := apitest.Metric(t, reg, "sharpeye_blob_files"), apitest.Metric(t, reg, "sharpeye_blob_bytes"), apitest.Metric(t, reg, "sharpeye_blob_puts_total")
+	if files != 1 || size != 12 || puts != 1 {
+		t.Fatalf("metrics: %v files, %v bytes, %v puts; want 1, 12, 1", files, size, puts)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 	"sharpeye/ingest/bus/bustest"
 	"sharpeye/ingest/bus/internal/leak"
@@ -263,26 +264,9 @@ func TestEmbeddedTrimsConsumed(t *testing.T) {
 		publishKiB(t, b, "t", per, r*per)
 		collect(t, b, "g", "t", per)
 	}
-	if got := value(t, b.reg, "sharpeye_bus_log_bytes"); got > float64(cfg.MaxBytes) {
+	if got := apitest.Metric(t, b.reg, "sharpeye_bus_log_bytes"); got > float64(cfg.MaxBytes) {
 		t.Errorf("log holds %v bytes, bound %d", got, cfg.MaxBytes)
 	}
-}
-
-// value returns the value of a metric without labels in reg.
-func value(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.Metric) == 1 {
-			m := mf.Metric[0]
-			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestEmbeddedRetention: messages past the retention are deleted, and
@@ -331,10 +315,10 @@ func TestEmbeddedRetention(t *testing.T) {
 	if err := b2.Publish(t.Context(), messages("t", 1, 40)...); err != nil {
 		t.Fatal(err)
 	}
-	if got := value(t, reg, "sharpeye_bus_log_messages"); got != 1 {
+	if got := apitest.Metric(t, reg, "sharpeye_bus_log_messages"); got != 1 {
 		t.Errorf("%v messages kept, want 1 (the one published after the expiry)", got)
 	}
-	if got := value(t, reg, "sharpeye_bus_expired_unconsumed_total"); got != 50 {
+	if got := apitest.Metric(t, reg, "sharpeye_bus_expired_unconsumed_total"); got != 50 {
 		t.Errorf("expired unconsumed %v, want 50 (10 the reader had not read, 40 the laggard had not)", got)
 	}
 	// The laggard resumes after the gap.
@@ -382,7 +366,7 @@ func TestEmbeddedCorruptRow(t *testing.T) {
 			t.Error("the corrupt message was delivered")
 		}
 	}
-	if c := value(t, b.reg, "sharpeye_bus_corrupt_total"); c < 2 {
+	if c := apitest.Metric(t, b.reg, "sharpeye_bus_corrupt_total"); c < 2 {
 		t.Errorf("corrupt counter %v, want the row and the bounds", c)
 	}
 	// New messages do not collide with the old offsets.
@@ -537,10 +521,10 @@ func TestEmbeddedUnreadTopic(t *testing.T) {
 	for r := range 20 {
 		publishKiB(t, b, bus.TopicDeadLetter, 20, r*20)
 	}
-	if v := value(t, b.reg, "sharpeye_bus_deleted_unread_total"); v == 0 {
+	if v := apitest.Metric(t, b.reg, "sharpeye_bus_deleted_unread_total"); v == 0 {
 		t.Error("no deletion of unread messages counted")
 	}
-	if v := value(t, b.reg, "sharpeye_bus_log_bytes"); v > float64(cfg.MaxBytes) {
+	if v := apitest.Metric(t, b.reg, "sharpeye_bus_log_bytes"); v > float64(cfg.MaxBytes) {
 		t.Errorf("log holds %v bytes, bound %d", v, cfg.MaxBytes)
 	}
 }

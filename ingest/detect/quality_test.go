@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/deploy/testpeer"
 	"sharpeye/ingest/event"
 	"sharpeye/ingest/simcam"
@@ -341,7 +342,7 @@ func TestWithoutFFmpeg(t *testing.T) {
 	if m.FFmpegAvailable() || strings.Count(logs.String(), "ffmpeg not found") != 1 {
 		t.Fatalf("log: %s", logs.String())
 	}
-	if v := gauge(t, reg, "sharpeye_detect_ffmpeg_available"); v != 0 {
+	if v := apitest.Metric(t, reg, "sharpeye_detect_ffmpeg_available"); v != 0 {
 		t.Fatalf("sharpeye_detect_ffmpeg_available = %v", v)
 	}
 	h := &harness{t: t, m: m, out: out, clock: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), hub: stream.NewHub("cam-1", stream.DefaultHubConfig())}
@@ -363,27 +364,9 @@ func TestWithoutFFmpeg(t *testing.T) {
 	if _, err := h.d.Snapshot(t.Context()); !errors.Is(err, ErrNoFFmpeg) {
 		t.Fatalf("Snapshot: %v, want ErrNoFFmpeg", err)
 	}
-	if v := gauge(t, reg, "sharpeye_detect_condition"); v != 1 { // motion, still on
+	if v := apitest.Metric(t, reg, "sharpeye_detect_condition"); v != 1 { // motion, still on
 		t.Errorf("conditions raised: %v", v)
 	}
-}
-
-// gauge sums the values of a metric family.
-func gauge(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 // A detector that does not follow the stream (motion and quality off, as

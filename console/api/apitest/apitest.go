@@ -1,6 +1,7 @@
 // Package apitest holds what tests of an API registered on the router share:
-// an authenticator that takes the caller's name from a header, and one call
-// that answers status, header and body.
+// an authenticator that takes the caller's name from a header, one call
+// that answers status, header and body, and the value of a metric in a
+// registry.
 package apitest
 
 import (

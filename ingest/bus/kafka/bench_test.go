@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 )
 
@@ -75,7 +76,7 @@ func BenchmarkProduce(b *testing.B) {
 				n = b.N * len(msgs)
 			}
 			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
-			if v := value(b, bs.reg, "sharpeye_kafka_spooled_messages_total"); v != 0 {
+			if v := apitest.Metric(b, bs.reg, "sharpeye_kafka_spooled_messages_total"); v != 0 {
 				b.Logf("%v messages went through the spool", v)
 			}
 		})

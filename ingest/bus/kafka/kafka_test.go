@@ -85,24 +85,6 @@ func (r *running) stop(t testing.TB) {
 	}
 }
 
-// value returns the sum of a metric's series in reg.
-func value(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.Metric {
-				v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			}
-		}
-	}
-	return v
-}
-
 func TestConformance(t *testing.T) {
 	leak.Check(t)
 	bustest.Run(t, bustest.Options{

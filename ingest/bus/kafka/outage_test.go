@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 	"sharpeye/ingest/bus/bustest"
 	"sharpeye/ingest/bus/internal/leak"
@@ -226,7 +227,7 @@ func TestBrokerRestart(t *testing.T) {
 	c1.Close() // the broker goes away mid-stream
 	// What is published now can only go to the spool.
 	waitProgress(t, progress, 10000)
-	if v := value(t, b.reg, "sharpeye_kafka_spooled_messages_total"); v == 0 {
+	if v := apitest.Metric(t, b.reg, "sharpeye_kafka_spooled_messages_total"); v == 0 {
 		t.Fatal("nothing was spooled while the broker was down")
 	}
 	c2, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(kdir), kfake.Ports(port))
@@ -239,9 +240,9 @@ func TestBrokerRestart(t *testing.T) {
 	s.waitFor(t, n)
 	s.check(t, n)
 	t.Logf("spooled %v messages in %v writes; %v delivery errors",
-		value(t, b.reg, "sharpeye_kafka_spooled_messages_total"),
-		value(t, b.reg, "sharpeye_kafka_spool_writes_total"),
-		value(t, b.reg, "sharpeye_kafka_delivery_errors_total"))
+		apitest.Metric(t, b.reg, "sharpeye_kafka_spooled_messages_total"),
+		apitest.Metric(t, b.reg, "sharpeye_kafka_spool_writes_total"),
+		apitest.Metric(t, b.reg, "sharpeye_kafka_delivery_errors_total"))
 }
 
 // TestBrokerRefuses makes the broker answer every produce request with
@@ -267,7 +268,7 @@ func TestBrokerRefuses(t *testing.T) {
 	}
 	waitProgress(t, progress, at+3000)
 	fault.Remove()
-	if v := value(t, b.reg, "sharpeye_kafka_spooled_messages_total"); v == 0 {
+	if v := apitest.Metric(t, b.reg, "sharpeye_kafka_spooled_messages_total"); v == 0 {
 		t.Error("nothing was spooled while the broker refused")
 	}
 
@@ -304,7 +305,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	cfg.SpoolDir = t.TempDir()
 	b := start(t, cfg, "")
 	drainProgress(t, publisher(t, b, topic, n, 100, 20))
-	if v := value(t, b.reg, "sharpeye_kafka_spool_messages"); v != n {
+	if v := apitest.Metric(t, b.reg, "sharpeye_kafka_spool_messages"); v != n {
 		t.Fatalf("spool holds %v messages, want %d", v, n)
 	}
 	b.stop(t)
@@ -326,7 +327,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	consume(t, b, "sink", topic, s)
 	s.waitFor(t, n)
 	s.check(t, n)
-	if v := value(t, b.reg, "sharpeye_kafka_spool_corrupt_total"); v != 1 {
+	if v := apitest.Metric(t, b.reg, "sharpeye_kafka_spool_corrupt_total"); v != 1 {
 		t.Errorf("corrupt spool counter %v, want 1", v)
 	}
 	// Publishing goes on after the spool.
@@ -373,7 +374,7 @@ func TestSpoolFullBlocks(t *testing.T) {
 	consume(t, b, "sink", topic, s)
 	s.waitFor(t, published+1)
 	s.check(t, published+1)
-	if v := value(t, b.reg, "sharpeye_kafka_publish_blocked_total"); v == 0 {
+	if v := apitest.Metric(t, b.reg, "sharpeye_kafka_publish_blocked_total"); v == 0 {
 		t.Error("no Publish counted as blocked")
 	}
 }
@@ -446,14 +447,14 @@ func TestSASL(t *testing.T) {
 			drainProgress(t, publisher(t, b, "t", 100, 50, 5))
 			s.waitFor(t, 100)
 			s.check(t, 100)
-			if v := value(t, b.reg, "sharpeye_kafka_spooled_messages_total"); v != 0 {
+			if v := apitest.Metric(t, b.reg, "sharpeye_kafka_spooled_messages_total"); v != 0 {
 				t.Errorf("%v messages spooled with good credentials", v)
 			}
 
 			cfg.SASL.Password = "wrong"
 			bad := start(t, cfg, t.TempDir())
 			drainProgress(t, publisher(t, bad, "t", 10, 10, 5))
-			if v := value(t, bad.reg, "sharpeye_kafka_spooled_messages_total"); v != 10 {
+			if v := apitest.Metric(t, bad.reg, "sharpeye_kafka_spooled_messages_total"); v != 10 {
 				t.Errorf("%v messages spooled with a wrong password, want 10", v)
 			}
 		})

@@ -17,7 +17,7 @@ import (
 	"sharpeye/ingest/stream"
 )
 
-// TypeHealth is the type of the health samples the ingest role publishes
+// The health samples (event.TypeCameraHealth) the ingest role publishes
 // to bus.TopicEvents every ingest.health_report (1m by default): one event
 // per camera per window, for the analytics sink (one row per camera per
 // minute).
@@ -57,20 +57,6 @@ import (
 // it is down; an on-demand camera is reported for the windows in which it
 // was pulled; disabled cameras are not reported. A camera's RTSP URL and
 // credentials are never part of the event.
-const TypeHealth = "camera.health"
-
-// Attribute keys of TypeHealth events.
-const (
-	attrWindow  = "window_seconds"
-	attrOnline  = "online_seconds"
-	attrBitrate = "bitrate_kbps"
-	attrFPS     = "fps"
-	attrPackets = "packets"
-	attrLost    = "packets_lost"
-	attrFaults  = "faults"
-	attrVendor  = "vendor"
-	attrState   = "state"
-)
 
 // healthSource is what the reporter reads of one camera the role runs.
 type healthSource struct {
@@ -100,7 +86,7 @@ func (in *Ingest) healthSources() []healthSource {
 	return out
 }
 
-// healthReporter publishes the TypeHealth events. It samples every camera
+// healthReporter publishes the event.TypeCameraHealth events. It samples every camera
 // several times a window (at least every 5 s), to catch the faults raised
 // in between, and reports at each window end. Its counters are the
 // cameras' cumulative ones (online time, RTP packets, hub units and
@@ -253,7 +239,7 @@ func sub[T time.Duration | uint64](a, b T) T {
 // place keeps what of the camera's record the event schema accepts, part
 // by part, so that one bad field costs that field only.
 func (c *healthCam) place(e camera.Entry, log *slog.Logger) {
-	probe := event.New(event.SourceCamera, e.ID, TypeHealth)
+	probe := event.New(event.SourceCamera, e.ID, event.TypeCameraHealth)
 	c.name, c.loc, c.tags = "", event.Location{}, nil
 	probe.Source.Name = e.Name
 	if probe.Validate() == nil {
@@ -332,20 +318,20 @@ func (c *healthCam) event(end time.Time) *event.Event {
 	n.units += sub(c.last.units, c.base.units)
 	n.bytes += sub(c.last.bytes, c.base.bytes)
 
-	ev := event.New(event.SourceCamera, c.entry.ID, TypeHealth)
+	ev := event.New(event.SourceCamera, c.entry.ID, event.TypeCameraHealth)
 	ev.Time = event.NewTime(end)
 	ev.Source.Name = c.name
 	ev.Location = c.loc
 	ev.Tags = c.tags
-	ev.SetNumber(attrWindow, round3(window))
-	ev.SetNumber(attrOnline, round3(min(window, n.online.Seconds())))
-	ev.SetNumber(attrBitrate, round3(float64(n.bytes)*8/1000/window))
-	ev.SetNumber(attrFPS, round3(float64(n.units)/window))
-	ev.SetNumber(attrPackets, float64(n.packets))
-	ev.SetNumber(attrLost, float64(n.lost))
-	ev.SetString(attrFaults, strings.Join(slices.Sorted(maps.Keys(c.faults)), ","))
-	ev.SetString(attrVendor, c.entry.Vendor)
-	ev.SetString(attrState, string(c.state))
+	ev.SetNumber(event.HealthWindow, round3(window))
+	ev.SetNumber(event.HealthOnline, round3(min(window, n.online.Seconds())))
+	ev.SetNumber(event.HealthBitrate, round3(float64(n.bytes)*8/1000/window))
+	ev.SetNumber(event.HealthFPS, round3(float64(n.units)/window))
+	ev.SetNumber(event.HealthPackets, float64(n.packets))
+	ev.SetNumber(event.HealthLost, float64(n.lost))
+	ev.SetString(event.HealthFaults, strings.Join(slices.Sorted(maps.Keys(c.faults)), ","))
+	ev.SetString(event.HealthVendor, c.entry.Vendor)
+	ev.SetString(event.HealthState, string(c.state))
 	return ev
 }
 

@@ -60,7 +60,7 @@ func (c *capture) healthBatches(t testing.TB) ([][]*event.Event, <-chan struct{}
 			if err != nil {
 				t.Fatalf("undecodable event: %v", err)
 			}
-			if e.Type == TypeHealth {
+			if e.Type == event.TypeCameraHealth {
 				evs = append(evs, e)
 			}
 		}
@@ -81,7 +81,7 @@ func (c *capture) healthRaw() [][]byte {
 	var out [][]byte
 	for _, b := range c.batches {
 		for _, m := range b {
-			if bytes.Contains(m.Value, []byte(`"type":"`+TypeHealth+`"`)) {
+			if bytes.Contains(m.Value, []byte(`"type":"`+event.TypeCameraHealth+`"`)) {
 				out = append(out, m.Value)
 			}
 		}

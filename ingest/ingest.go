@@ -4,7 +4,7 @@
 // and answers the camera API. With detectors enabled it publishes their
 // events and, every ingest.health_report, one camera.health sample per
 // camera (online seconds, bitrate, frame rate, RTP loss, quality faults:
-// see TypeHealth for the attributes).
+// see event.TypeCameraHealth for the attributes).
 package ingest
 
 import (
@@ -44,7 +44,7 @@ type Config struct {
 	// Blobs is where snapshots are kept.
 	Blobs blob.Config `yaml:"blobs"`
 	// HealthReport is the window of the camera.health samples (see
-	// TypeHealth); 0 turns them off.
+	// event.TypeCameraHealth); 0 turns them off.
 	HealthReport conf.Duration `yaml:"health_report"`
 }
 

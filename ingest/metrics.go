@@ -70,7 +70,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// healthMetrics count the camera.health samples (see TypeHealth).
+// healthMetrics count the camera.health samples (see event.TypeCameraHealth).
 type healthMetrics struct {
 	published, failed prometheus.Counter
 }

@@ -15,10 +15,6 @@ import (
 	"sharpeye/ingest/event"
 )
 
-// TypeCameraHealth is the per-camera, per-minute health sample the ingest
-// role publishes; the sink writes it to camera_health, not to events.
-const TypeCameraHealth = "camera.health"
-
 // EventRow is one event as stored: every field of the schema, attributes
 // as key/value arrays by value type.
 type EventRow struct {
@@ -169,7 +165,7 @@ func (b *Batch) addEvent(m bus.Message) error {
 	if err != nil {
 		return err
 	}
-	if e.Type == TypeCameraHealth {
+	if e.Type == event.TypeCameraHealth { // to camera_health, not to events
 		h, err := HealthFromEvent(e)
 		if err != nil {
 			return err
@@ -305,9 +301,9 @@ func HealthFromEvent(e *event.Event) (HealthRow, error) {
 		Grid:    e.Location.Grid,
 		EventID: e.ID.String(),
 	}
-	h.Vendor, _ = e.String("vendor")
-	h.State, _ = e.String("state")
-	if f, _ := e.String("faults"); f != "" {
+	h.Vendor, _ = e.String(event.HealthVendor)
+	h.State, _ = e.String(event.HealthState)
+	if f, _ := e.String(event.HealthFaults); f != "" {
 		h.Faults = strings.Split(f, ",")
 		slices.Sort(h.Faults)
 	}
@@ -316,8 +312,8 @@ func HealthFromEvent(e *event.Event) (HealthRow, error) {
 		key string
 		dst *float64
 	}{
-		{"window_seconds", &h.WindowSeconds}, {"online_seconds", &h.OnlineSeconds}, {"bitrate_kbps", &h.BitrateKbps},
-		{"fps", &h.FPS}, {"packets", &h.Packets}, {"packets_lost", &h.PacketsLost},
+		{event.HealthWindow, &h.WindowSeconds}, {event.HealthOnline, &h.OnlineSeconds}, {event.HealthBitrate, &h.BitrateKbps},
+		{event.HealthFPS, &h.FPS}, {event.HealthPackets, &h.Packets}, {event.HealthLost, &h.PacketsLost},
 	}
 	for _, f := range fields {
 		if *f.dst, err = num(f.key); err != nil {

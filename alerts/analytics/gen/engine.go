@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/cases"
 	"sharpeye/ingest/event"
 )
@@ -662,7 +661,7 @@ func (g *engine) structural(m mark) {
 func (g *engine) healthSamples(t0, t1 int64) error {
 	e := g.health
 	if e == nil {
-		e = &event.Event{Schema: event.SchemaVersion, Type: analytics.TypeCameraHealth, Severity: event.SeverityInfo,
+		e = &event.Event{Schema: event.SchemaVersion, Type: event.TypeCameraHealth, Severity: event.SeverityInfo,
 			Attributes: make(map[string]any, 9)}
 		g.health = e
 	}
@@ -721,15 +720,15 @@ func (g *engine) healthSamples(t0, t1 int64) error {
 		e.Location = g.camLoc[ci]
 		e.Tags = c.Tags
 		clear(e.Attributes)
-		e.SetNumber("window_seconds", 60)
-		e.SetNumber("online_seconds", online)
-		e.SetNumber("bitrate_kbps", math.Round(max(br, 0)*10)/10)
-		e.SetNumber("fps", math.Round(fps*100)/100)
-		e.SetNumber("packets", packets)
-		e.SetNumber("packets_lost", float64(g.poisson(packets*lossRate)))
-		e.SetString("faults", strings.Join(faults, ","))
-		e.SetString("vendor", c.Vendor)
-		e.SetString("state", state)
+		e.SetNumber(event.HealthWindow, 60)
+		e.SetNumber(event.HealthOnline, online)
+		e.SetNumber(event.HealthBitrate, math.Round(max(br, 0)*10)/10)
+		e.SetNumber(event.HealthFPS, math.Round(fps*100)/100)
+		e.SetNumber(event.HealthPackets, packets)
+		e.SetNumber(event.HealthLost, float64(g.poisson(packets*lossRate)))
+		e.SetString(event.HealthFaults, strings.Join(faults, ","))
+		e.SetString(event.HealthVendor, c.Vendor)
+		e.SetString(event.HealthState, state)
 		if err := g.out.health(e); err != nil {
 			return err
 		}

@@ -189,11 +189,11 @@ func (s *CHStore) render(stmt string) (string, error) {
 
 // migrate applies the migrations not yet recorded in schema_migrations.
 // Nodes starting together may both apply one: every statement is
-// idempotent and the record is a ReplacingMergeTree keyed by version.
+// idempotent, and the versions are read with DISTINCT.
 func (s *CHStore) migrate(ctx context.Context) error {
 	err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version UInt32, name String, applied DateTime
-	) ENGINE = ReplacingMergeTree ORDER BY version`)
+	) ENGINE = MergeTree ORDER BY version`)
 	if err != nil {
 		return fmt.Errorf("analytics: create schema_migrations: %w", err)
 	}
@@ -241,21 +241,22 @@ func (s *CHStore) migrate(ctx context.Context) error {
 	return nil
 }
 
-// Migrations returns the applied migration versions (tests).
-func (s *CHStore) Migrations(ctx context.Context) ([]int, error) {
-	rows, err := s.conn.Query(ctx, "SELECT version, count() FROM schema_migrations GROUP BY version ORDER BY version")
+// Migrations returns how many times each migration version was recorded
+// (tests: applying the migrations again must record nothing).
+func (s *CHStore) Migrations(ctx context.Context) (map[int]int, error) {
+	rows, err := s.conn.Query(ctx, "SELECT version, count() FROM schema_migrations GROUP BY version")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []int
+	out := map[int]int{}
 	for rows.Next() {
 		var v uint32
 		var n uint64
 		if err := rows.Scan(&v, &n); err != nil {
 			return nil, err
 		}
-		out = append(out, int(v))
+		out[int(v)] = int(n)
 	}
 	return out, rows.Err()
 }

@@ -60,7 +60,10 @@ func (s *Sink) Consuming() <-chan struct{} { return s.consuming }
 // Run consumes until ctx ends, and expires old rows every
 // cfg.Retention.Every.
 func (s *Sink) Run(ctx context.Context) error {
-	go s.expireLoop(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	expired := make(chan struct{})
+	go func() { defer close(expired); s.expireLoop(ctx) }()
+	defer func() { cancel(); <-expired }() // the store is closed after Run
 	s.once.Do(func() { close(s.consuming) })
 	return s.bus.Consume(ctx, s.cfg.Sink.Group, []string{bus.TopicEvents, bus.TopicCases}, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Handle)
 }

@@ -2,37 +2,11 @@ package bench
 
 import (
 	"bytes"
-	"encoding/json"
 	"testing"
 
 	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/analytics/analyticstest"
 )
-
-// runAnalyticsJSON runs `sharpeye bench analytics args... --json` and
-// decodes its report.
-func runAnalyticsJSON(t *testing.T, args ...string) *AnalyticsReport {
-	t.Helper()
-	var stdout bytes.Buffer
-	var stderr syncBuffer
-	err := Main(append(append([]string{"analytics"}, args...), "--json"), &stdout, &stderr)
-	if err != nil {
-		t.Fatalf("bench analytics %v: %v\nstderr:\n%s\nstdout:\n%s", args, err, stderr.String(), stdout.String())
-	}
-	var rep AnalyticsReport
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("bench analytics %v: output is not a JSON report: %v\n%s", args, err, stdout.String())
-	}
-	if rep.Machine.CPUs < 1 || rep.Machine.GoVersion == "" {
-		t.Errorf("report does not say what machine it ran on: %+v", rep.Machine)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("stderr:\n%s", stderr.String())
-		}
-	})
-	return &rep
-}
 
 // TestAnalyticsSmoke fills each store with a tiny history, asks every
 // question over it, and carries events from Kafka through the sink into
@@ -49,7 +23,7 @@ func TestAnalyticsSmoke(t *testing.T) {
 				store = append(store, "--clickhouse", cfg.ClickHouse.Addr[0])
 			}
 
-			rep := runAnalyticsJSON(t, append([]string{"generate", "--quick", "--days", "2", "--cameras", "40", "--devices", "20",
+			rep := runJSON[AnalyticsReport](t, append([]string{"analytics", "generate", "--quick", "--days", "2", "--cameras", "40", "--devices", "20",
 				"--events-per-day", "5000", "--cases-per-day", "100", "--health-days", "1"}, store...)...)
 			g := rep.Generate
 			if g == nil || g.Events < 9000 || g.Events > 11000 || g.Cases < 150 || g.CaseEvents < 4*g.Cases || g.Health != 40*1440 {
@@ -64,7 +38,7 @@ func TestAnalyticsSmoke(t *testing.T) {
 				t.Error("generate into a store holding events succeeded without --replace")
 			}
 
-			rep = runAnalyticsJSON(t, append([]string{"query", "--quick"}, store...)...)
+			rep = runJSON[AnalyticsReport](t, append([]string{"analytics", "query", "--quick"}, store...)...)
 			q := rep.Query
 			if q == nil || len(q.Questions) < 15 || q.Events != g.Events || q.CaseEvents != g.CaseEvents || q.Health != g.Health {
 				t.Fatalf("query: %+v (generated %+v)", q, g)
@@ -78,7 +52,7 @@ func TestAnalyticsSmoke(t *testing.T) {
 				}
 			}
 
-			rep = runAnalyticsJSON(t, "sink", "--quick", "--events", "5000", "--partitions", "2", "--batch", "1000",
+			rep = runJSON[AnalyticsReport](t, "analytics", "sink", "--quick", "--events", "5000", "--partitions", "2", "--batch", "1000",
 				"--driver", driver, "--clickhouse", cfg.ClickHouse.Addr[0], "--timeout", "2m")
 			s := rep.Sink
 			if s == nil || len(s.Runs) != 3 {

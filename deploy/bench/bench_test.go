@@ -48,8 +48,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// runJSON runs `sharpeye bench args... --json` and decodes its report.
-func runJSON(t *testing.T, args ...string) *Report {
+// runJSON runs `sharpeye bench args... --json` and decodes its report
+// (Report, or AnalyticsReport for `bench analytics`).
+func runJSON[R any](t *testing.T, args ...string) *R {
 	t.Helper()
 	var stdout bytes.Buffer
 	var stderr syncBuffer
@@ -57,12 +58,15 @@ func runJSON(t *testing.T, args ...string) *Report {
 	if err != nil {
 		t.Fatalf("bench %v: %v\nstderr:\n%s\nstdout:\n%s", args, err, stderr.String(), stdout.String())
 	}
-	var rep Report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+	var rep R
+	var head struct {
+		Machine Machine `json:"machine"`
+	}
+	if err := errors.Join(json.Unmarshal(stdout.Bytes(), &rep), json.Unmarshal(stdout.Bytes(), &head)); err != nil {
 		t.Fatalf("bench %v: output is not a JSON report: %v\n%s", args, err, stdout.String())
 	}
-	if rep.Machine.CPUs < 1 || rep.Machine.GoVersion == "" {
-		t.Errorf("report does not say what machine it ran on: %+v", rep.Machine)
+	if head.Machine.CPUs < 1 || head.Machine.GoVersion == "" {
+		t.Errorf("report does not say what machine it ran on: %+v", head.Machine)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -81,7 +85,7 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Run("ingest", func(t *testing.T) {
 		t.Parallel()
-		rep := runJSON(t, "ingest", "--cameras", "2", "--warmup", "0s", "--duration", "2s")
+		rep := runJSON[Report](t, "ingest", "--cameras", "2", "--warmup", "0s", "--duration", "2s")
 		if rep.Ingest == nil || len(rep.Ingest.Rows) != 1 {
 			t.Fatalf("want one row of 2 cameras, got %+v", rep.Ingest)
 		}
@@ -106,7 +110,7 @@ func TestSmoke(t *testing.T) {
 	})
 	t.Run("relay", func(t *testing.T) {
 		t.Parallel()
-		rep := runJSON(t, "relay", "--viewers", "2", "--warmup", "0s", "--duration", "2s")
+		rep := runJSON[Report](t, "relay", "--viewers", "2", "--warmup", "0s", "--duration", "2s")
 		if rep.Relay == nil || len(rep.Relay.Rows) != 2 {
 			t.Fatalf("want the baseline and a row of 2 viewers, got %+v", rep.Relay)
 		}
@@ -123,7 +127,7 @@ func TestSmoke(t *testing.T) {
 	})
 	t.Run("ttff", func(t *testing.T) {
 		t.Parallel()
-		rep := runJSON(t, "ttff", "--trials", "2")
+		rep := runJSON[Report](t, "ttff", "--trials", "2")
 		r := rep.TTFF
 		if r == nil || len(r.Trials) != 2 || r.Failed != 0 {
 			t.Fatalf("want 2 trials timed, got %+v", r)
@@ -139,7 +143,7 @@ func TestSmoke(t *testing.T) {
 	})
 	t.Run("latency", func(t *testing.T) {
 		t.Parallel()
-		rep := runJSON(t, "latency", "--duration", "2s")
+		rep := runJSON[Report](t, "latency", "--duration", "2s")
 		r := rep.Latency
 		if r == nil || r.Matched == 0 || r.Keyframes == 0 {
 			t.Fatalf("no latency samples: %+v", r)

@@ -2,11 +2,14 @@ package ingest
 
 import (
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 
 	"sharpeye/configs/conf"
 	"sharpeye/console/api"
 	"sharpeye/console/auth"
+	"sharpeye/ingest/blob"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/detect"
 )
@@ -19,6 +22,43 @@ func (in *Ingest) Routes(rt *api.Router) {
 	rt.Handle("PUT", "/api/v1/cameras/{id}", auth.Require(in.handleUpdate, auth.Admin), api.MaxBody(16<<10))
 	rt.Handle("DELETE", "/api/v1/cameras/{id}", auth.Require(in.handleDelete, auth.Admin))
 	rt.Handle("GET", "/api/v1/cameras/{id}/snapshot", in.handleSnapshot)
+	rt.Handle("GET", "/api/v1/cameras/{id}/snapshots/{sha256}", in.handleStoredSnapshot)
+}
+
+// handleStoredSnapshot serves a snapshot the camera's detectors stored as
+// evidence (blob:sha256:<sum> in an event), to callers who may see the
+// camera. Stored snapshots never change, so they are cached privately.
+func (in *Ingest) handleStoredSnapshot(w http.ResponseWriter, r *http.Request) error {
+	st, err := in.visible(r)
+	if err != nil {
+		return err
+	}
+	sum := r.PathValue("sha256")
+	if _, err := blob.ParseRef(blob.Ref(sum)); err != nil {
+		return api.BadRequest("sha256", "must be the 64 lowercase hex digits of the snapshot's SHA-256")
+	}
+	if in.blobs == nil {
+		return api.NotFound("no stored snapshot %s of camera %q: this node keeps no snapshots", sum, st.ID)
+	}
+	etag := `"` + sum + `"`
+	rc, ct, err := in.blobs.GetOwned(blob.Ref(sum), detect.BlobOwner(st.ID))
+	if errors.Is(err, blob.ErrNotFound) {
+		return api.NotFound("no stored snapshot %s of camera %q (never taken here, or past its retention)", sum, st.ID)
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || strings.Contains(inm, etag)) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, err = io.Copy(w, rc)
+	return err
 }
 
 func (in *Ingest) handleSnapshot(w http.ResponseWriter, r *http.Request) error {

@@ -146,6 +146,10 @@ func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg promethe
 // Registry is the camera registry.
 func (in *Ingest) Registry() *camera.Registry { return in.reg }
 
+// Blobs is the blob store of the detectors' snapshots (nil before
+// EnableDetectors).
+func (in *Ingest) Blobs() *blob.Store { return in.blobs }
+
 // RTSPAddr is the re-serve's bound address ("" when off).
 func (in *Ingest) RTSPAddr() string {
 	if in.rtsp == nil {

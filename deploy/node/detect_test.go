@@ -14,6 +14,7 @@ import (
 	"sharpeye/deploy/testpeer"
 	"sharpeye/ingest/bus"
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/detect"
 	"sharpeye/ingest/event"
 	"sharpeye/ingest/simcam"
 )
@@ -92,5 +93,65 @@ func TestDetectorEventsOnTheBus(t *testing.T) {
 	}
 	if res, _ := c.do("GET", "/api/v1/cameras/dead/snapshot", nil); res.StatusCode != 503 {
 		t.Fatalf("snapshot of an offline camera: %d", res.StatusCode)
+	}
+}
+
+// TestStoredSnapshots: a snapshot the detectors stored for a camera is
+// served to those who may see the camera, and to nobody else.
+func TestStoredSnapshots(t *testing.T) {
+	n := startNode(t, casedb.SQLite, func(c *Config) {
+		c.Cameras = []camera.Camera{
+			{ID: "gate", URL: "rtsp://127.0.0.1:1/none", Transport: "tcp", Region: "lanxi/dongcheng", Grid: "grid-01"},
+			{ID: "well", URL: "rtsp://127.0.0.1:1/none", Transport: "tcp", Region: "lanxi/nanshan", Grid: "grid-11"},
+		}
+	})
+	picture := []byte("\xff\xd8\xff\xe0 the gate at 06:40\xff\xd9")
+	_, sum, err := n.Ingest().Blobs().PutOwned(context.Background(), detect.BlobOwner("gate"), "image/jpeg", picture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, u := range []auth.NewUser{
+		{Username: "admin", Password: "admin-password-1", Role: auth.Admin},
+		{Username: "nanshan", Password: "nanshan-password-1", Role: auth.Commander, Region: "lanxi/nanshan"},
+	} {
+		if _, err := n.Auth().EnsureUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	anon := newClient(t, n)
+	if res, _ := anon.do("GET", "/api/v1/cameras/gate/snapshots/"+sum, nil); res.StatusCode != 401 {
+		t.Fatalf("unauthenticated: %d", res.StatusCode)
+	}
+	admin := newClient(t, n)
+	admin.do("POST", "/api/v1/auth/login", strings.NewReader(`{"username":"admin","password":"admin-password-1"}`))
+	res, body := admin.do("GET", "/api/v1/cameras/gate/snapshots/"+sum, nil)
+	if res.StatusCode != 200 || !bytes.Equal(body, picture) || res.Header.Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("stored snapshot: %d %s %q", res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	etag := res.Header.Get("ETag")
+	if res, _ := admin.do("GET", "/api/v1/cameras/gate/snapshots/"+sum, nil, "If-None-Match", etag); res.StatusCode != 304 {
+		t.Fatalf("If-None-Match %s: %d", etag, res.StatusCode)
+	}
+	for _, c := range []struct {
+		path string
+		code int
+		says string
+	}{
+		{"/api/v1/cameras/well/snapshots/" + sum, 404, `no stored snapshot ` + sum + ` of camera \"well\"`},
+		{"/api/v1/cameras/none/snapshots/" + sum, 404, `no camera \"none\"`},
+		{"/api/v1/cameras/gate/snapshots/" + strings.Repeat("0", 64), 404, "never taken here"},
+		{"/api/v1/cameras/gate/snapshots/NOT-HEX", 400, "64 lowercase hex digits"},
+	} {
+		res, body := admin.do("GET", c.path, nil)
+		if res.StatusCode != c.code || !strings.Contains(string(body), c.says) {
+			t.Errorf("GET %s: %d %s, want %d saying %q", c.path, res.StatusCode, body, c.code, c.says)
+		}
+	}
+	// A commander of another township does not see the gate camera.
+	other := newClient(t, n)
+	other.do("POST", "/api/v1/auth/login", strings.NewReader(`{"username":"nanshan","password":"nanshan-password-1"}`))
+	if res, body := other.do("GET", "/api/v1/cameras/gate/snapshots/"+sum, nil); res.StatusCode != 404 || bytes.Contains(body, picture) {
+		t.Fatalf("out-of-region snapshot: %d %s", res.StatusCode, body)
 	}
 }

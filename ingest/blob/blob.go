@@ -15,8 +15,10 @@
 // (retention, counted from the last Put of the content) and, past the size
 // bound, least recently stored first.
 //
-// Serving blobs over HTTP is the caller's business: it must scope access
-// by camera, which this package knows nothing of.
+// A blob may name its owners (PutOwned: "camera/gate-1"), kept as empty
+// files under <dir>/owners/9f/9f86d0.../ and swept with the blob; GetOwned
+// serves a blob only under an owner it was stored for, so that the HTTP
+// API can scope snapshots by camera and region.
 package blob
 
 import (
@@ -30,6 +32,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"mime"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,7 +104,7 @@ func Open(cfg Config, dataDir string, reg prometheus.Registerer, log *slog.Logge
 		dir = filepath.Join(dataDir, "blobs")
 	}
 	s := &Store{cfg: cfg, dir: dir, log: log.With("component", "blob"), now: time.Now, sweep: make(chan struct{}, 1)}
-	for _, d := range []string{s.dir, s.tmpDir(), filepath.Join(s.dir, "sha256")} {
+	for _, d := range []string{s.dir, s.tmpDir(), filepath.Join(s.dir, "sha256"), filepath.Join(s.dir, "owners")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("blob store: %w", err)
 		}
@@ -218,6 +221,86 @@ func (s *Store) Put(ctx context.Context, contentType string, data []byte) (ref, 
 		}
 	}
 	return ref, sum, nil
+}
+
+// PutOwned is Put, recording owner (such as "camera/gate-1") as one of
+// the blob's owners, so that GetOwned hands it only to those who may see
+// that owner. The record is durable when PutOwned returns and goes with
+// the blob when the blob is swept.
+func (s *Store) PutOwned(ctx context.Context, owner, contentType string, data []byte) (ref, sum string, err error) {
+	if reason := checkOwner(owner); reason != "" {
+		return "", "", errors.New("blob put: " + reason)
+	}
+	ref, sum, err = s.Put(ctx, contentType, data)
+	if err != nil {
+		return "", "", err
+	}
+	if err := s.own(sum, owner); err != nil {
+		s.errors.Add(1)
+		return "", "", fmt.Errorf("blob put: record owner: %w", err)
+	}
+	return ref, sum, nil
+}
+
+// GetOwned is Get for a blob stored with PutOwned by owner: any other
+// blob is ErrNotFound, so that a reference alone reveals nothing.
+func (s *Store) GetOwned(ref, owner string) (io.ReadCloser, string, error) {
+	sum, err := ParseRef(ref)
+	if err != nil {
+		return nil, "", err
+	}
+	if checkOwner(owner) != "" {
+		return nil, "", ErrNotFound
+	}
+	if _, err := os.Stat(filepath.Join(s.ownersPath(sum), url.PathEscape(owner))); err != nil {
+		return nil, "", ErrNotFound
+	}
+	return s.Get(ref)
+}
+
+// checkOwner says what is wrong with an owner name, or "".
+func checkOwner(owner string) string {
+	switch {
+	case owner == "":
+		return "empty owner"
+	case len(owner) > maxOwner:
+		return fmt.Sprintf("owner of %d bytes; the limit is %d", len(owner), maxOwner)
+	case strings.ContainsRune(owner, 0):
+		return "owner contains NUL"
+	}
+	return ""
+}
+
+// maxOwner bounds an owner's name.
+const maxOwner = 200
+
+// ownersPath is the directory holding one empty file per owner of the
+// blob with hex digest sum.
+func (s *Store) ownersPath(sum string) string {
+	return filepath.Join(s.dir, "owners", sum[:2], sum)
+}
+
+// own records owner for the blob sum, durably.
+func (s *Store) own(sum, owner string) error {
+	dir := s.ownersPath(sum)
+	name := filepath.Join(dir, url.PathEscape(owner))
+	if _, err := os.Stat(name); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dir))
 }
 
 // touch restarts the retention of the blob at path and reports whether it
@@ -419,6 +502,9 @@ func (s *Store) remove(path string, olderThan time.Time) (int64, bool) {
 	if err := os.Remove(path); err != nil {
 		s.errors.Add(1)
 		return 0, false
+	}
+	if err := os.RemoveAll(s.ownersPath(filepath.Base(path))); err != nil {
+		s.errors.Add(1)
 	}
 	return info.Size(), true
 }

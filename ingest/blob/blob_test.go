@@ -308,3 +308,67 @@ func FuzzParseRef(f *testing.F) {
 		}
 	})
 }
+
+func TestOwnedBlobs(t *testing.T) {
+	s := open(t, Defaults())
+	data := []byte("\xff\xd8 gate camera picture")
+	ref, sum, err := s.PutOwned(t.Context(), "camera/gate-1", "image/jpeg", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same picture from a second camera: one blob, two owners.
+	if ref2, _, err := s.PutOwned(t.Context(), "camera/gate 2/ü", "image/jpeg", data); err != nil || ref2 != ref {
+		t.Fatalf("second owner: %s, %v", ref2, err)
+	}
+	for _, owner := range []string{"camera/gate-1", "camera/gate 2/ü"} {
+		r, ct, err := s.GetOwned(ref, owner)
+		if err != nil {
+			t.Fatalf("GetOwned(%s): %v", owner, err)
+		}
+		got, _ := io.ReadAll(r)
+		r.Close()
+		if !bytes.Equal(got, data) || ct != "image/jpeg" {
+			t.Fatalf("GetOwned(%s) = %q (%s)", owner, got, ct)
+		}
+	}
+	// Another owner, an owner's prefix, a stored blob without owners and
+	// a path escape are all "not found".
+	plain, _, err := s.Put(t.Context(), "image/jpeg", []byte("no owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ ref, owner string }{
+		{ref, "camera/gate-3"}, {ref, "camera"}, {ref, "camera/gate-1/.."}, {ref, "../owners"}, {ref, ""},
+		{plain, "camera/gate-1"},
+	} {
+		if _, _, err := s.GetOwned(c.ref, c.owner); !errors.Is(err, ErrNotFound) {
+			t.Errorf("GetOwned(%s, %q) = %v, want ErrNotFound", c.ref, c.owner, err)
+		}
+	}
+	if _, _, err := s.GetOwned("blob:sha256:zz", "camera/gate-1"); !errors.Is(err, ErrBadRef) {
+		t.Errorf("bad ref: %v", err)
+	}
+	if _, _, err := s.PutOwned(t.Context(), "", "image/jpeg", data); err == nil || !strings.Contains(err.Error(), "empty owner") {
+		t.Errorf("empty owner: %v", err)
+	}
+	if _, _, err := s.PutOwned(t.Context(), strings.Repeat("x", 201), "image/jpeg", data); err == nil || !strings.Contains(err.Error(), "limit is 200") {
+		t.Errorf("long owner: %v", err)
+	}
+
+	// Sweeping the blob sweeps its owners: stored again without them, it
+	// is nobody's.
+	past := time.Now().Add(-800 * time.Hour)
+	os.Chtimes(s.path(sum), past, past)
+	if swept, err := s.Sweep(time.Now().Add(-720 * time.Hour)); err != nil || swept.Expired != 1 {
+		t.Fatalf("sweep: %+v, %v", swept, err)
+	}
+	if _, err := os.Stat(s.ownersPath(sum)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("owners left after the sweep: %v", err)
+	}
+	if _, _, err := s.Put(t.Context(), "image/jpeg", data); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.GetOwned(ref, "camera/gate-1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("owner survived the sweep: %v", err)
+	}
+}

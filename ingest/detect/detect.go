@@ -556,8 +556,12 @@ func (d *Detector) encode(ctx context.Context, k keyframe) ([]byte, error) {
 }
 
 func (d *Detector) put(ctx context.Context, jpeg []byte) (string, string, error) {
-	return d.m.blobs.Put(ctx, "image/jpeg", jpeg)
+	return d.m.blobs.PutOwned(ctx, BlobOwner(d.id), "image/jpeg", jpeg)
 }
+
+// BlobOwner is the owner the snapshots of camera id are stored under in
+// the blob store, for GET /api/v1/cameras/{id}/snapshots/{sha256}.
+func BlobOwner(id string) string { return "camera/" + id }
 
 // evidence returns the snapshot for a finding: of the keyframe it was
 // made on, or of the latest (for motion, of one received since it

@@ -135,7 +135,7 @@ func TestSnapshotsAndEvidence(t *testing.T) {
 		t.Fatalf("no snapshot in %+v", ev.Evidence)
 	}
 	snap := ev.Evidence[i]
-	r, ct, err := h.blobs.Get(snap.Ref)
+	r, ct, err := h.blobs.GetOwned(snap.Ref, BlobOwner(h.d.ID())) // stored as the camera's
 	if err != nil {
 		t.Fatal(err)
 	}

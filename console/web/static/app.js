@@ -619,18 +619,37 @@ function timeline(history) {
 }
 
 // evidenceRef shows an evidence reference: a link when it is a live view
-// (/play/{camera}) or a web address, its text otherwise (a blob key).
-function evidenceRef(e) {
+// (/play/{camera}) or a web address, the picture when it is a snapshot a
+// camera's detectors stored (camera: the camera of its event), its text
+// otherwise (a blob key).
+function evidenceRef(e, camera) {
   const r = e.ref || "";
   if (/^\/play\/[^/?#]+$/.test(r)) return el("a", { href: r, target: "_blank" }, `Live view 实时画面 ${decodeURIComponent(r.slice(6))}`);
   if (e.kind === "url" && /^https?:\/\//i.test(r)) return el("a", { href: r, target: "_blank", rel: "noopener noreferrer" }, r);
+  const blob = /^blob:sha256:([0-9a-f]{64})$/.exec(r);
+  if (e.kind === "snapshot" && blob && camera) {
+    const src = `/api/v1/cameras/${encodeURIComponent(camera)}/snapshots/${blob[1]}`;
+    return el("a", { href: src, target: "_blank" }, el("img", { class: "snapshot", src, alt: `Snapshot 抓拍 ${camera}`, loading: "lazy" }));
+  }
   return el("code", { class: "ref" }, r);
+}
+
+// eventCameras maps each event id of the evidence to its camera, when a
+// camera was its source.
+function eventCameras(evs) {
+  const m = {};
+  for (const e of evs) {
+    const src = (e.data && e.data.source) || "";
+    if (e.kind === "event" && e.event_id && src.startsWith("camera:")) m[e.event_id] = src.slice(7);
+  }
+  return m;
 }
 
 function evidenceList(evs) {
   if (!evs.length) return el("p", { class: "muted" }, "None yet 暂无");
+  const cams = eventCameras(evs);
   return el("ul", { class: "evidence" }, ...evs.map((e) => el("li", {},
-    el("span", { class: "badge" }, bi(EVIDENCE_CN[e.kind] || "", e.kind)), " ", evidenceRef(e),
+    el("span", { class: "badge" }, bi(EVIDENCE_CN[e.kind] || "", e.kind)), " ", evidenceRef(e, cams[e.event_id]),
     el("div", { class: "muted small" }, [
       e.content_type, e.captured ? "captured 采集 " + fmtTime(e.captured) : "",
       `attached 附加 ${fmtTime(e.attached)} by ${e.attached_by}`, e.event_id ? "event " + e.event_id : "",

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"time"
@@ -129,7 +130,7 @@ func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authoriz
 // EnableDetectors runs the video detectors on every camera (not on
 // on-demand cameras: watching them would keep them pulled), publishing
 // their events and the camera.health samples to out and keeping snapshots
-// under dataDir. Call it before Start.
+// and the detectors' state under dataDir. Call it before Start.
 func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg prometheus.Registerer) error {
 	blobs, err := blob.Open(in.cfg.Blobs, dataDir, reg, in.log.With("component", "blobs"))
 	if err != nil {
@@ -138,6 +139,11 @@ func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg promethe
 	m, err := detect.NewManager(in.cfg.Detect, out, blobs, reg, in.log.With("component", "detect"))
 	if err != nil {
 		return fmt.Errorf("ingest.detect: %w", err)
+	}
+	if dataDir != "" {
+		if err := m.KeepState(filepath.Join(dataDir, "detect")); err != nil {
+			return fmt.Errorf("ingest.detect: %w", err)
+		}
 	}
 	in.detect, in.blobs, in.out = m, blobs, out
 	return nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -54,6 +55,8 @@ type Manager struct {
 	ffmpeg  string // resolved path; "" when not found
 	dec     *decoders
 	snapSem chan struct{}
+
+	stateDir string // "": detector state is not kept across restarts
 
 	mu   sync.Mutex
 	cams map[*Detector]struct{}
@@ -103,6 +106,17 @@ func NewManager(cfg Config, out bus.Producer, blobs *blob.Store, reg prometheus.
 	return m, nil
 }
 
+// KeepState keeps each camera's detector state (raised conditions,
+// baselines) in dir, so that a restart neither raises an ongoing
+// condition again nor relearns the baselines. Call it before NewDetector.
+func (m *Manager) KeepState(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("detector state: %w", err)
+	}
+	m.stateDir = dir
+	return nil
+}
+
 // FFmpegAvailable reports whether ffmpeg was found: without it there are
 // no quality checks and no snapshots.
 func (m *Manager) FFmpegAvailable() bool { return m.ffmpeg != "" }
@@ -147,6 +161,7 @@ func (m *Manager) NewDetector(cameraID string, meta Meta, hub *stream.Hub, statu
 		keyCh:   make(chan struct{}),
 		active:  map[string]time.Time{},
 		open:    map[string]event.ID{},
+		state:   newStateFile(m.stateDir, cameraID),
 	}
 	d.location()
 	return d, nil
@@ -222,6 +237,9 @@ type Detector struct {
 
 	open map[string]event.ID // publisher's: the raised events not yet ended
 
+	state     *stateFile // kept across restarts
+	lastSaved time.Time  // loop's: when the baselines were last written
+
 	started                           atomic.Bool
 	units, analysedN, dropped, resubs atomic.Uint64
 	queued, done                      atomic.Uint64 // findings given to the publisher, and those it is through with
@@ -261,6 +279,13 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.health = newHealth(d.set.Health, now)
 	d.motion = newMotion(d.set.Motion, d.sched)
 	d.quality = newQuality(d.set.Quality)
+	st, err := d.state.load()
+	if err != nil {
+		d.m.metrics.stateErrors.Inc()
+		d.log.Warn("detector state not read: ongoing conditions will be raised again", "err", err)
+	}
+	d.restore(st, now)
+	d.lastSaved = now
 
 	d.m.mu.Lock()
 	d.m.cams[d] = struct{}{}
@@ -274,9 +299,10 @@ func (d *Detector) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.publish(ctx) })
-	err := d.loop(ctx)
+	err = d.loop(ctx)
 	cancel()
 	wg.Wait()
+	d.saveBaselines()
 	return err
 }
 
@@ -410,6 +436,10 @@ func (d *Detector) streamNow() time.Time {
 
 func (d *Detector) onTick(now time.Time) {
 	d.snaps.expire(max(d.m.cfg.Snapshot.MinInterval.D(), time.Second))
+	if now.Sub(d.lastSaved) >= stateEvery {
+		d.lastSaved = now
+		d.saveBaselines()
+	}
 	if d.set.Motion.Enabled {
 		d.emit(d.motion.tick(d.streamNow()))
 	}
@@ -681,6 +711,15 @@ func (d *Detector) publishOne(ctx context.Context, f finding, snapshots bool) {
 		return
 	}
 	d.m.metrics.published.WithLabelValues(f.typ).Inc()
+	if base, ok := ends(f.typ); ok {
+		err = d.state.cleared(base)
+	} else {
+		err = d.state.raised(f.typ, f.at, ev.ID)
+	}
+	if err != nil {
+		d.m.metrics.stateErrors.Inc()
+		d.logError("detector state not saved", err)
+	}
 }
 
 // logError logs at most one error a minute per camera.

@@ -122,6 +122,18 @@
 // until max_duration, which then takes it as the new normal. A perfectly
 // still scene with no noise and no on-screen clock cannot be told from a
 // frozen one. Blur is judged on the 320x180 picture: only strong defocus
-// shows on a 1080p camera. Baselines live in memory: a restart relearns
-// them, and a condition raised before it is raised again if it persists.
+// shows on a 1080p camera.
+//
+// # State across restarts
+//
+// Each camera's raised conditions (with the event that raised each) and
+// its learnt baselines (frame rate, bitrate, sharpness) are kept in
+// <data_dir>/detect/<camera>.json, replaced atomically on every raise and
+// clear and every minute. After a restart a condition that persists is
+// not raised again, its clearing event still points to the event that
+// raised it, and the baselines are taken up where they were; a motion under
+// way when the process stopped is ended (reason stream_restarted). The
+// motion baselines are per stream session and are relearnt. A file that
+// cannot be read is reported (sharpeye_detect_state_errors_total) and the
+// detector starts afresh.
 package detect

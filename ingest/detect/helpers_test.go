@@ -140,6 +140,7 @@ type harnessOpts struct {
 	meta   Meta               // the camera's place
 	setup  func(d *Detector)  // before Run
 	run    bool               // run the manager (the decoders)
+	state  string             // the manager's state directory; "": none
 }
 
 // newHarness builds a manager from cfg, a hub and a detector for camera
@@ -158,6 +159,11 @@ func newHarness(t testing.TB, cfg Config, o harnessOpts) *harness {
 	h.m, err = NewManager(cfg, h.out, h.blobs, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.state != "" {
+		if err := h.m.KeepState(o.state); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if h.m.dec != nil {
 		h.m.dec.flushAfter = 20 * time.Millisecond

@@ -16,6 +16,7 @@ type metrics struct {
 	snapshots      prometheus.Counter
 	snapshotErrors prometheus.Counter
 	undecodable    prometheus.Counter
+	stateErrors    prometheus.Counter
 }
 
 var (
@@ -58,11 +59,14 @@ func newMetrics(m *Manager, reg prometheus.Registerer) (*metrics, error) {
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharpeye_detect_keyframes_undecodable_total", Help: "Keyframes not sent to a decoder: no parameter sets, no IDR slice, or an SPS that does not parse.",
 		}),
+		stateErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_detect_state_errors_total", Help: "Detector state files that could not be written or read (a restart may then raise an ongoing condition again).",
+		}),
 	}
 	if reg == nil {
 		return mt, nil
 	}
-	for _, c := range []prometheus.Collector{mt.found, mt.published, mt.dropped, mt.snapshots, mt.snapshotErrors, mt.undecodable, &collector{m}} {
+	for _, c := range []prometheus.Collector{mt.found, mt.published, mt.dropped, mt.snapshots, mt.snapshotErrors, mt.undecodable, mt.stateErrors, &collector{m}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register detector metrics: %w", err)
 		}

@@ -127,8 +127,9 @@ func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authoriz
 	return in
 }
 
-// EnableDetectors runs the video detectors on every camera (not on
-// on-demand cameras: watching them would keep them pulled), publishing
+// EnableDetectors runs the video detectors on every camera (on an
+// on-demand camera they watch passively, while someone else has it
+// pulled, and never keep it pulled themselves), publishing
 // their events and the camera.health samples to out and keeping snapshots
 // and the detectors' state under dataDir. Call it before Start.
 func (in *Ingest) EnableDetectors(out bus.Producer, dataDir string, reg prometheus.Registerer) error {
@@ -247,8 +248,9 @@ func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.H
 		close(r.done)
 		return
 	}
-	if in.detect != nil && !e.OnDemand {
-		d, err := in.detect.NewDetector(e.ID, detect.Meta{Name: e.Name, Region: e.Region, Grid: e.Grid, Lat: e.Lat, Lon: e.Lon, Tags: e.Tags}, hub, p.Status)
+	if in.detect != nil {
+		meta := detect.Meta{Name: e.Name, Region: e.Region, Grid: e.Grid, Lat: e.Lat, Lon: e.Lon, Tags: e.Tags, OnDemand: e.OnDemand}
+		d, err := in.detect.NewDetector(e.ID, meta, hub, p.Status)
 		if err != nil {
 			in.log.Warn("camera runs without detectors", "camera", e.ID, "err", err)
 		} else {

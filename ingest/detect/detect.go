@@ -40,6 +40,10 @@ type Meta struct {
 	Lat, Lon *float64
 	// Tags are copied to every event.
 	Tags []string
+	// OnDemand: the camera is pulled only while someone watches it. The
+	// detector then watches passively (it does not keep the camera
+	// pulled) and judges the stream only while it flows.
+	OnDemand bool
 }
 
 // Manager holds what a node's detectors share: the configuration, the
@@ -256,6 +260,9 @@ type analysed struct {
 // ID is the camera's id.
 func (d *Detector) ID() string { return d.id }
 
+// Units is how many access units of the stream the detector has handled.
+func (d *Detector) Units() uint64 { return d.units.Load() }
+
 // Settings returns the camera's settings, overrides applied.
 func (d *Detector) Settings() Settings { return d.set }
 
@@ -322,7 +329,11 @@ func (d *Detector) loop(ctx context.Context) error {
 	}()
 	for {
 		if sub == nil && d.needUnits() {
-			s, err := d.hub.Subscribe(d.queue)
+			subscribe := d.hub.Subscribe
+			if d.meta.OnDemand {
+				subscribe = d.hub.SubscribePassive
+			}
+			s, err := subscribe(d.queue)
 			if err != nil {
 				return nil // the camera was removed
 			}

@@ -31,9 +31,10 @@
 //	jpeg, err := d.Snapshot(r.Context()) // ErrNoPicture: 404 or 503; ErrNoFFmpeg: 501
 //
 // A camera whose record changes gets a new Detector (the old one's
-// context is cancelled). Run a detector with motion and quality off (a
-// per-camera override) for an on-demand camera: subscribing to the hub
-// counts as a viewer and would keep it pulled.
+// context is cancelled). For an on-demand camera (Meta.OnDemand) the
+// detector subscribes to the hub passively: it sees the stream while a
+// viewer has the camera pulled and never keeps it pulled itself; health
+// does not call an idle on-demand camera offline.
 //
 // # Events
 //

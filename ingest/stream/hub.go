@@ -33,6 +33,7 @@ type Hub struct {
 	gopBytes int
 	gopValid bool
 	subs     map[*Sub]struct{}
+	passive  int // of subs, those that do not ask for the stream
 	closed   bool
 	changed  chan struct{} // closed and replaced when track or subscribers change
 	rate     rateMeter     // of the current track
@@ -182,25 +183,41 @@ func (h *Hub) cache(u *Unit) {
 
 // Sub is one consumer's subscription.
 type Sub struct {
-	hub  *Hub
-	ch   chan *Unit
-	err  error
-	done chan struct{}
+	hub     *Hub
+	ch      chan *Unit
+	err     error
+	done    chan struct{}
+	passive bool
 }
 
 // Subscribe adds a consumer with room for queue units beyond the cached
 // GOP, which it receives first, starting with its keyframe.
 func (h *Hub) Subscribe(queue int) (*Sub, error) {
+	return h.subscribe(queue, false)
+}
+
+// SubscribePassive adds a consumer that takes the stream while others
+// have it pulled but does not ask for it: an on-demand camera watched
+// only by passive consumers (its detectors) stays idle. It does not count
+// in Subscribers.
+func (h *Hub) SubscribePassive(queue int) (*Sub, error) {
+	return h.subscribe(queue, true)
+}
+
+func (h *Hub) subscribe(queue int, passive bool) (*Sub, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrHubClosed
 	}
-	s := &Sub{hub: h, ch: make(chan *Unit, queue+len(h.gop)), done: make(chan struct{})}
+	s := &Sub{hub: h, ch: make(chan *Unit, queue+len(h.gop)), done: make(chan struct{}), passive: passive}
 	for _, u := range h.gop {
 		s.ch <- u
 	}
 	h.subs[s] = struct{}{}
+	if passive {
+		h.passive++
+	}
 	h.notifyLocked()
 	return s, nil
 }
@@ -232,17 +249,21 @@ func (h *Hub) dropLocked(s *Sub, err error) {
 		return
 	}
 	delete(h.subs, s)
+	if s.passive {
+		h.passive--
+	}
 	s.err = err
 	close(s.ch)
 	close(s.done)
 	h.notifyLocked()
 }
 
-// Subscribers is the number of consumers.
+// Subscribers is the number of consumers that ask for the stream (not
+// counting passive ones).
 func (h *Hub) Subscribers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.subs)
+	return len(h.subs) - h.passive
 }
 
 // Close ends every subscription with ErrHubClosed.

@@ -237,3 +237,30 @@ func TestRates(t *testing.T) {
 		t.Errorf("a new track starts with the old one's rates: %v bit/s, %v fps, keyframe every %v", b, f, k)
 	}
 }
+
+// A passive consumer gets the stream but does not count as asking for it.
+func TestPassiveSubscribers(t *testing.T) {
+	h := NewHub("cam", DefaultHubConfig())
+	p, err := h.SubscribePassive(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, all := h.Subscribers(), h.Stats().Subscribers; n != 0 || all != 1 {
+		t.Fatalf("with a passive consumer: Subscribers %d, Stats %d; want 0 and 1", n, all)
+	}
+	v, _ := h.Subscribe(8)
+	if n := h.Subscribers(); n != 1 {
+		t.Fatalf("Subscribers %d with one viewer, want 1", n)
+	}
+	v.Close()
+	p.Close()
+	p.Close()
+	if n, all := h.Subscribers(), h.Stats().Subscribers; n != 0 || all != 0 {
+		t.Fatalf("after closing: Subscribers %d, Stats %d", n, all)
+	}
+	p2, _ := h.SubscribePassive(8)
+	h.Close()
+	if n := h.Subscribers(); n != 0 || p2.Err() != ErrHubClosed {
+		t.Fatalf("after Close: Subscribers %d, passive err %v", n, p2.Err())
+	}
+}

@@ -35,16 +35,12 @@ func Decode(data []byte) (*Event, error) {
 		return nil, &Error{Reason: "must be a JSON object, got " + DescribeJSON(data[start:])}
 	}
 
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	e := new(Event)
-	if err := dec.Decode(e); err != nil {
-		return nil, decodeError(data, err)
-	}
-	if off := dec.InputOffset(); skipSpace(data[off:]) < len(data[off:]) {
-		return nil, &Error{Reason: "unexpected data after the event object, at byte " +
-			strconv.FormatInt(off+int64(skipSpace(data[off:])), 10)}
+	e, ok := decodeFast(data)
+	if !ok {
+		var err error
+		if e, err = decodeStd(data); err != nil {
+			return nil, err
+		}
 	}
 
 	e.normalise()
@@ -58,6 +54,24 @@ func Decode(data []byte) (*Event, error) {
 		if _, err := e.appendJSON(nil); err != nil {
 			return nil, err
 		}
+	}
+	return e, nil
+}
+
+// decodeStd decodes data with encoding/json, strictly: unknown members
+// are refused, numbers kept as json.Number for normalise. Its errors say
+// where the input went wrong.
+func decodeStd(data []byte) (*Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	e := new(Event)
+	if err := dec.Decode(e); err != nil {
+		return nil, decodeError(data, err)
+	}
+	if off := dec.InputOffset(); skipSpace(data[off:]) < len(data[off:]) {
+		return nil, &Error{Reason: "unexpected data after the event object, at byte " +
+			strconv.FormatInt(off+int64(skipSpace(data[off:])), 10)}
 	}
 	return e, nil
 }

@@ -3,7 +3,11 @@ package event
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -43,4 +47,69 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("encoding is not stable: %v\n%s\n%s", err, out, again)
 		}
 	})
+}
+
+// FuzzDecodeFastAgrees holds the fast decoder to encoding/json: whatever
+// it accepts, encoding/json (strict, as Decode uses it) accepts too and
+// decodes to the same event, before normalise and validate. Its seeds are
+// FuzzDecode's (testdata/fuzz/FuzzDecode) and these.
+func FuzzDecodeFastAgrees(f *testing.F) {
+	for _, s := range []string{
+		validJSON,
+		` { "schema" : 1 , "id" : "01a1fcd5-4e7b-7e5f-8a6b-7c8d9e0f1a2b" , "time" : "2026-11-21T14:40:00.5+08:00" , "tags" : [ ] , "attributes" : { } } `,
+		`{"schema":1,"schema":2}`,
+		`{"Schema":1}`,
+		`{"attributes":{"a":1,"a":"x"}}`,
+		`{"attributes":{"a":null,"b":[1],"c":{}}}`,
+		`{"location":{"lat":-0.0e+5,"lon":1E-400}}`,
+		`{"source":{"kind":"camera","id":"\u0063am"}}`,
+		`{"schema":1.0}`,
+		`{"schema":-0}`,
+		`{"evidence":[{"kind":"event","ref":"x","time":"2026-11-21T06:40:00Z"},{}]}`,
+		"{\"type\":\"a\xffb\"}",
+		`{"schema":1}x`,
+	} {
+		f.Add([]byte(s))
+	}
+	if entries, err := os.ReadDir("testdata/fuzz/FuzzDecode"); err == nil {
+		for _, en := range entries {
+			data, err := os.ReadFile(filepath.Join("testdata/fuzz/FuzzDecode", en.Name()))
+			if err != nil {
+				f.Fatal(err)
+			}
+			// The corpus files hold "[]byte(...)" in Go syntax.
+			if lines := strings.SplitN(string(data), "\n", 3); len(lines) >= 2 {
+				if v, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")")); err == nil {
+					f.Add([]byte(v))
+				}
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := decodeFast(data)
+		if !ok {
+			return
+		}
+		std, err := decodeStd(data)
+		if err != nil {
+			t.Fatalf("fast decoder accepted %q, encoding/json refused it: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, std) {
+			t.Fatalf("decoders disagree on %q\nfast %#v\nstd  %#v", data, fast, std)
+		}
+	})
+}
+
+// The fast decoder takes what Encode writes: the common case is never
+// left to encoding/json.
+func TestDecodeFastTakesEncoded(t *testing.T) {
+	for _, e := range []*Event{validEvent(), New(SourceCamera, "cam-0042", "camera.offline")} {
+		data, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := decodeFast(data); !ok {
+			t.Errorf("fast decoder refused what Encode wrote: %s", data)
+		}
+	}
 }

@@ -62,3 +62,40 @@ const (
 	HeaderReason = "reason"
 	HeaderSource = "source"
 )
+
+// TopicPartition names one partition of a topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int
+}
+
+// Rebalance is told when partitions change hands between the members of a
+// consumer group, so that a member can keep state per partition (load it
+// when a partition arrives, save and drop it when the partition leaves).
+// Either function may be nil.
+type Rebalance struct {
+	// Assigned is called with the partitions the member has been given,
+	// before the handler sees any message of them. An error is retried
+	// after a backoff; the member consumes nothing until it succeeds or
+	// ctx ends (then Revoked is not called for them). Kafka revokes and
+	// assigns all of a member's partitions at every rebalance; the
+	// embedded bus only those that change hands.
+	Assigned func(ctx context.Context, parts []TopicPartition) error
+	// Revoked is called with the partitions the member gives up, after
+	// the handler has returned for the last batch holding them and its
+	// commit was attempted, and before any other member of the group is
+	// given them. When Consume returns, it is called with every partition
+	// the member still holds. Its ctx is not cancelled with Consume's, so
+	// that state can still be saved; it ends after RevokeTimeout. On
+	// Kafka, the group waits for it at most the session timeout before it
+	// gives the partitions to others regardless.
+	Revoked func(ctx context.Context, parts []TopicPartition)
+}
+
+// RebalanceConsumer is a Consumer whose members report the partitions
+// they are given and give up. Both buses implement it.
+type RebalanceConsumer interface {
+	// ConsumeRebalance is Consume, telling r of each change of the
+	// member's partitions.
+	ConsumeRebalance(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h Handler, r Rebalance) error
+}

@@ -39,6 +39,11 @@
 // members' handlers run in parallel. Consumers wait for new messages on a
 // signal from Publish, not by polling.
 //
+// ConsumeRebalance (both buses) tells a member which partitions it is
+// given and gives up (Rebalance), so that state kept per partition has one
+// owner at a time: a partition is revoked from one member, after its last
+// batch was committed, before it is assigned to the next.
+//
 // A new group starts at the oldest message kept. Its offsets are recorded
 // when it first subscribes, so that deletion waits for it from then on.
 //

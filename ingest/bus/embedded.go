@@ -69,7 +69,10 @@ type Embedded struct {
 	rr       atomic.Uint32 // partition for the next message without a key
 }
 
-var _ Bus = (*Embedded)(nil)
+var (
+	_ Bus               = (*Embedded)(nil)
+	_ RebalanceConsumer = (*Embedded)(nil)
+)
 
 type topicPart struct {
 	topic string
@@ -99,7 +102,7 @@ type group struct {
 	name      string
 	committed map[topicPart]int64
 	members   []*member
-	claims    map[topicPart]*member // the member working on each partition
+	claims    map[topicPart]*member // the member holding each partition, or claiming it in Assigned
 	nextID    uint64
 }
 
@@ -108,8 +111,8 @@ type member struct {
 	g      *group
 	id     uint64
 	topics []string
-	owned  map[topicPart]struct{}
-	rot    int // where the next batch starts reading, for fairness
+	owned  map[topicPart]struct{} // held, Assigned returned; written by its Consume under mu
+	rot    int                    // where the next batch starts reading, for fairness
 }
 
 // NewEmbedded returns an embedded bus keeping its log in dir/bus.db. It

@@ -9,6 +9,15 @@ import (
 	"time"
 )
 
+// RevokeTimeout bounds the context given to Rebalance.Revoked, which is
+// not cancelled with Consume's (the member saves its state on the way
+// out).
+const RevokeTimeout = 10 * time.Second
+
+// errHandover is returned by next when m's partitions must change hands
+// before it reads again.
+var errHandover = errors.New("partitions change hands")
+
 // Consume reads topics as a member of group until ctx ends. Each topic's
 // partitions are divided among the group's members (Consume calls) in
 // this process; a partition changes hands only between batches, after the
@@ -21,6 +30,16 @@ import (
 // commits the batch; an error delivers the same batch again after a
 // backoff, until h accepts it or ctx ends.
 func (e *Embedded) Consume(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h Handler) error {
+	return e.ConsumeRebalance(ctx, group, topics, maxBatch, maxWait, h, Rebalance{})
+}
+
+// ConsumeRebalance is Consume, telling r of the partitions the member is
+// given and gives up. A member gives a partition up between batches: it
+// calls r.Revoked once its last batch was handled and committed, and only
+// then lets the member it now belongs to claim it, which calls r.Assigned
+// before reading it. When ConsumeRebalance returns, r.Revoked is called
+// with the partitions still held before the other members may claim them.
+func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h Handler, r Rebalance) error {
 	if err := CheckConsume(group, topics, maxBatch, h); err != nil {
 		return err
 	}
@@ -52,9 +71,16 @@ func (e *Embedded) Consume(ctx context.Context, group string, topics []string, m
 		return end(err)
 	}
 	defer e.leaveGroup(m)
+	defer e.revokeAll(ctx, m, r) // before leaveGroup lets the others claim
 
 	for {
+		if err := e.handover(ctx, m, r); err != nil {
+			return end(err)
+		}
 		b, err := e.next(ctx, m, maxBatch, maxWait)
+		if errors.Is(err, errHandover) {
+			continue
+		}
 		if err != nil {
 			return end(err)
 		}
@@ -154,12 +180,13 @@ func (e *Embedded) join(ctx context.Context, name string, topics []string) (*mem
 	return m, nil
 }
 
+// leaveGroup removes m from its group, releasing its claims.
 func (e *Embedded) leaveGroup(m *member) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	g := m.g
-	for tp := range m.owned {
-		if g.claims[tp] == m {
+	for tp, o := range g.claims {
+		if o == m {
 			delete(g.claims, tp)
 		}
 	}
@@ -168,11 +195,34 @@ func (e *Embedded) leaveGroup(m *member) {
 	e.broadcastLocked()
 }
 
-// rebalanceLocked gives up the partitions no longer assigned to m and
-// claims those assigned to it that no other member holds. Members are
-// assigned the partitions of each topic they subscribe to round robin, in
-// the order they joined.
-func (e *Embedded) rebalanceLocked(m *member) {
+// revokeAll tells r that m gives up every partition it still holds, on
+// the way out of Consume.
+func (e *Embedded) revokeAll(ctx context.Context, m *member, r Rebalance) {
+	e.mu.Lock()
+	held := sortedTPs(m.owned)
+	e.mu.Unlock()
+	e.revoke(ctx, m, held, r)
+}
+
+// revoke calls r.Revoked with a context that outlives ctx by at most
+// RevokeTimeout.
+func (e *Embedded) revoke(ctx context.Context, m *member, tps []topicPart, r Rebalance) {
+	if len(tps) == 0 {
+		return
+	}
+	e.log.Debug("partitions revoked", "group", m.g.name, "member", m.id, "partitions", tpStrings(tps))
+	if r.Revoked == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RevokeTimeout)
+	defer cancel()
+	r.Revoked(rctx, topicPartitions(tps))
+}
+
+// assignmentLocked returns the partitions assigned to m: those of each
+// topic it subscribes to, dealt round robin to the members subscribing to
+// the topic in the order they joined.
+func (e *Embedded) assignmentLocked(m *member) map[topicPart]struct{} {
 	g := m.g
 	want := make(map[topicPart]struct{})
 	for _, t := range m.topics {
@@ -190,28 +240,128 @@ func (e *Embedded) rebalanceLocked(m *member) {
 			want[topicPart{t, p}] = struct{}{}
 		}
 	}
-	released := false
+	return want
+}
+
+// handoverDueLocked reports whether m holds a partition no longer assigned
+// to it, or may claim one assigned to it that nobody holds.
+func (e *Embedded) handoverDueLocked(m *member) bool {
+	want := e.assignmentLocked(m)
 	for tp := range m.owned {
 		if _, ok := want[tp]; !ok {
+			return true
+		}
+	}
+	for tp := range want {
+		if _, ok := m.owned[tp]; !ok && m.g.claims[tp] == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// handover gives up the partitions no longer assigned to m (calling
+// r.Revoked before releasing them to the others), then claims those
+// assigned to it that no other member holds (calling r.Assigned, retried
+// with backoff, before m reads them). It returns an error only when ctx
+// ends while r.Assigned fails.
+func (e *Embedded) handover(ctx context.Context, m *member, r Rebalance) error {
+	g := m.g
+	e.mu.Lock()
+	want := e.assignmentLocked(m)
+	var revoked []topicPart
+	for tp := range m.owned {
+		if _, ok := want[tp]; !ok {
+			revoked = append(revoked, tp)
+		}
+	}
+	e.mu.Unlock()
+	if len(revoked) > 0 {
+		slices.SortFunc(revoked, compareTP)
+		// Still claimed by m while r.Revoked runs: nobody reads them.
+		e.revoke(ctx, m, revoked, r)
+		e.mu.Lock()
+		for _, tp := range revoked {
 			delete(m.owned, tp)
 			if g.claims[tp] == m {
 				delete(g.claims, tp)
 			}
-			released = true
 		}
-	}
-	for tp := range want {
-		if _, ok := m.owned[tp]; ok {
-			continue
-		}
-		if g.claims[tp] == nil {
-			g.claims[tp] = m
-			m.owned[tp] = struct{}{}
-		}
-	}
-	if released {
 		e.broadcastLocked()
+		e.mu.Unlock()
 	}
+
+	e.mu.Lock()
+	want = e.assignmentLocked(m) // members may have come or gone meanwhile
+	var claimed []topicPart
+	for tp := range want {
+		if _, ok := m.owned[tp]; !ok && g.claims[tp] == nil {
+			g.claims[tp] = m
+			claimed = append(claimed, tp)
+		}
+	}
+	e.mu.Unlock()
+	if len(claimed) == 0 {
+		return nil
+	}
+	slices.SortFunc(claimed, compareTP)
+	if err := e.assign(ctx, m, claimed, r); err != nil {
+		e.mu.Lock()
+		for _, tp := range claimed {
+			if g.claims[tp] == m {
+				delete(g.claims, tp)
+			}
+		}
+		e.broadcastLocked()
+		e.mu.Unlock()
+		return err
+	}
+	e.mu.Lock()
+	for _, tp := range claimed {
+		m.owned[tp] = struct{}{}
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// assign calls r.Assigned until it accepts tps, waiting between attempts;
+// it returns an error only when ctx ends.
+func (e *Embedded) assign(ctx context.Context, m *member, tps []topicPart, r Rebalance) error {
+	e.log.Debug("partitions assigned", "group", m.g.name, "member", m.id, "partitions", tpStrings(tps))
+	if r.Assigned == nil {
+		return nil
+	}
+	parts := topicPartitions(tps)
+	for attempt := 0; ; attempt++ {
+		err := r.Assigned(ctx, slices.Clone(parts))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := Backoff(attempt, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D())
+		e.log.Warn("partition assignment refused; retrying", "group", m.g.name, "partitions", len(tps), "attempt", attempt+1, "retry_in", d, "err", err)
+		if err := SleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+func topicPartitions(tps []topicPart) []TopicPartition {
+	out := make([]TopicPartition, len(tps))
+	for i, tp := range tps {
+		out[i] = TopicPartition{Topic: tp.topic, Partition: tp.part}
+	}
+	return out
+}
+
+func tpStrings(tps []topicPart) []string {
+	out := make([]string, len(tps))
+	for i, tp := range tps {
+		out[i] = tp.String()
+	}
+	return out
 }
 
 // pending is a run of messages waiting in one partition.
@@ -228,7 +378,9 @@ type batch struct {
 	next map[topicPart]int64
 }
 
-// next waits for messages in m's partitions and reads a batch of them.
+// next waits for messages in m's partitions and reads a batch of them; it
+// returns errHandover, reading nothing, as soon as m's partitions must
+// change hands (see handover).
 func (e *Embedded) next(ctx context.Context, m *member, maxBatch int, maxWait time.Duration) (batch, error) {
 	var (
 		timer    *time.Timer
@@ -246,7 +398,10 @@ func (e *Embedded) next(ctx context.Context, m *member, maxBatch int, maxWait ti
 			e.mu.Unlock()
 			return batch{}, ErrClosed
 		}
-		e.rebalanceLocked(m)
+		if e.handoverDueLocked(m) {
+			e.mu.Unlock()
+			return batch{}, errHandover
+		}
 		var work []pending
 		var total int64
 		for _, tp := range sortedTPs(m.owned) {

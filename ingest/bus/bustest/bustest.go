@@ -46,6 +46,8 @@ func Run(t *testing.T, o Options) {
 	t.Run("ResumeFromCommitted", s.resumeFromCommitted)
 	t.Run("SeveralGroups", s.severalGroups)
 	t.Run("GroupMembersShare", s.groupMembersShare)
+	t.Run("RebalanceHooks", s.rebalanceHooks)
+	t.Run("AssignedRetried", s.assignedRetried)
 	t.Run("BackPressure", s.backPressure)
 	t.Run("Cancellation", s.cancellation)
 	t.Run("InvalidArguments", s.invalidArguments)

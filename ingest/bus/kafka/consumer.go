@@ -1,10 +1,13 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	kafka "github.com/segmentio/kafka-go"
@@ -12,22 +15,31 @@ import (
 	"sharpeye/ingest/bus"
 )
 
-// commitTimeout bounds the commit of a handled batch, which goes on even
-// when Consume's context has just ended, so that it is not delivered again.
-const commitTimeout = 10 * time.Second
-
 // Consume reads topics as a member of the Kafka consumer group until ctx
 // ends; it does not need Run. Missing topics are created first (so that
 // the group is assigned their partitions). The group's members share the
-// partitions (kafka-go's rebalancing); a group that never committed
-// starts at the oldest message.
+// partitions; a group that never committed starts at the oldest message.
 //
 // h gets batches of at most maxBatch messages, those fetched within
 // maxWait of the first. Returning nil commits the batch (synchronously,
-// before the next is fetched); an error delivers the same batch again
-// after a backoff, until h accepts it or ctx ends. A partition moved to
-// another member during a rebalance may deliver a batch to both.
+// before the next is handled); an error delivers the same batch again
+// after a backoff, until h accepts it, ctx ends or the partitions are
+// handed over (the next owner then gets the batch).
 func (b *Bus) Consume(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h bus.Handler) error {
+	return b.ConsumeRebalance(ctx, group, topics, maxBatch, maxWait, h, bus.Rebalance{})
+}
+
+// ConsumeRebalance is Consume, telling r of the partitions the member is
+// given and gives up. Each generation of the group (kafka-go's
+// ConsumerGroup; every join or leave of a member starts one, and each
+// member is given its partitions afresh) runs r.Assigned with the
+// member's partitions, then reads them; when the generation ends, the
+// batch in hand is abandoned (uncommitted) unless its handler already
+// returned, r.Revoked is called with the same partitions, and only then
+// does the member rejoin the group, so that no other member is given them
+// before. When ConsumeRebalance returns, r.Revoked has been called for
+// the partitions it held.
+func (b *Bus) ConsumeRebalance(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h bus.Handler, r bus.Rebalance) error {
 	if err := bus.CheckConsume(group, topics, maxBatch, h); err != nil {
 		return err
 	}
@@ -54,88 +66,275 @@ func (b *Bus) Consume(ctx context.Context, group string, topics []string, maxBat
 		b.transport.CloseIdleConnections() // see deliver
 	}
 
-	r := kafka.NewReader(kafka.ReaderConfig{
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    group,
 		Brokers:               b.cfg.Brokers,
-		GroupID:               group,
-		GroupTopics:           topics,
 		Dialer:                b.dialer,
-		QueueCapacity:         max(maxBatch, 100),
-		MinBytes:              1,
-		MaxBytes:              16 << 20,
-		MaxWait:               min(max(maxWait, 100*time.Millisecond), time.Second),
+		Topics:                topics,
 		HeartbeatInterval:     b.cfg.HeartbeatInterval.D(),
 		SessionTimeout:        b.cfg.SessionTimeout.D(),
 		RebalanceTimeout:      b.cfg.SessionTimeout.D(),
 		JoinGroupBackoff:      min(b.cfg.RetryBackoffMax.D(), time.Second),
-		CommitInterval:        0, // synchronous commits
 		StartOffset:           kafka.FirstOffset,
-		ReadBackoffMin:        b.cfg.RetryBackoffMin.D(),
-		ReadBackoffMax:        min(b.cfg.RetryBackoffMax.D(), time.Second),
-		ErrorLogger:           debugLogger(log),
 		WatchPartitionChanges: true,
+		ErrorLogger:           debugLogger(log),
 	})
+	if err != nil {
+		return fmt.Errorf("join consumer group %q: %w", group, err)
+	}
 	defer func() {
-		if err := r.Close(); err != nil {
-			log.Debug("close kafka reader", "err", err)
+		// Leaves the group, once the last generation's Revoked returned.
+		if err := cg.Close(); err != nil {
+			log.Debug("close kafka consumer group", "err", err)
 		}
 	}()
 
-	var lastLog time.Time
-	for attempt := 0; ; {
-		batch, err := fetch(ctx, r, maxBatch, maxWait)
+	m := &member{
+		b: b, log: log, group: group, maxBatch: maxBatch, maxWait: maxWait, h: h, r: r,
+		fetchLog: &throttle{},
+	}
+	for {
+		gen, err := cg.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// kafka-go backs off before it tries to join again.
 			b.metrics.fetchErrors.WithLabelValues(group).Inc()
-			if time.Since(lastLog) >= logEvery {
-				lastLog = time.Now()
-				log.Warn("fetch messages; retrying", "err", err)
+			if m.fetchLog.ok() {
+				log.Warn("join consumer group; retrying", "err", err)
 			}
-			if bus.SleepCtx(ctx, bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())) != nil {
-				return nil
+			continue
+		}
+		// The group rejoins only once the functions given to gen.Start
+		// returned: generation's r.Revoked comes before anyone is given
+		// the partitions again.
+		finished := make(chan struct{})
+		gen.Start(func(gctx context.Context) {
+			m.generation(ctx, gctx, gen) // returns when gen or ctx ends
+			close(finished)
+			if ctx.Err() != nil {
+				// Hold the generation until cg.Close ends it, so that
+				// kafka-go leaves the group instead of joining it again.
+				<-gctx.Done()
+			}
+		})
+		<-finished
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+var _ bus.RebalanceConsumer = (*Bus)(nil)
+
+// member is one ConsumeRebalance call.
+type member struct {
+	b        *Bus
+	log      *slog.Logger
+	group    string
+	maxBatch int
+	maxWait  time.Duration
+	h        bus.Handler
+	r        bus.Rebalance
+	fetchLog *throttle
+}
+
+// assignment is a partition given to the member by a generation, with the
+// offset to read it from (the group's committed offset, or FirstOffset).
+type assignment struct {
+	tp     bus.TopicPartition
+	offset int64
+}
+
+func assignments(gen *kafka.Generation) []assignment {
+	var as []assignment
+	for topic, ps := range gen.Assignments {
+		for _, p := range ps {
+			as = append(as, assignment{bus.TopicPartition{Topic: topic, Partition: p.ID}, p.Offset})
+		}
+	}
+	slices.SortFunc(as, func(a, b assignment) int {
+		return cmp.Or(cmp.Compare(a.tp.Topic, b.tp.Topic), cmp.Compare(a.tp.Partition, b.tp.Partition))
+	})
+	return as
+}
+
+// generation consumes the partitions gen assigned to the member until gen
+// ends (gctx) or ctx does, telling m.r of the partitions it holds.
+func (m *member) generation(ctx, gctx context.Context, gen *kafka.Generation) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(gctx, cancel)
+	defer stop()
+
+	as := assignments(gen)
+	m.log.Debug("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", len(as))
+	if len(as) == 0 {
+		<-ctx.Done() // more members than partitions: wait for the next generation
+		return
+	}
+	parts := make([]bus.TopicPartition, len(as))
+	for i, a := range as {
+		parts[i] = a.tp
+	}
+	if err := m.assign(ctx, parts); err != nil {
+		return // ended before the member took the partitions
+	}
+	defer m.revoke(ctx, parts) // after the readers below stopped
+
+	fetched := make(chan kafka.Message, max(m.maxBatch, 100))
+	rctx, rcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		rcancel()
+		wg.Wait()
+	}()
+	for _, a := range as {
+		rd := kafka.NewReader(kafka.ReaderConfig{
+			Brokers:        m.b.cfg.Brokers,
+			Topic:          a.tp.Topic,
+			Partition:      a.tp.Partition,
+			Dialer:         m.b.dialer,
+			QueueCapacity:  max(m.maxBatch, 100),
+			MinBytes:       1,
+			MaxBytes:       16 << 20,
+			MaxWait:        min(max(m.maxWait, 100*time.Millisecond), time.Second),
+			ReadBackoffMin: m.b.cfg.RetryBackoffMin.D(),
+			ReadBackoffMax: min(m.b.cfg.RetryBackoffMax.D(), time.Second),
+			ErrorLogger:    debugLogger(m.log),
+		})
+		if err := rd.SetOffset(a.offset); err != nil {
+			// Only a closed reader refuses; this one is new.
+			m.log.Error("set partition offset", "topic", a.tp.Topic, "partition", a.tp.Partition, "offset", a.offset, "err", err)
+		}
+		wg.Go(func() {
+			defer func() {
+				if err := rd.Close(); err != nil {
+					m.log.Debug("close kafka partition reader", "err", err)
+				}
+			}()
+			m.read(rctx, rd, fetched)
+		})
+	}
+
+	for {
+		batch, err := collect(ctx, fetched, m.maxBatch, m.maxWait)
+		if err != nil {
+			return // the generation or Consume ended
+		}
+		if err := m.b.handle(ctx, m.group, batch, m.h); err != nil {
+			return // ended while h refused it: the next owner gets the batch
+		}
+		if err := gen.CommitOffsets(commitOffsets(batch)); err != nil {
+			// Delivered again, to whoever holds the partitions next: at
+			// least once.
+			m.b.metrics.commitErrors.WithLabelValues(m.group).Inc()
+			m.log.Warn("commit offsets", "messages", len(batch), "generation", gen.ID, "err", err)
+		}
+		m.b.metrics.consumed.WithLabelValues(m.group).Add(float64(len(batch)))
+		m.b.recordLag(m.group, batch)
+	}
+}
+
+// read fetches one partition's messages into out until ctx ends.
+func (m *member) read(ctx context.Context, rd *kafka.Reader, out chan<- kafka.Message) {
+	for attempt := 0; ; {
+		msg, err := rd.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.b.metrics.fetchErrors.WithLabelValues(m.group).Inc()
+			if m.fetchLog.ok() {
+				m.log.Warn("fetch messages; retrying", "topic", rd.Config().Topic, "partition", rd.Config().Partition, "err", err)
+			}
+			if bus.SleepCtx(ctx, bus.Backoff(attempt, m.b.cfg.RetryBackoffMin.D(), m.b.cfg.RetryBackoffMax.D())) != nil {
+				return
 			}
 			attempt++
 			continue
 		}
 		attempt = 0
-		if err := b.handle(ctx, group, batch, h); err != nil {
-			return nil // ctx ended
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-		err = r.CommitMessages(cctx, batch...)
-		cancel()
-		if err != nil {
-			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-				return nil
-			}
-			// Another member may get the batch again: at least once.
-			b.metrics.commitErrors.WithLabelValues(group).Inc()
-			log.Warn("commit offsets", "messages", len(batch), "err", err)
-		}
-		b.metrics.consumed.WithLabelValues(group).Add(float64(len(batch)))
-		b.recordLag(group, batch)
 	}
 }
 
-// fetch waits for a message, then takes what else arrives within maxWait,
-// up to maxBatch.
-func fetch(ctx context.Context, r *kafka.Reader, maxBatch int, maxWait time.Duration) ([]kafka.Message, error) {
-	m, err := r.FetchMessage(ctx)
-	if err != nil {
-		return nil, err
+// assign calls r.Assigned until it accepts parts, waiting between
+// attempts; it returns an error only when ctx ends.
+func (m *member) assign(ctx context.Context, parts []bus.TopicPartition) error {
+	if m.r.Assigned == nil {
+		return nil
 	}
-	batch := []kafka.Message{m}
-	wctx, cancel := context.WithTimeout(ctx, maxWait)
-	defer cancel()
-	for len(batch) < maxBatch {
-		m, err := r.FetchMessage(wctx)
-		if err != nil {
-			break // time is up, or an error the next fetch will meet again
+	for attempt := 0; ; attempt++ {
+		err := m.r.Assigned(ctx, slices.Clone(parts))
+		if err == nil {
+			return nil
 		}
-		batch = append(batch, m)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := bus.Backoff(attempt, m.b.cfg.RetryBackoffMin.D(), m.b.cfg.RetryBackoffMax.D())
+		m.log.Warn("partition assignment refused; retrying", "partitions", len(parts), "attempt", attempt+1, "retry_in", d, "err", err)
+		if err := bus.SleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+// revoke calls r.Revoked with a context that outlives ctx (ended with the
+// generation) by at most bus.RevokeTimeout.
+func (m *member) revoke(ctx context.Context, parts []bus.TopicPartition) {
+	if m.r.Revoked == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bus.RevokeTimeout)
+	defer cancel()
+	m.r.Revoked(rctx, slices.Clone(parts))
+}
+
+// collect waits for a message, then takes what else arrives within
+// maxWait, up to maxBatch.
+func collect(ctx context.Context, in <-chan kafka.Message, maxBatch int, maxWait time.Duration) ([]kafka.Message, error) {
+	var batch []kafka.Message
+	select {
+	case msg := <-in:
+		batch = append(batch, msg)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	t := time.NewTimer(maxWait)
+	defer t.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case msg := <-in:
+			batch = append(batch, msg)
+		case <-t.C:
+			return batch, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return batch, nil
+}
+
+// commitOffsets returns, for each partition of batch, the offset after
+// its last message: where the group resumes.
+func commitOffsets(batch []kafka.Message) map[string]map[int]int64 {
+	offsets := map[string]map[int]int64{}
+	for _, msg := range batch {
+		ps := offsets[msg.Topic]
+		if ps == nil {
+			ps = map[int]int64{}
+			offsets[msg.Topic] = ps
+		}
+		ps[msg.Partition] = max(ps[msg.Partition], msg.Offset+1)
+	}
+	return offsets
 }
 
 // handle calls h until it accepts the batch, waiting between attempts; it
@@ -175,4 +374,20 @@ func (b *Bus) recordLag(group string, batch []kafka.Message) {
 	for k, m := range last {
 		b.metrics.lag.WithLabelValues(group, k.topic, strconv.Itoa(k.part)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 	}
+}
+
+// throttle lets a repeated log through once per logEvery.
+type throttle struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (t *throttle) ok() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.last) >= logEvery {
+		t.last = now
+		return true
+	}
+	return false
 }

@@ -65,14 +65,17 @@
 //
 // # Consuming
 //
-// Consume joins a consumer group with a kafka-go Reader: it fetches up to
-// maxBatch messages (those arriving within maxWait of the first), calls the
-// handler, and commits the offsets synchronously only after the handler
-// returned nil. A handler error delivers the same batch again after a
-// backoff, without committing; nothing is skipped. Partitions are shared
-// among the group's members and handed over on rebalance by kafka-go; a
-// batch in flight during a hand-over may be delivered to both members. A
-// new group starts at the oldest message. Lag is exported per partition.
+// Consume joins a consumer group with kafka-go's ConsumerGroup and, for
+// each generation, reads the partitions it assigns with one partition
+// reader each: it gathers up to maxBatch messages (those arriving within
+// maxWait of the first), calls the handler, and commits the offsets
+// synchronously only after the handler returned nil. A handler error
+// delivers the same batch again after a backoff, without committing;
+// nothing is skipped. A generation ends at every rebalance: the batch in
+// hand is abandoned unless handled, ConsumeRebalance's Revoked hook runs,
+// and only then does the member rejoin, so the next owner starts from the
+// committed offset. A new group starts at the oldest message. Lag is
+// exported per partition.
 //
 // # Metrics
 //

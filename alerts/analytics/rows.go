@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"sharpeye/alerts/cases"
@@ -138,9 +140,41 @@ type Rejected struct {
 	Reason string
 }
 
-// FromMessages turns consumed bus messages into rows; what does not decode
-// is returned for the dead-letter topic.
+// parallelFrom is the batch size from which FromMessages decodes on every
+// core: below it, starting goroutines costs more than it saves.
+const parallelFrom = 1024
+
+// FromMessages turns consumed bus messages into rows, in their order; what
+// does not decode is returned for the dead-letter topic. Large batches are
+// decoded on every core.
 func FromMessages(msgs []bus.Message) (Batch, []Rejected) {
+	n := min(runtime.GOMAXPROCS(0), len(msgs)/(parallelFrom/2))
+	if len(msgs) < parallelFrom || n < 2 {
+		return fromMessages(msgs)
+	}
+	type part struct {
+		b   Batch
+		bad []Rejected
+	}
+	parts := make([]part, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		lo, hi := i*len(msgs)/n, (i+1)*len(msgs)/n
+		wg.Go(func() { parts[i].b, parts[i].bad = fromMessages(msgs[lo:hi]) })
+	}
+	wg.Wait()
+	var b Batch
+	var bad []Rejected
+	for _, p := range parts {
+		b.Events = append(b.Events, p.b.Events...)
+		b.Cases = append(b.Cases, p.b.Cases...)
+		b.Health = append(b.Health, p.b.Health...)
+		bad = append(bad, p.bad...)
+	}
+	return b, bad
+}
+
+func fromMessages(msgs []bus.Message) (Batch, []Rejected) {
 	var b Batch
 	var bad []Rejected
 	for _, m := range msgs {

@@ -26,9 +26,12 @@
 // # The embedded bus
 //
 // Embedded keeps an append-only log in SQLite (modernc.org/sqlite, pure
-// Go): the file bus.db in a directory the caller gives, in WAL mode. Each
-// Publish is one transaction, committed (and, with synchronous: full,
-// synced) before Publish returns, so a crash loses no acknowledged message.
+// Go): the file bus.db in a directory the caller gives, in WAL mode. A
+// Publish is committed (and, with synchronous: full, synced) before it
+// returns, so a crash loses no acknowledged message; the Publish calls
+// that wait while a transaction is written share the next one (group
+// commit), so that many publishers of a message each pay one sync
+// between them.
 // The consumer groups' offsets are in the same database.
 //
 // Each topic is split into partitions (partitions, 8 by default) by an

@@ -52,6 +52,9 @@ type Embedded struct {
 	db  *sql.DB
 	wmu sync.Mutex // serialises the write transactions
 
+	qmu   sync.Mutex
+	queue []*write // Publish calls waiting to be written, for group commit
+
 	lastUnreadLog time.Time // guarded by wmu
 
 	mu       sync.Mutex
@@ -597,13 +600,40 @@ func (e *Embedded) admit(ctx context.Context, size int64) error {
 
 // append writes rows in one transaction, giving them their offsets.
 func (e *Embedded) append(rows []row, size int64, now time.Time) error {
+	// Group commit: the Publish calls waiting for the writer share its
+	// next transaction (and its sync), so that many publishers with a
+	// message each cost one commit, not one each.
+	w := &write{rows: rows, size: size, done: make(chan error, 1)}
+	e.qmu.Lock()
+	e.queue = append(e.queue, w)
+	e.qmu.Unlock()
+
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
+	select {
+	case err := <-w.done: // written by the writer before us
+		return err
+	default:
+	}
+	e.qmu.Lock()
+	group := e.queue
+	e.queue = nil
+	e.qmu.Unlock()
 
+	var all []row
+	var total int64
+	if len(group) == 1 {
+		all, total = rows, size
+	} else {
+		for _, g := range group {
+			all = append(all, g.rows...)
+			total += g.size
+		}
+	}
 	next := make(map[topicPart]int64)
 	e.mu.Lock()
-	for i := range rows {
-		r := &rows[i]
+	for i := range all {
+		r := &all[i]
 		off, ok := next[r.tp]
 		if !ok {
 			off = e.partLocked(r.tp).next
@@ -615,21 +645,33 @@ func (e *Embedded) append(rows []row, size int64, now time.Time) error {
 
 	// The transaction is not cancelled with the caller's context: a
 	// commit interrupted half way would leave the offsets in doubt.
-	err := e.writeRows(context.Background(), rows, next, now)
+	err := e.writeRows(context.Background(), all, next, now)
+	e.metrics.groupCommit.Observe(float64(len(group)))
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.reserved -= size
+	e.reserved -= total
 	if err != nil {
 		e.broadcastLocked() // the reservation is free again
-		return fmt.Errorf("store messages: %w", err)
+		err = fmt.Errorf("store messages: %w", err)
+	} else {
+		for tp, off := range next {
+			e.partLocked(tp).next = off
+		}
+		e.bytes += total
+		e.count += int64(len(all))
+		e.broadcastLocked()
 	}
-	for tp, off := range next {
-		e.partLocked(tp).next = off
+	e.mu.Unlock()
+	for _, g := range group {
+		g.done <- err
 	}
-	e.bytes += size
-	e.count += int64(len(rows))
-	e.broadcastLocked()
-	return nil
+	return <-w.done
+}
+
+// write is one Publish waiting for the writer.
+type write struct {
+	rows []row
+	size int64
+	done chan error
 }
 
 func (e *Embedded) writeRows(ctx context.Context, rows []row, next map[topicPart]int64, now time.Time) error {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -584,5 +585,44 @@ func TestEmbeddedDeleteGroup(t *testing.T) {
 	defer pcancel()
 	if err := b.Publish(pctx, messages("t", 1, 5000)...); err != nil {
 		t.Fatalf("Publish after the lagging group was deleted: %v", err)
+	}
+}
+
+// TestEmbeddedGroupCommit: publishers that wait for the writer share its
+// next transaction; every message is stored once, each publisher's in its
+// order.
+func TestEmbeddedGroupCommit(t *testing.T) {
+	b := start(t, testConfig(), t.TempDir())
+	defer b.stop(t)
+	const publishers, each = 40, 50
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				id := strconv.Itoa(p*each + i)
+				m := bus.Message{Topic: "t", Key: "pub-" + strconv.Itoa(p), Value: []byte(id), Headers: map[string]string{"id": id}}
+				if err := b.Publish(t.Context(), m); err != nil {
+					t.Errorf("publish %s: %v", id, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	calls := apitest.Metric(t, b.reg, "sharpeye_bus_publish_group_size") // transactions
+	if calls >= publishers*each {
+		t.Errorf("%v transactions for %d concurrent Publish calls: none shared", calls, publishers*each)
+	}
+	got := collect(t, b, "g", "t", publishers*each)
+	last := map[string]int{}
+	for _, m := range got {
+		n, _ := strconv.Atoi(string(m.Value))
+		if prev, ok := last[m.Key]; ok && n <= prev {
+			t.Fatalf("publisher %s: message %d after %d", m.Key, n, prev)
+		}
+		last[m.Key] = n
+	}
+	if len(got) != publishers*each || len(last) != publishers {
+		t.Fatalf("%d messages from %d publishers, want %d from %d", len(got), len(last), publishers*each, publishers)
 	}
 }

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	published         prometheus.Counter
 	publishSeconds    prometheus.Histogram
+	groupCommit       prometheus.Histogram
 	blocked           prometheus.Counter
 	consumed          *prometheus.CounterVec
 	handlerErrors     *prometheus.CounterVec
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer, e *Embedded) (*metrics, error) {
 		publishSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sharpeye_bus_publish_seconds", Help: "Time Publish took, waiting for room included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		groupCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sharpeye_bus_publish_group_size", Help: "Publish calls written together in one transaction (group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
 		blocked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharpeye_bus_publish_blocked_total", Help: "Publish calls that waited for consumers to make room (back-pressure).",
@@ -65,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, e *Embedded) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.published, m.publishSeconds, m.blocked, m.consumed, m.handlerErrors,
+	for _, c := range []prometheus.Collector{m.published, m.publishSeconds, m.groupCommit, m.blocked, m.consumed, m.handlerErrors,
 		m.commitErrors, m.trimmed, m.expiredUnconsumed, m.deletedUnread, m.corrupt, &collector{e}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register embedded bus metrics: %w", err)

@@ -173,11 +173,13 @@ func (in *Ingest) handleCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := in.reg.Create(r.Context(), c); err != nil {
+	e, err := in.reg.Create(r.Context(), c)
+	if err != nil {
 		return registryError(err)
 	}
 	st, _ := in.Status(c.ID)
 	w.Header().Set("Location", "/api/v1/cameras/"+c.ID)
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusCreated, st)
 	return nil
 }
@@ -193,10 +195,12 @@ func (in *Ingest) handleUpdate(w http.ResponseWriter, r *http.Request) error {
 	if c.ID != r.PathValue("id") {
 		return api.BadRequest("id", "must match the URL (%q)", r.PathValue("id"))
 	}
-	if _, err := in.reg.Update(r.Context(), c, version); err != nil {
+	e, err := in.reg.Update(r.Context(), c, version)
+	if err != nil {
 		return registryError(err)
 	}
 	st, _ := in.Status(c.ID)
+	w.Header().Set("ETag", api.ETag(e.Version))
 	api.WriteJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -44,8 +44,8 @@ func TestCameraAPI(t *testing.T) {
 				`{"id":"north-gate","name":"北门","url":"` + bare + `/north-gate","username":"admin","password":"hik12345","transport":"tcp","region":"north/a"}`,
 				`{"id":"south-gate","url":"rtsp://admin:hik12345@` + strings.TrimPrefix(bare, "rtsp://") + `/south-gate","transport":"tcp","region":"south"}`,
 			} {
-				if res, body := admin.do("POST", "/api/v1/cameras", strings.NewReader(c)); res.StatusCode != 201 {
-					t.Fatalf("create: %d %s", res.StatusCode, body)
+				if res, body := admin.do("POST", "/api/v1/cameras", strings.NewReader(c)); res.StatusCode != 201 || res.Header.Get("ETag") != `"1"` {
+					t.Fatalf("create: %d ETag %s %s", res.StatusCode, res.Header.Get("ETag"), body)
 				}
 			}
 			if res, body := north.do("POST", "/api/v1/cameras", strings.NewReader(`{"id":"x","url":"rtsp://h/x"}`)); res.StatusCode != 403 {
@@ -102,8 +102,8 @@ func TestCameraAPI(t *testing.T) {
 			if res, body := admin.do("PUT", "/api/v1/cameras/north-gate", strings.NewReader(upd), "If-Match", `"99"`); res.StatusCode != 412 {
 				t.Fatalf("stale update: %d %s", res.StatusCode, body)
 			}
-			if res, body := admin.do("PUT", "/api/v1/cameras/north-gate", strings.NewReader(upd), "If-Match", `"1"`); res.StatusCode != 200 || !bytes.Contains(body, []byte(`"north/b"`)) {
-				t.Fatalf("update: %d %s", res.StatusCode, body)
+			if res, body := admin.do("PUT", "/api/v1/cameras/north-gate", strings.NewReader(upd), "If-Match", `"1"`); res.StatusCode != 200 || !bytes.Contains(body, []byte(`"north/b"`)) || res.Header.Get("ETag") != `"2"` {
+				t.Fatalf("update: %d ETag %s %s", res.StatusCode, res.Header.Get("ETag"), body)
 			}
 			if res, _ := admin.do("PUT", "/api/v1/cameras/from-file", strings.NewReader(`{"id":"from-file","url":"rtsp://h/y"}`)); res.StatusCode != 409 {
 				t.Fatalf("updating a configuration camera: %d", res.StatusCode)

@@ -187,6 +187,15 @@ func (s *Service) Act(ctx context.Context, p *auth.Principal, id, name string, r
 		if h.Action == "" {
 			h.Action = name
 		}
+		if verifyActions[name] {
+			first, err := s.markVerified(ctx, t, c, actorOf(p))
+			if err != nil {
+				return nil, err
+			}
+			if first {
+				h.Data = withData(h.Data, "verified", true)
+			}
+		}
 		h.From = from
 		if c.State != from {
 			h.To = c.State
@@ -198,6 +207,9 @@ func (s *Service) Act(ctx context.Context, p *auth.Principal, id, name string, r
 			if err := s.planStage(ctx, t, c); err != nil {
 				return nil, err
 			}
+		}
+		if err := s.planVerify(ctx, t, c); err != nil {
+			return nil, err
 		}
 		if h.Note == "" {
 			h.Note = r.Note

@@ -96,6 +96,9 @@ func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
 								return err
 							}
 						}
+						if err := s.planVerify(ctx, t, c); err != nil {
+							return err
+						}
 					}
 				}
 			}
@@ -184,6 +187,12 @@ func (s *Service) openFromAlert(ctx context.Context, t txn, a Alert) (*Case, []C
 		return nil, nil, err
 	}
 	out = append(out, ch)
+	if err := s.planVerify(ctx, t, c); err != nil {
+		return nil, nil, err
+	}
+	if err := s.planReadings(ctx, t, c, a.Events); err != nil {
+		return nil, nil, err
+	}
 	if cands, err := s.candidates(ctx, nil, c); err == nil && len(cands) > 0 {
 		ids := make([]string, len(cands))
 		for i, k := range cands {

@@ -21,6 +21,11 @@ type Config struct {
 	Colours ColourThresholds `yaml:"colours"`
 	// Merge tunes automatic merge suggestions.
 	Merge MergeConfig `yaml:"merge"`
+	// VerifySameDay is the deadline of red risks' same-day verification
+	// (不过夜核查).
+	VerifySameDay VerifySameDay `yaml:"verify_same_day"`
+	// Readings attaches the sensor readings around an alert to its case.
+	Readings ReadingsConfig `yaml:"readings"`
 	// TimerPoll is how often due timers are looked for.
 	TimerPoll conf.Duration `yaml:"timer_poll"`
 	// PageSize is the default page of the case list; MaxPageSize its limit.
@@ -57,6 +62,30 @@ func (t ColourThresholds) Colour(risk int) Colour {
 type MergeConfig struct {
 	Window   conf.Duration `yaml:"window"`
 	Distance float64       `yaml:"distance"`
+}
+
+// VerifySameDay places the verification deadline of a red risk: the end
+// of the local day in Timezone on which the case became red, but never
+// less than Min after it (a red case opened at 23:50 gets Min).
+type VerifySameDay struct {
+	Timezone string        `yaml:"timezone"`
+	Min      conf.Duration `yaml:"min"`
+}
+
+// ReadingsConfig says which sensor readings an alert case gets as
+// evidence: the telemetry of its devices and of the devices in its grid
+// from Before the alert to After it, at most MaxDevices devices of at most
+// MaxPoints readings each (evenly thinned), looked up once After has
+// passed. A failed lookup is retried after Retry, doubling, Attempts times
+// in all; each lookup may take Timeout.
+type ReadingsConfig struct {
+	Before     conf.Duration `yaml:"before"`
+	After      conf.Duration `yaml:"after"`
+	MaxDevices int           `yaml:"max_devices"`
+	MaxPoints  int           `yaml:"max_points"`
+	Retry      conf.Duration `yaml:"retry"`
+	Attempts   int           `yaml:"attempts"`
+	Timeout    conf.Duration `yaml:"timeout"`
 }
 
 // Playbook is a category's standard handling (类案标准化).
@@ -145,8 +174,11 @@ func Defaults() Config {
 			pb("key_place", "重点场所（学校、市场、车站）", "police", []string{"township"}, urgent, alertOnly...),
 			pb("equipment_fault", "设备故障（摄像机离线、画面异常）", "it", nil, standard, alertOnly...),
 		},
-		Colours:     ColourThresholds{Red: 80, Orange: 50},
-		Merge:       MergeConfig{Window: d("2h"), Distance: 300},
+		Colours:       ColourThresholds{Red: 80, Orange: 50},
+		Merge:         MergeConfig{Window: d("2h"), Distance: 300},
+		VerifySameDay: VerifySameDay{Timezone: "Asia/Shanghai", Min: d("2h")},
+		Readings: ReadingsConfig{Before: d("10m"), After: d("5m"), MaxDevices: 20, MaxPoints: 120,
+			Retry: d("1m"), Attempts: 5, Timeout: d("30s")},
 		TimerPoll:   d("1s"),
 		PageSize:    50,
 		MaxPageSize: 500,
@@ -231,6 +263,34 @@ func (c *Config) Validate(v *conf.V) {
 	}
 	if c.Merge.Distance < 0 {
 		v.Errorf("merge.distance", "must not be negative")
+	}
+	if loc, err := time.LoadLocation(c.VerifySameDay.Timezone); err != nil || c.VerifySameDay.Timezone == "" || loc == time.Local {
+		v.Errorf("verify_same_day.timezone", "%q is not a time zone (such as Asia/Shanghai)", c.VerifySameDay.Timezone)
+	}
+	if m := c.VerifySameDay.Min.D(); m < 0 || m > 24*time.Hour {
+		v.Errorf("verify_same_day.min", "must be between 0s and 24h")
+	}
+	r := c.Readings
+	if r.Before.D() < 0 || r.Before.D() > 24*time.Hour {
+		v.Errorf("readings.before", "must be between 0s and 24h")
+	}
+	if r.After.D() < 0 || r.After.D() > 24*time.Hour {
+		v.Errorf("readings.after", "must be between 0s and 24h")
+	}
+	if r.MaxDevices < 1 || r.MaxDevices > 100 {
+		v.Errorf("readings.max_devices", "must be 1 to 100")
+	}
+	if r.MaxPoints < 2 || r.MaxPoints > 1000 {
+		v.Errorf("readings.max_points", "must be 2 to 1000")
+	}
+	if r.Retry.D() < time.Second {
+		v.Errorf("readings.retry", "must be at least 1s")
+	}
+	if r.Attempts < 1 || r.Attempts > 20 {
+		v.Errorf("readings.attempts", "must be 1 to 20")
+	}
+	if r.Timeout.D() < time.Second {
+		v.Errorf("readings.timeout", "must be at least 1s")
 	}
 	if c.TimerPoll.D() < 10*time.Millisecond {
 		v.Errorf("timer_poll", "must be at least 10ms")

@@ -16,7 +16,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"action"}),
 		timers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sharpeye_cases_timers_fired_total",
-			Help: "Deadline timers fired, by kind (remind, urge, supervise, escalate, warn).",
+			Help: "Deadline timers fired, by kind (remind, urge, supervise, escalate, warn, verify, readings).",
 		}, []string{"kind"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sharpeye_cases_alerts_total",

@@ -217,6 +217,10 @@ type Details struct {
 	Satisfaction string    `json:"satisfaction,omitempty"`
 	Supervised   bool      `json:"supervised,omitempty"`
 	Warned       bool      `json:"risk_warned,omitempty"`
+	// Verified is when a person first verified the case (核查): assessed
+	// it, dispatched it or dismissed it; VerifiedBy is who.
+	Verified   time.Time `json:"verified,omitzero"`
+	VerifiedBy string    `json:"verified_by,omitempty"`
 	// Suppressed counts alerts attached because this case inhibited them.
 	Suppressed int `json:"suppressed,omitempty"`
 	// Before is the state a merged case had, so that the merge can be undone.
@@ -317,6 +321,8 @@ const (
 	TimerSupervise = "supervise" // 督办: formal supervision
 	TimerEscalate  = "escalate"  // 提级: one level up
 	TimerWarn      = "warn"      // 风险提示函: red-level risk to leaders
+	TimerVerify    = "verify"    // 不过夜核查: a red risk not verified the same day, counted as an urge
+	TimerReadings  = "readings"  // 前后读数: attach the sensor readings around an alert
 )
 
 // Stages whose deadlines timers watch.
@@ -326,6 +332,7 @@ const (
 	StageResolve  = "resolve"   // accepted → resolved
 	StageFollowUp = "follow_up" // resolved → followed up
 	StageTask     = "task"      // a task's deadline
+	StageEvidence = "evidence"  // evidence gathered after the case opened
 )
 
 // stageOf is the stage a case in state s is working towards.

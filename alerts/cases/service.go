@@ -54,11 +54,19 @@ type Service struct {
 	mu        sync.Mutex
 	committed []func(Change)
 	m         *metrics
+	// loc is where the same-day verification's day ends.
+	loc *time.Location
+	// readings looks up sensor readings for evidence; nil: not gathered.
+	readings Readings
 }
 
 // New returns the workflow over db.
 func New(cfg Config, db *casedb.DB, reg prometheus.Registerer, log *slog.Logger) *Service {
-	return &Service{cfg: cfg, db: db, log: log, now: time.Now, m: newMetrics(reg)}
+	loc, err := time.LoadLocation(cfg.VerifySameDay.Timezone)
+	if err != nil || cfg.VerifySameDay.Timezone == "" {
+		loc = shanghai // Validate refuses what does not load
+	}
+	return &Service{cfg: cfg, db: db, log: log, now: time.Now, m: newMetrics(reg), loc: loc}
 }
 
 // SetClock replaces the clock (tests).
@@ -363,7 +371,7 @@ func (s *Service) Create(ctx context.Context, p *auth.Principal, in NewCase) (*C
 			}
 			*out = append(*out, ch)
 		}
-		return nil
+		return s.planVerify(ctx, t, c)
 	})
 	if err != nil {
 		return nil, err

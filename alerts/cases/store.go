@@ -355,8 +355,11 @@ func cancelTimers(ctx context.Context, t txn, caseID, task string) error {
 	return err
 }
 
+// cancelAllTimers cancels every waiting timer of the case but the
+// gathering of its evidence (readings), which is about the event whatever
+// becomes of the case.
 func cancelAllTimers(ctx context.Context, t txn, caseID string) error {
-	_, err := t.exec(ctx, `UPDATE case_timers SET cancelled = 1 WHERE case_id = ? AND fired_at = 0 AND cancelled = 0`, caseID)
+	_, err := t.exec(ctx, `UPDATE case_timers SET cancelled = 1 WHERE case_id = ? AND kind <> ? AND fired_at = 0 AND cancelled = 0`, caseID, TimerReadings)
 	return err
 }
 

@@ -9,12 +9,13 @@ import (
 )
 
 // planStage starts the deadline of the stage c has entered: it cancels the
-// waiting timers of the stage left (risk warnings excepted) and plans the
+// waiting timers of the stage left (risk warnings and evidence gathering
+// excepted; a same-day verification goes with the assess stage) and plans the
 // new stage's reminder and escalation ladder from its playbook. A deadline
 // still ahead in c.Deadline (set explicitly by the commander) is kept.
 func (s *Service) planStage(ctx context.Context, t txn, c *Case) error {
 	if _, err := t.exec(ctx, `UPDATE case_timers SET cancelled = 1
-		WHERE case_id = ? AND task_id = '' AND kind <> ? AND fired_at = 0 AND cancelled = 0`, c.ID, TimerWarn); err != nil {
+		WHERE case_id = ? AND task_id = '' AND kind NOT IN (?, ?) AND fired_at = 0 AND cancelled = 0`, c.ID, TimerWarn, TimerReadings); err != nil {
 		return fmt.Errorf("cancel timers: %w", err)
 	}
 	stage := stageOf(c.State)
@@ -63,8 +64,13 @@ type dueTimer struct {
 func (s *Service) FireDue(ctx context.Context) (int, error) {
 	fired := 0
 	for {
+		// Without a readings source, readings timers wait for a node that has one.
+		only := ""
+		if s.readings == nil {
+			only = " AND kind <> '" + TimerReadings + "'"
+		}
 		rows, err := s.db.Query(ctx, `SELECT id, case_id, task_id, stage, kind, step, due_at FROM case_timers
-			WHERE fired_at = 0 AND cancelled = 0 AND due_at <= ? ORDER BY due_at, id LIMIT 200`, casedb.Millis(s.now()))
+			WHERE fired_at = 0 AND cancelled = 0 AND due_at <= ?`+only+` ORDER BY due_at, id LIMIT 200`, casedb.Millis(s.now()))
 		if err != nil {
 			return fired, fmt.Errorf("due timers: %w", err)
 		}
@@ -100,8 +106,12 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 
 // fire acts on one due timer and reports whether it changed the case (a
 // timer another node fired, or one cancelled meanwhile, does nothing; a
-// risk warning with no red risk left is spent silently).
+// risk warning with no red risk left, or a verification deadline of a
+// case verified meanwhile, is spent silently).
 func (s *Service) fire(ctx context.Context, d dueTimer) (bool, error) {
+	if d.kind == TimerReadings {
+		return s.fireReadings(ctx, d)
+	}
 	fired := false
 	err := s.commit(ctx, func(t txn, out *[]Change) error {
 		fired = false
@@ -154,6 +164,14 @@ func (s *Service) fire(ctx context.Context, d dueTimer) (bool, error) {
 			c.Warned = true
 			h.Action = "risk_warning"
 			h.Note = "red-level risk: leaders informed; verify the same day"
+		case TimerVerify:
+			if !needsVerify(c) {
+				return nil // verified, or no longer red, meanwhile
+			}
+			c.UrgeCount++
+			h.Action = "verify_overdue"
+			h.Note = "red-level risk not verified the same day (不过夜核查): urged"
+			h.Data["urge_count"] = c.UrgeCount
 		default:
 			return fmt.Errorf("unknown timer kind %q", d.kind)
 		}

@@ -314,6 +314,15 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		if err != nil {
 			return err
 		}
+		// Cases opened by alerts take the sensor readings around them from
+		// the analytics store: filled by this node's sink, or by another
+		// node's when the store is ClickHouse.
+		if n.cfg.Analytics.Sink.Enabled || n.cfg.Analytics.Driver == analytics.ClickHouse {
+			if err := n.openAnalytics(ctx); err != nil {
+				return err
+			}
+			a.SetReadings(analytics.NewReadings(n.analytics))
+		}
 		if err := a.Start(ctx); err != nil {
 			return err
 		}
@@ -321,9 +330,6 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		a.Routes(n.router)
 		n.runUntilReady(Alerts, a.Run, a.Consuming())
 		if n.cfg.Analytics.Sink.Enabled {
-			if err := n.openAnalytics(ctx); err != nil {
-				return err
-			}
 			n.sink = analytics.NewSink(n.cfg.Analytics, n.analytics, n.bus, n.reg, n.logs.For("analytics-sink"))
 			n.components = append(n.components, component{"analytics-sink", n.sink.Run})
 		}

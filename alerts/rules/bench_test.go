@@ -3,8 +3,12 @@ package rules_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/casedb/casedbtest"
@@ -104,6 +108,203 @@ func BenchmarkProcess(b *testing.B) {
 				n++
 			}
 			b.ReportMetric(float64(n*batch)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// The county of the 100-rule benchmark: 10 townships of 10 villages, each
+// village one grid with 20 cameras, 5 sensors and an alarm button; an AI
+// box per township watches its cameras.
+const (
+	benchTowns    = 10
+	benchVillages = 10
+	benchCameras  = 20 // per village
+	benchSensors  = 5  // per village
+)
+
+func townRegion(t int) string { return fmt.Sprintf("lanxi/t%02d", t) }
+
+// hundredRules returns 100 rules modelled on the demo's
+// (deploy/node/demo/alerts.yml): nine per township, restricted to it by
+// region as a county's rules are written per township, and ten county-wide.
+// They cover every kind: plain, count windows, for durations, correlations,
+// schedules, when conditions, group_by camera, device, grid and region,
+// cooldowns and inhibitions.
+func hundredRules() []rules.Rule {
+	var src strings.Builder
+	for t := range benchTowns {
+		r := townRegion(t)
+		fmt.Fprintf(&src, `
+- {id: smoke-high-%[1]d, name: 烟感浓度持续超标, match: {types: [telemetry], device_kinds: [smoke], regions: [%[2]s]}, when: 'attr.smoke > 0.3', for: 10s, group_by: [device], cooldown: 10m, case: {category: public_safety, risk: 85, title: '{{.Source.Name}}：烟感浓度 {{attr "smoke"}}'}}
+- {id: water-high-%[1]d, name: 水位超警戒, match: {types: [telemetry], device_kinds: [water_level], regions: [%[2]s]}, when: 'attr.water_level > 3.0', count: 2, window: 1m, group_by: [device], cooldown: 15m, case: {category: public_safety, risk: 70, risk_per_repeat: 5}}
+- {id: alarm-button-%[1]d, name: 一键报警, match: {types: [sensor.alarm_button.pressed], regions: [%[2]s]}, group_by: [device], cooldown: 5m, case: {category: public_order, risk: 80, title: '{{.Source.Name}}：一键报警'}}
+- {id: alarm-with-people-%[1]d, name: 报警且画面有人, match: {types: [sensor.alarm_button.pressed], regions: [%[2]s]}, correlate: {match: {types: [detection.person, detection.crowd], regions: [%[2]s]}, within: 2m}, group_by: [grid], cooldown: 10m, case: {category: key_place, risk: 95}}
+- {id: fall-%[1]d, name: 人员跌倒, match: {types: [detection.fall], min_confidence: 0.6, regions: [%[2]s]}, group_by: [camera], cooldown: 10m, case: {category: public_safety, risk: 65, title: '{{attr "camera"}} 画面检测到人员跌倒'}}
+- {id: crowd-%[1]d, name: 人员聚集, match: {types: [detection.crowd], regions: [%[2]s]}, when: 'attr.count >= 20', count: 3, window: 5m, group_by: [camera], cooldown: 10m, case: {category: public_order, risk: 40, risk_per_repeat: 5}}
+- {id: night-intrusion-%[1]d, name: 夜间校门有人, match: {types: [detection.person], sources: [aibox-%02[1]d], tags: [school]}, when: 'attr.confidence > 0.7', schedule: {periods: [{from: "22:00", to: "06:00"}]}, group_by: [camera], cooldown: 30m, case: {category: key_place, risk: 70}}
+- {id: camera-offline-%[1]d, name: 摄像机离线, match: {types: [camera.offline], regions: [%[2]s]}, group_by: [camera], cooldown: 30m, case: {category: equipment_fault, risk: 30, title: '摄像机 {{.Source.ID}} 离线'}}
+- {id: network-down-%[1]d, name: 片区网络中断, match: {types: [camera.offline], regions: [%[2]s]}, count: 3, window: 2m, group_by: [region], cooldown: 30m, inhibits: {rules: [camera-offline-%[1]d], equal: [region], hold: 30m}, case: {category: equipment_fault, risk: 50}}`, t, r)
+	}
+	src.WriteString(`
+- {id: camera-quality, name: 画面异常, match: {types: [video.frozen, video.dark, video.bright, video.covered, video.blur]}, group_by: [camera, type], cooldown: 30m, case: {category: equipment_fault, risk: 25}}
+- {id: motion-burst, name: 频繁移动, match: {types: [camera.motion], source_kinds: [camera]}, count: 30, window: 1m, group_by: [camera], cooldown: 10m, case: {category: public_order, risk: 30}}
+- {id: critical-any, name: 严重事件, match: {min_severity: critical}, cooldown: 5m, case: {category: public_safety, risk: 95}}
+- {id: market-night, name: 市场夜间活动, match: {types: ["detection.*"], tags: [market]}, when: 'hour >= 23 || hour < 5', group_by: [grid], cooldown: 30m, case: {category: key_place, risk: 50}}
+- {id: river-person, name: 河道有人, match: {types: [detection.person], tags: [river]}, when: 'weekday in ["sat", "sun"] && attr.confidence > 0.8', group_by: [camera], cooldown: 10m, case: {category: public_safety, risk: 55}}
+- {id: school-crowd, name: 校园聚集, match: {types: [detection.person], tags: [school]}, count: 10, window: 2m, group_by: [grid], cooldown: 10m, case: {category: key_place, risk: 65}}
+- {id: vehicle-lane, name: 车辆占道, match: {types: [detection.car], classes: [car, truck]}, count: 3, window: 5m, group_by: [camera], cooldown: 10m, case: {category: traffic_accident, risk: 30}}
+- {id: gate-forced, name: 门磁多次报警, match: {types: [sensor.door.forced]}, count: 2, window: 5m, group_by: [device], cooldown: 10m, case: {category: key_place, risk: 60}}
+- {id: gas-leak, name: 燃气泄漏, match: {types: [telemetry], device_kinds: [gas]}, when: 'attr.gas > 0.1', group_by: [device], cooldown: 5m, case: {category: public_safety, risk: 90}}
+- {id: box-hot, name: 设备过温, match: {source_kinds: [analyser], types: [device.health]}, when: 'attr.temperature > 80', for: 2m, group_by: [device], case: {category: equipment_fault, risk: 35}}
+`)
+	var rs []rules.Rule
+	if err := yaml.Unmarshal([]byte(src.String()), &rs); err != nil {
+		panic(err)
+	}
+	return rs
+}
+
+// countyEvents returns n events of the county, rate per second from
+// start, in the mix of a working day: camera motion and sensor telemetry
+// most, AI detections next, faults and alarms rare. Most events match one
+// or two rules' types, and of those only their township's.
+func countyEvents(tb testing.TB, n, rate int, start time.Time) []*event.Event {
+	tb.Helper()
+	rnd := rand.New(rand.NewPCG(1, uint64(n)))
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		t, v := rnd.IntN(benchTowns), rnd.IntN(benchVillages)
+		loc := event.Location{Region: fmt.Sprintf("lanxi/t%02d/v%02d", t, v), Grid: fmt.Sprintf("g-%02d%02d", t, v)}
+		cam := fmt.Sprintf("cam-%02d%02d-%02d", t, v, rnd.IntN(benchCameras))
+		sensor := fmt.Sprintf("%02d%02d-%d", t, v, rnd.IntN(benchSensors))
+		var e *event.Event
+		switch p := rnd.IntN(1000); {
+		case p < 400:
+			e = event.New(event.SourceCamera, cam, "camera.motion")
+		case p < 650:
+			e = event.New(event.SourceDevice, "smoke-"+sensor, "telemetry")
+			e.SetString("device_kind", "smoke")
+			level := rnd.Float64() * 0.2
+			if rnd.IntN(100) == 0 {
+				level += 0.3
+			}
+			e.SetNumber("smoke", level)
+		case p < 730:
+			e = event.New(event.SourceDevice, "water-"+sensor, "telemetry")
+			e.SetString("device_kind", "water_level")
+			e.SetNumber("water_level", 1+rnd.Float64()*2.1)
+		case p < 760:
+			e = event.New(event.SourceDevice, "gas-"+sensor, "telemetry")
+			e.SetString("device_kind", "gas")
+			e.SetNumber("gas", rnd.Float64()*0.105)
+		case p < 965: // detections: person, crowd, car, fall
+			typ := "detection.person"
+			switch {
+			case p >= 960:
+				typ = "detection.fall"
+			case p >= 940:
+				typ = "detection.car"
+			case p >= 900:
+				typ = "detection.crowd"
+			}
+			e = event.New(event.SourceAnalyser, fmt.Sprintf("aibox-%02d", t), typ)
+			e.SetString("camera", cam)
+			e.SetNumber("confidence", 0.5+rnd.Float64()/2)
+			switch typ {
+			case "detection.crowd":
+				e.SetNumber("count", float64(5+rnd.IntN(30)))
+			case "detection.car":
+				e.SetString("class", "car")
+			default:
+				e.SetString("class", "person")
+			}
+			switch rnd.IntN(10) {
+			case 0:
+				e.Tags = []string{"school"}
+			case 1:
+				e.Tags = []string{"market"}
+			case 2:
+				e.Tags = []string{"river"}
+			}
+		case p < 975:
+			e = event.New(event.SourceAnalyser, fmt.Sprintf("aibox-%02d", t), "device.health")
+			e.SetNumber("temperature", 40+rnd.Float64()*45)
+		case p < 982:
+			e = event.New(event.SourceCamera, cam, "camera.offline")
+			e.Severity = event.SeverityMajor
+		case p < 990:
+			e = event.New(event.SourceCamera, cam, []string{"video.frozen", "video.dark", "video.blur"}[rnd.IntN(3)])
+			e.Severity = event.SeverityMinor
+		case p < 995:
+			e = event.New(event.SourceDevice, "btn-"+sensor, "sensor.alarm_button.pressed")
+			e.SetString("device_kind", "alarm_button")
+			e.Severity = event.SeverityCritical
+		default:
+			e = event.New(event.SourceDevice, "door-"+sensor, "sensor.door.forced")
+			e.SetString("device_kind", "door")
+			e.Severity = event.SeverityMajor
+		}
+		e.Location = loc
+		e.Time = event.NewTime(start.Add(time.Duration(i) * time.Second / time.Duration(rate)))
+		if err := e.Validate(); err != nil {
+			tb.Fatalf("bench event: %v", err)
+		}
+		evs[i] = e
+	}
+	return evs
+}
+
+// BenchmarkProcess100 measures evaluation of the county's events against
+// 100 rules in batches of 500 (alerts.batch), in memory and with the state
+// stored in SQLite once per batch as the alerts role does. Run it with
+// -cpu 1: the engine evaluates one batch at a time, so events/s is per core.
+func BenchmarkProcess100(b *testing.B) {
+	set, err := rules.Compile(hundredRules())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n := len(set.Rules()); n != 100 {
+		b.Fatalf("%d rules, want 100", n)
+	}
+	for _, tc := range []struct {
+		name  string
+		state func(b *testing.B) rules.StateStore
+	}{
+		{"memory", func(*testing.B) rules.StateStore { return nil }},
+		{"sqlite", func(b *testing.B) rules.StateStore { return rules.NewSQLState(casedbtest.Open(b, casedb.SQLite)) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			e, err := rules.NewEngine(set, tc.state(b), nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			const batch, rate = 500, 5000
+			evs := countyEvents(b, 200*batch, rate, t0)
+			span := time.Duration(len(evs)) * time.Second / rate
+			ctx := context.Background()
+			b.ReportAllocs()
+			n, fired := 0, 0
+			for b.Loop() {
+				// Fresh ids and times each round, so nothing is a duplicate.
+				i := n % (len(evs) / batch)
+				chunk := evs[i*batch : (i+1)*batch]
+				if n > 0 && i == 0 {
+					for _, e := range evs {
+						e.ID = event.NewID()
+						e.Time = event.NewTime(e.Time.Add(span))
+					}
+				}
+				fs, err := e.Process(ctx, chunk)
+				if err != nil {
+					b.Fatal(err)
+				}
+				fired += len(fs)
+				n++
+			}
+			events := float64(n * batch)
+			b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/events, "ns/event")
+			b.ReportMetric(float64(fired)/events*1000, "firings/1000events")
 		})
 	}
 }

@@ -99,6 +99,8 @@ type Set struct {
 	byID    map[string]*compiled
 	// inhibitors maps a target rule id to the rules inhibiting it.
 	inhibitors map[string][]*compiled
+	// index lists the rules by the event types they may match.
+	index *typeIndex
 }
 
 // Version returns the version of the rule set (see Store); 0 for a set
@@ -270,6 +272,7 @@ func Compile(rules []Rule) (*Set, error) {
 			s.inhibitors[t] = append(s.inhibitors[t], c)
 		}
 	}
+	s.index = newTypeIndex(s.rules)
 	return s, nil
 }
 

@@ -2,6 +2,14 @@
 // them through the alert rules, turns firings into governance cases, runs
 // the case workflow's deadlines, and carries every case change out through
 // the transactional outbox (bus topic sharpeye.cases and webhooks).
+//
+// One alerts node evaluates every event (partition_by ""). Several divide
+// the events by locality (partition_by grid or region:N) in two stages: a
+// route stage republishes each event of sharpeye.events, keyed by source,
+// to TopicEvents keyed by its locality; an evaluate stage consumes that
+// topic, each node holding the rule state of the partitions it is given
+// (loaded when a partition arrives, stored and dropped when it leaves), so
+// every group of a rule has one owner.
 package alerts
 
 import (
@@ -11,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -45,7 +54,23 @@ type Config struct {
 	// Poll is how often rule changes and other nodes' case changes are
 	// looked for, and quiet rules (for durations) advanced.
 	Poll conf.Duration `yaml:"poll"`
+	// PartitionBy divides the events among several alerts nodes by
+	// locality: "" (one node evaluates everything), "grid" or "region:N"
+	// (the first N levels of the region path). See rules.Locality.
+	PartitionBy string `yaml:"partition_by"`
 }
+
+// TopicEvents carries the events of sharpeye.events keyed by locality, in
+// the partitioned mode: its partitions divide the rule state among the
+// alerts nodes.
+const TopicEvents = "sharpeye.alerts.events"
+
+// routeSuffix names the route stage's consumer group: <group>-route.
+const routeSuffix = "-route"
+
+// revokeTimeout bounds how long a node giving up partitions tries to store
+// their rule state (the next owner waits for it).
+const revokeTimeout = 30 * time.Second
 
 // Defaults returns the compiled defaults.
 func Defaults() Config {
@@ -86,6 +111,14 @@ func (c *Config) Validate(v *conf.V) {
 			v.Errorf("rules["+strconv.Itoa(i)+"].case.category", "no playbook for category %q (see alerts.cases.playbooks)", r.Case.Category)
 		}
 	}
+	loc, err := rules.ParseLocality(c.PartitionBy)
+	if err != nil {
+		v.Errorf("partition_by", "%v", err)
+		return
+	}
+	for _, p := range loc.Check(c.Rules) {
+		v.Errorf("rules"+p.Path(), "rule %q: %s", p.Rule, p.Msg)
+	}
 }
 
 // Alerts is the running role.
@@ -103,11 +136,28 @@ type Alerts struct {
 	outbox   *outbox.Dispatcher
 	m        *metrics
 	consumed chan struct{}
+	loc      rules.Locality
+	rebal    bus.RebalanceConsumer // partitioned mode
+	// evalMu makes a batch, a pass of advance and a change of partitions
+	// one at a time: each leaves the engine and the stored state agreeing.
+	evalMu sync.Mutex
 }
 
 // New builds the role; Start loads what it needs.
 func New(cfg Config, db *casedb.DB, b bus.Bus, reg prometheus.Registerer, log *slog.Logger) (*Alerts, error) {
 	a := &Alerts{cfg: cfg, db: db, bus: b, log: log, reg: reg, m: newMetrics(reg), consumed: make(chan struct{})}
+	loc, err := rules.ParseLocality(cfg.PartitionBy)
+	if err != nil {
+		return nil, fmt.Errorf("alerts.partition_by: %w", err)
+	}
+	a.loc = loc
+	if loc.Partitioned() {
+		rc, ok := b.(bus.RebalanceConsumer)
+		if !ok {
+			return nil, fmt.Errorf("alerts.partition_by: %s needs a bus that reports partition assignments, which %T does not", loc, b)
+		}
+		a.rebal = rc
+	}
 	a.cases = cases.New(cfg.Cases, db, reg, log.With("component", "cases"))
 	a.hub = cases.NewHub(a.cases, cfg.Poll.D(), reg, log.With("component", "case-stream"))
 	d, err := outbox.NewDispatcher(cfg.Outbox, db, b, reg, log.With("component", "outbox"))
@@ -130,11 +180,15 @@ func New(cfg Config, db *casedb.DB, b bus.Bus, reg prometheus.Registerer, log *s
 	if a.store, err = rules.NewStore(cfg.Rules, db, log.With("component", "rules")); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	if err := a.store.SetLocality(loc); err != nil {
+		return nil, fmt.Errorf("rules: alerts.partition_by %s: %w", loc, err)
+	}
 	return a, nil
 }
 
 // Start loads the rules (the configuration's and those stored) and the
-// rule state.
+// rule state; in the partitioned mode, the state of each partition is
+// loaded when the partition is given to the node.
 func (a *Alerts) Start(ctx context.Context) error {
 	set, err := a.store.Load(ctx)
 	if err != nil {
@@ -143,6 +197,9 @@ func (a *Alerts) Start(ctx context.Context) error {
 	a.state = &deferredState{inner: rules.NewSQLState(a.db)}
 	if a.engine, err = rules.NewEngine(set, a.state, a.reg, a.log.With("component", "rules")); err != nil {
 		return err
+	}
+	if a.loc.Partitioned() {
+		return a.engine.Partition()
 	}
 	if err := a.engine.Load(ctx); err != nil {
 		return fmt.Errorf("load rule state: %w", err)
@@ -175,6 +232,17 @@ func (a *Alerts) Run(ctx context.Context) error {
 	g.Go(func() error { return a.hub.Run(ctx) })
 	g.Go(func() error { return a.store.Run(ctx, a.cfg.Poll.D(), a.engine.Replace) })
 	g.Go(func() error { return a.advance(ctx) })
+	if a.loc.Partitioned() {
+		close(a.consumed)
+		g.Go(func() error {
+			return a.bus.Consume(ctx, a.cfg.Group+routeSuffix, []string{bus.TopicEvents}, a.cfg.Batch, a.cfg.BatchWait.D(), a.route)
+		})
+		g.Go(func() error {
+			return a.rebal.ConsumeRebalance(ctx, a.cfg.Group, []string{TopicEvents}, a.cfg.Batch, a.cfg.BatchWait.D(), a.evaluate,
+				bus.Rebalance{Assigned: a.assigned, Revoked: a.revoked})
+		})
+		return g.Wait()
+	}
 	g.Go(func() error {
 		close(a.consumed)
 		return a.bus.Consume(ctx, a.cfg.Group, []string{bus.TopicEvents}, a.cfg.Batch, a.cfg.BatchWait.D(), a.handle)
@@ -182,13 +250,12 @@ func (a *Alerts) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// handle evaluates one batch of events. An event that does not decode goes
-// to the dead-letter topic; the firings become cases before the batch is
-// committed.
-func (a *Alerts) handle(ctx context.Context, msgs []bus.Message) error {
-	evs := make([]*event.Event, 0, len(msgs))
+// decode decodes msgs; those that do not decode go to the dead-letter
+// topic and are nil in the result.
+func (a *Alerts) decode(ctx context.Context, msgs []bus.Message) ([]*event.Event, error) {
+	evs := make([]*event.Event, len(msgs))
 	var dead []bus.Message
-	for _, m := range msgs {
+	for i, m := range msgs {
 		e, err := event.Decode(m.Value)
 		if err != nil {
 			a.m.rejected.Inc()
@@ -196,13 +263,153 @@ func (a *Alerts) handle(ctx context.Context, msgs []bus.Message) error {
 				Headers: map[string]string{bus.HeaderReason: "alerts: " + err.Error(), bus.HeaderSource: m.Topic + "/" + strconv.Itoa(m.Partition) + "@" + strconv.FormatInt(m.Offset, 10)}})
 			continue
 		}
-		evs = append(evs, e)
+		evs[i] = e
 	}
 	if len(dead) > 0 {
 		if err := a.bus.Publish(ctx, dead...); err != nil {
-			return fmt.Errorf("dead-letter: %w", err)
+			return nil, fmt.Errorf("dead-letter: %w", err)
 		}
 	}
+	return evs, nil
+}
+
+// route is the route stage of the partitioned mode: it republishes a batch
+// of sharpeye.events, value and headers unchanged, to TopicEvents keyed by
+// locality. The batch is committed once they are durable; a batch
+// published again after a crash is harmless, the rules skipping the events
+// a group has seen.
+func (a *Alerts) route(ctx context.Context, msgs []bus.Message) error {
+	evs, err := a.decode(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	out := make([]bus.Message, 0, len(msgs))
+	for i, e := range evs {
+		if e != nil {
+			out = append(out, bus.Message{Topic: TopicEvents, Key: a.loc.Key(e), Value: msgs[i].Value, Headers: msgs[i].Headers})
+		}
+	}
+	if err := a.bus.Publish(ctx, out...); err != nil {
+		return fmt.Errorf("route events to %s: %w", TopicEvents, err)
+	}
+	a.m.routed.Add(float64(len(out)))
+	return nil
+}
+
+// evaluate is the evaluate stage of the partitioned mode: handle, each
+// partition's events evaluated with its state.
+func (a *Alerts) evaluate(ctx context.Context, msgs []bus.Message) error {
+	evs, err := a.decode(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	var order []int
+	byPart := map[int][]*event.Event{}
+	n := 0
+	for i, e := range evs {
+		if e == nil {
+			continue
+		}
+		p := msgs[i].Partition
+		if _, ok := byPart[p]; !ok {
+			order = append(order, p)
+		}
+		byPart[p] = append(byPart[p], e)
+		n++
+	}
+	a.evalMu.Lock()
+	defer a.evalMu.Unlock()
+	a.m.events.Add(float64(n))
+	var (
+		firings []rules.Firing
+		perr    error
+	)
+	for _, p := range order {
+		fs, err := a.engine.ProcessPartition(ctx, p, byPart[p])
+		firings = append(firings, fs...)
+		if err != nil {
+			// The partitions evaluated are kept (their events are seen
+			// when the batch comes again); the others are evaluated then.
+			perr = fmt.Errorf("rules: %w", err)
+			break
+		}
+	}
+	if err := a.take(ctx, firings); err != nil {
+		return err
+	}
+	if err := a.state.flush(ctx); err != nil {
+		return err
+	}
+	return perr
+}
+
+// assigned loads the rule state of the partitions given to the node.
+func (a *Alerts) assigned(ctx context.Context, tps []bus.TopicPartition) error {
+	a.evalMu.Lock()
+	defer a.evalMu.Unlock()
+	// What this node saved of them before is stored before it is loaded.
+	if err := a.state.flush(ctx); err != nil {
+		return err
+	}
+	parts := partitions(tps)
+	if err := a.engine.Assign(ctx, parts); err != nil {
+		return fmt.Errorf("load the rule state of partitions %v: %w", parts, err)
+	}
+	a.m.partitions.Set(float64(len(a.engine.Owned())))
+	a.log.Info("partitions assigned", "topic", TopicEvents, "partitions", parts)
+	return nil
+}
+
+// revoked stores the rule state of the partitions the node gives up and
+// drops it, retrying for a while: the next owner loads it once this
+// returns.
+func (a *Alerts) revoked(ctx context.Context, tps []bus.TopicPartition) {
+	a.evalMu.Lock()
+	defer a.evalMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
+	defer cancel()
+	parts := partitions(tps)
+	err := a.engine.Revoke(ctx, parts) // into a.state
+	for attempt := 0; err == nil; attempt++ {
+		ferr := a.state.flush(ctx)
+		if ferr == nil {
+			break
+		}
+		a.log.Warn("store the rule state of revoked partitions; retrying", "partitions", parts, "err", ferr)
+		if bus.SleepCtx(ctx, bus.Backoff(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		a.log.Error("rule state of revoked partitions not stored; the next owner evaluates their uncommitted events again",
+			"partitions", parts, "err", err)
+	}
+	a.m.partitions.Set(float64(len(a.engine.Owned())))
+	a.log.Info("partitions revoked", "topic", TopicEvents, "partitions", parts)
+}
+
+// partitions returns the partitions of TopicEvents among tps.
+func partitions(tps []bus.TopicPartition) []int {
+	out := make([]int, 0, len(tps))
+	for _, tp := range tps {
+		if tp.Topic == TopicEvents {
+			out = append(out, tp.Partition)
+		}
+	}
+	return out
+}
+
+// handle evaluates one batch of events. An event that does not decode goes
+// to the dead-letter topic; the firings become cases before the batch is
+// committed.
+func (a *Alerts) handle(ctx context.Context, msgs []bus.Message) error {
+	decoded, err := a.decode(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	evs := slices.DeleteFunc(decoded, func(e *event.Event) bool { return e == nil })
+	a.evalMu.Lock()
+	defer a.evalMu.Unlock()
 	a.m.events.Add(float64(len(evs)))
 	firings, err := a.engine.Process(ctx, evs)
 	if err != nil {
@@ -219,13 +426,17 @@ func (a *Alerts) handle(ctx context.Context, msgs []bus.Message) error {
 // is then evaluated again from the state before it (and the case workflow
 // attaches nothing twice).
 type deferredState struct {
-	inner   rules.StateStore
+	inner   rules.PartitionedStateStore
 	mu      sync.Mutex
 	pending map[rules.StateKey]*rules.StateRecord // nil: deleted
 }
 
 func (d *deferredState) LoadState(ctx context.Context) ([]rules.StateRecord, error) {
 	return d.inner.LoadState(ctx)
+}
+
+func (d *deferredState) LoadPartitions(ctx context.Context, parts []int) ([]rules.StateRecord, error) {
+	return d.inner.LoadPartitions(ctx, parts)
 }
 
 // SaveState keeps the changes, the last one of each key winning.
@@ -308,24 +519,36 @@ func (a *Alerts) advance(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
-			firings, err := a.engine.Advance(ctx, now)
-			if err != nil {
-				a.log.Warn("advance rules", "err", err)
-				continue
-			}
-			if err := a.take(ctx, firings); err != nil {
+			if !a.advanceOnce(ctx, now) {
 				return nil
-			}
-			if err := a.state.flush(ctx); err != nil {
-				a.log.Warn("advance rules", "err", err)
 			}
 		}
 	}
 }
 
+// advanceOnce is one pass of advance; false when the role stops.
+func (a *Alerts) advanceOnce(ctx context.Context, now time.Time) bool {
+	a.evalMu.Lock()
+	defer a.evalMu.Unlock()
+	firings, err := a.engine.Advance(ctx, now)
+	if err != nil {
+		a.log.Warn("advance rules", "err", err)
+		return true
+	}
+	if err := a.take(ctx, firings); err != nil {
+		return false
+	}
+	if err := a.state.flush(ctx); err != nil {
+		a.log.Warn("advance rules", "err", err)
+	}
+	return true
+}
+
 type metrics struct {
-	events   prometheus.Counter
-	rejected prometheus.Counter
+	events     prometheus.Counter
+	rejected   prometheus.Counter
+	routed     prometheus.Counter
+	partitions prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -334,7 +557,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sharpeye_alerts_events_total", Help: "Events the alerts role evaluated."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharpeye_alerts_events_rejected_total", Help: "Events that did not decode (sent to the dead-letter topic)."}),
+		routed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_alerts_events_routed_total", Help: "Events republished to " + TopicEvents + " keyed by locality (partitioned mode)."}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sharpeye_alerts_partitions", Help: "Partitions of " + TopicEvents + " whose rule state this node holds (partitioned mode)."}),
 	}
-	reg.MustRegister(m.events, m.rejected)
+	reg.MustRegister(m.events, m.rejected, m.routed, m.partitions)
 	return m
 }

@@ -289,7 +289,7 @@ func (a *API) handleTest(w http.ResponseWriter, r *http.Request) error {
 	if !replaced {
 		all = append(all, req.Rule)
 	}
-	if _, err := Compile(all); err != nil {
+	if _, err := CompileIn(all, a.store.Locality()); err != nil {
 		return storeError(w, err)
 	}
 	alone := req.Rule

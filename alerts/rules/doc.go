@@ -95,6 +95,23 @@
 // kept: a redelivered batch is skipped (sharpeye_rules_duplicate_events_total)
 // rather than fired twice.
 //
+// # Partitions
+//
+// Several alerts nodes divide the events by Locality (alerts.partition_by:
+// grid, or region:N, the first N levels of the region path), so that each
+// group's events reach one node. An Engine switched to Partition holds the
+// state of the partitions Assign gives it (loaded from the store, each
+// record keeping its partition; -1 for a single node's) and evaluates
+// their events with ProcessPartition; Revoke stores and drops a
+// partition's state for its next owner. Advance and pruning touch only
+// what the engine holds. A rule whose group_by or inhibits.equal could
+// span two localities is refused (Locality.Check, CompileIn; the Store
+// after SetLocality): one of group_by must be source, camera, device or
+// grid (or region, for region:N), as must one of equal, or region for
+// region:N when the rule's match.regions are at least N levels deep. An
+// event without a grid (or region) is routed by its region (or source),
+// so a group of events lacking the grouped value may be split.
+//
 // # Store and API
 //
 // Store merges the configuration's rules with those in the case database

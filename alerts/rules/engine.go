@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -76,10 +77,15 @@ type Engine struct {
 	needLoad  bool
 	watermark int64 // newest event time seen (Unix ms), for pruning
 	pruned    int64 // watermark at the last prune
-	vm        vm.VM
-	m         *metrics
-	log       *slog.Logger
-	clock     func() time.Time
+	// owned are the partitions whose state the engine holds, in the
+	// partitioned mode (nil: not partitioned, all the state); cur is the
+	// partition of the events being processed.
+	owned map[int]bool
+	cur   int
+	vm    vm.VM
+	m     *metrics
+	log   *slog.Logger
+	clock func() time.Time
 
 	countMu sync.Mutex
 	counts  map[string]*FireCounts
@@ -117,6 +123,7 @@ func NewEngine(set *Set, state StateStore, reg prometheus.Registerer, log *slog.
 		dirty:    make(map[StateKey]bool),
 		gone:     make(map[StateKey]bool),
 		needLoad: state != nil,
+		cur:      Unpartitioned,
 		m:        m,
 		log:      log,
 		clock:    time.Now,
@@ -161,10 +168,29 @@ func (e *Engine) load(ctx context.Context) error {
 		e.needLoad = false
 		return nil
 	}
-	recs, err := e.state.LoadState(ctx)
+	var (
+		recs []StateRecord
+		err  error
+	)
+	if e.owned != nil {
+		recs, err = e.state.(PartitionedStateStore).LoadPartitions(ctx, e.ownedList())
+	} else {
+		recs, err = e.state.LoadState(ctx)
+	}
 	if err != nil {
 		return err
 	}
+	if err := e.restore(ctx, recs); err != nil {
+		return err
+	}
+	e.needLoad = false
+	e.m.entries.Set(float64(e.countGroups()))
+	return nil
+}
+
+// restore adds the groups of recs to memory, dropping from the store
+// those of rules removed or changed.
+func (e *Engine) restore(ctx context.Context, recs []StateRecord) error {
 	var drop []StateKey
 	for _, r := range recs {
 		c := e.set.byID[r.Rule]
@@ -173,6 +199,7 @@ func (e *Engine) load(ctx context.Context) error {
 			drop = append(drop, r.StateKey)
 			continue
 		}
+		g.part = r.Part
 		e.groupsOf(r.Rule)[r.Key] = &g
 		e.watermark = max(e.watermark, g.Last)
 	}
@@ -182,9 +209,129 @@ func (e *Engine) load(ctx context.Context) error {
 		}
 		e.log.Info("dropped the state of removed or changed rules", "groups", len(drop))
 	}
-	e.needLoad = false
+	return nil
+}
+
+// Partition switches the engine to the partitioned mode, before its first
+// use: it then holds only the state of the partitions Assign gives it, and
+// evaluates events with ProcessPartition. Its StateStore, if any, must be
+// a PartitionedStateStore.
+func (e *Engine) Partition() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.state != nil {
+		if _, ok := e.state.(PartitionedStateStore); !ok {
+			return errors.New("rules engine: the state store cannot load partitions")
+		}
+	}
+	if e.owned == nil {
+		e.owned = make(map[int]bool)
+		e.groups = make(map[string]map[string]*group)
+		e.needLoad = false
+	}
+	return nil
+}
+
+// Owned returns the partitions the engine holds, in order (nil when it is
+// not partitioned).
+func (e *Engine) Owned() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ownedList()
+}
+
+func (e *Engine) ownedList() []int {
+	if e.owned == nil {
+		return nil
+	}
+	out := make([]int, 0, len(e.owned))
+	for p := range e.owned {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Assign gives the engine parts (partitioned mode): their stored state is
+// loaded. On error the engine holds none of them.
+func (e *Engine) Assign(ctx context.Context, parts []int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.owned == nil {
+		return errors.New("rules engine: Assign needs the partitioned mode (Partition)")
+	}
+	var add []int
+	for _, p := range parts {
+		if !e.owned[p] {
+			add = append(add, p)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	if e.needLoad {
+		for _, p := range add {
+			e.owned[p] = true
+		}
+		if err := e.load(ctx); err != nil {
+			for _, p := range add {
+				delete(e.owned, p)
+			}
+			return err
+		}
+		return nil
+	}
+	e.dropParts(add) // nothing, unless a previous owner's leftovers
+	if e.state != nil {
+		recs, err := e.state.(PartitionedStateStore).LoadPartitions(ctx, add)
+		if err == nil {
+			err = e.restore(ctx, recs)
+		}
+		if err != nil {
+			e.dropParts(add)
+			return err
+		}
+	}
+	for _, p := range add {
+		e.owned[p] = true
+	}
 	e.m.entries.Set(float64(e.countGroups()))
 	return nil
+}
+
+// Revoke takes parts from the engine (partitioned mode): their changed
+// state is stored, then dropped from memory. The parts are given up even
+// when storing fails (the error is returned): the events whose state was
+// not stored were not committed either, and go to the next owner.
+func (e *Engine) Revoke(ctx context.Context, parts []int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var err error
+	if !e.needLoad {
+		err = e.flush(ctx)
+	}
+	e.dropParts(parts)
+	for _, p := range parts {
+		delete(e.owned, p)
+	}
+	e.m.entries.Set(float64(e.countGroups()))
+	return err
+}
+
+// dropParts forgets, in memory only, the groups of parts.
+func (e *Engine) dropParts(parts []int) {
+	for id, gs := range e.groups {
+		for k, g := range gs {
+			if slices.Contains(parts, g.part) {
+				delete(gs, k)
+				delete(e.dirty, StateKey{id, k})
+				delete(e.gone, StateKey{id, k})
+			}
+		}
+		if len(gs) == 0 {
+			delete(e.groups, id)
+		}
+	}
 }
 
 func (e *Engine) countGroups() int {
@@ -238,14 +385,29 @@ func (e *Engine) forget(rule, key string) {
 // (a redelivered batch) are skipped. On error nothing of the batch counts:
 // the state is reloaded from the store on the next call.
 func (e *Engine) Process(ctx context.Context, evs []*event.Event) ([]Firing, error) {
+	return e.ProcessPartition(ctx, Unpartitioned, evs)
+}
+
+// ErrNotAssigned is returned by ProcessPartition for a partition the
+// engine was not given.
+var ErrNotAssigned = errors.New("partition not assigned to this node")
+
+// ProcessPartition is Process for events of partition part, in the
+// partitioned mode (which needs part assigned); the groups they change
+// are stored with part.
+func (e *Engine) ProcessPartition(ctx context.Context, part int, evs []*event.Event) ([]Firing, error) {
 	start := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.owned != nil && !e.owned[part] {
+		return nil, fmt.Errorf("rules engine: %w: %d", ErrNotAssigned, part)
+	}
 	if e.needLoad {
 		if err := e.load(ctx); err != nil {
 			return nil, err
 		}
 	}
+	e.cur = part
 	var out []Firing
 	ahead := e.clock().Add(maxAhead).UnixMilli()
 	for _, ev := range evs {
@@ -254,7 +416,7 @@ func (e *Engine) Process(ctx context.Context, evs []*event.Event) ([]Firing, err
 		}
 		e.m.evaluated.Inc()
 		x := evalCtx{e: ev, vm: &e.vm}
-		for _, c := range e.set.rules {
+		for _, c := range e.set.forType(ev.Type) {
 			if c.enabled {
 				e.evaluate(c, &x, &out)
 			}
@@ -356,7 +518,7 @@ func (e *Engine) flush(ctx context.Context) error {
 			e.needLoad = true
 			return err
 		}
-		ups = append(ups, StateRecord{StateKey: k, State: b, Updated: time.UnixMilli(g.Last)})
+		ups = append(ups, StateRecord{StateKey: k, State: b, Updated: time.UnixMilli(g.Last), Part: g.part})
 	}
 	slices.SortFunc(ups, func(a, b StateRecord) int {
 		return cmp.Or(strings.Compare(a.Rule, b.Rule), strings.Compare(a.Key, b.Key))
@@ -442,6 +604,7 @@ func (e *Engine) evaluate(c *compiled, x *evalCtx, out *[]Firing) {
 		return
 	}
 	g.markSeen(id)
+	g.part = e.cur
 	sk := StateKey{c.spec.ID, key}
 	e.dirty[sk] = true
 	delete(e.gone, sk)

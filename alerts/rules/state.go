@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"sharpeye/alerts/casedb"
@@ -21,6 +22,18 @@ type StateStore interface {
 	SaveState(ctx context.Context, upserts []StateRecord, deletes []StateKey) error
 }
 
+// PartitionedStateStore is a StateStore that can load the records of some
+// partitions only: what a node of the partitioned alerts mode is given.
+type PartitionedStateStore interface {
+	StateStore
+	// LoadPartitions returns the records stored with one of parts.
+	LoadPartitions(ctx context.Context, parts []int) ([]StateRecord, error)
+}
+
+// Unpartitioned is the partition of the state of a single alerts node
+// (Engine.Process), and of every record stored before partitions were.
+const Unpartitioned = -1
+
 // StateKey names one group's state.
 type StateKey struct {
 	Rule string
@@ -32,6 +45,9 @@ type StateRecord struct {
 	StateKey
 	State   []byte    // JSON
 	Updated time.Time // event time of the group's newest event
+	// Part is the partition of sharpeye.alerts.events the group's events
+	// come from, or Unpartitioned.
+	Part int
 }
 
 // maxSeen bounds the event ids remembered per group to skip redeliveries.
@@ -65,6 +81,8 @@ type group struct {
 	Seen []string `json:"seen,omitempty"`
 
 	seen map[string]struct{}
+	// part is the partition of the group's latest event (StateRecord.Part).
+	part int
 }
 
 func (g *group) isSeen(id string) bool {
@@ -142,7 +160,24 @@ func NewSQLState(db *casedb.DB) *SQLState { return &SQLState{db: db} }
 
 // LoadState implements StateStore.
 func (s *SQLState) LoadState(ctx context.Context) ([]StateRecord, error) {
-	rows, err := s.db.Query(ctx, "SELECT rule_id, group_key, state, updated_at FROM rule_state")
+	return s.load(ctx, "SELECT rule_id, group_key, state, updated_at, part FROM rule_state")
+}
+
+// LoadPartitions implements PartitionedStateStore.
+func (s *SQLState) LoadPartitions(ctx context.Context, parts []int) ([]StateRecord, error) {
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	q := "SELECT rule_id, group_key, state, updated_at, part FROM rule_state WHERE part IN (?" + strings.Repeat(", ?", len(parts)-1) + ")"
+	args := make([]any, len(parts))
+	for i, p := range parts {
+		args[i] = p
+	}
+	return s.load(ctx, q, args...)
+}
+
+func (s *SQLState) load(ctx context.Context, q string, args ...any) ([]StateRecord, error) {
+	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load rule state: %w", err)
 	}
@@ -152,7 +187,7 @@ func (s *SQLState) LoadState(ctx context.Context) ([]StateRecord, error) {
 		var r StateRecord
 		var st string
 		var ms int64
-		if err := rows.Scan(&r.Rule, &r.Key, &st, &ms); err != nil {
+		if err := rows.Scan(&r.Rule, &r.Key, &st, &ms, &r.Part); err != nil {
 			return nil, fmt.Errorf("load rule state: %w", err)
 		}
 		r.State = []byte(st)
@@ -198,14 +233,14 @@ func (s *SQLState) save(ctx context.Context, tx *sql.Tx, upserts []StateRecord, 
 		}
 	}
 	if len(upserts) > 0 {
-		up, err := tx.PrepareContext(ctx, s.db.Rebind(`INSERT INTO rule_state (rule_id, group_key, state, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`))
+		up, err := tx.PrepareContext(ctx, s.db.Rebind(`INSERT INTO rule_state (rule_id, group_key, state, updated_at, part) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, part = excluded.part`))
 		if err != nil {
 			return err
 		}
 		defer up.Close()
 		for _, r := range upserts {
-			if _, err := up.ExecContext(ctx, r.Rule, r.Key, string(r.State), casedb.Millis(r.Updated)); err != nil {
+			if _, err := up.ExecContext(ctx, r.Rule, r.Key, string(r.State), casedb.Millis(r.Updated), r.Part); err != nil {
 				return err
 			}
 		}
@@ -213,4 +248,4 @@ ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_a
 	return nil
 }
 
-var _ StateStore = (*SQLState)(nil)
+var _ PartitionedStateStore = (*SQLState)(nil)

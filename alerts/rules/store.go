@@ -75,6 +75,7 @@ type Store struct {
 	mu      sync.Mutex
 	set     *Set
 	entries []Entry
+	loc     Locality
 }
 
 // NewStore returns a store over the configuration's rules and db (nil for
@@ -91,6 +92,26 @@ func NewStore(config []Rule, db *casedb.DB, log *slog.Logger) (*Store, error) {
 	s := &Store{db: db, config: slices.Clone(config), log: log, now: time.Now, set: set}
 	s.entries, _ = merge(config, nil)
 	return s, nil
+}
+
+// SetLocality makes the store refuse, from now on, rules that loc cannot
+// partition (Locality.Check): those of the configuration now, those of
+// the database at Load, and changes through the API. Call it before Load.
+func (s *Store) SetLocality(loc Locality) error {
+	if _, err := CompileIn(s.config, loc); err != nil {
+		return fmt.Errorf("alerts.rules: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loc = loc
+	return nil
+}
+
+// Locality returns the locality the rules must fit (see SetLocality).
+func (s *Store) Locality() Locality {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loc
 }
 
 // Set returns the current rule set.
@@ -207,7 +228,7 @@ func (s *Store) Load(ctx context.Context) (*Set, error) {
 		return nil, err
 	}
 	entries, rules := merge(s.config, rows)
-	set, err := Compile(rules)
+	set, err := CompileIn(rules, s.Locality())
 	if err != nil {
 		return nil, fmt.Errorf("rule set version %d: %w", version, err)
 	}
@@ -321,7 +342,7 @@ func (s *Store) change(ctx context.Context, actor, id string, f func(cur *Entry,
 		rows[id] = row{spec: *next, version: version, updatedBy: actor, updatedAt: now}
 	}
 	newEntries, rules := merge(s.config, rows)
-	set, err := Compile(rules)
+	set, err := CompileIn(rules, s.Locality())
 	if err != nil {
 		return Entry{}, err
 	}

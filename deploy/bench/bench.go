@@ -31,12 +31,14 @@ Usage:
   sharpeye bench latency [--duration 20s] [--fixture F]
   sharpeye bench all     [any flag above]     every section, each in a process of its own
   sharpeye bench analytics generate|sink|query [flags]   the analytics store (see bench analytics help)
+  sharpeye bench alerts  [--rate 5000] [--duration 60s] [--rules FILE]   event on the bus to case in the API (see bench alerts help)
 
   ingest   CPU and memory to pull N simulated cameras (in another process)
   relay    CPU and memory to serve V WebRTC viewers of one camera
   ttff     time from WHEP POST to the first keyframe at a fresh viewer
   latency  added latency from camera to viewer
   analytics  rows/s into the analytics store, events/s from Kafka through the sink, question latency
+  alerts   time from an event on the bus to the case it opens, visible through the API
 
 Common flags: --json (one JSON document instead of tables), --quick (cameras
 10,50; viewers 1,10; 5 trials; 2s warm-up; 5s measured), --log-level LEVEL
@@ -72,6 +74,13 @@ func Main(args []string, stdout, stderr io.Writer) error {
 		defer stop()
 		context.AfterFunc(ctx, stop)
 		return runAnalytics(ctx, rest, stdout, stderr)
+	case "alerts":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		context.AfterFunc(ctx, stop)
+		return runAlertsBench(ctx, rest, stdout, stderr)
+	case "alerts-node":
+		return cmdAlertsNode(rest, os.Stdin, stdout, stderr)
 	case "analytics-kafka":
 		return cmdAnalyticsKafka(rest, os.Stdin, stdout, stderr)
 	case "camera-server":

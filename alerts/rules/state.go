@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,6 +141,10 @@ func (en *entry) encode() {
 	}
 }
 
+// marshal encodes the group as encoding/json would (the fields of group,
+// read back with json.Unmarshal), without reflection and without scanning
+// each stored event again: the state of every group an event touches is
+// written after each batch, so this is on the alerts role's hot path.
 func (g *group) marshal() ([]byte, error) {
 	for _, s := range [][]*entry{g.Window, g.A, g.B, {g.Held}} {
 		for _, en := range s {
@@ -147,7 +153,113 @@ func (g *group) marshal() ([]byte, error) {
 			}
 		}
 	}
-	return json.Marshal(g)
+	size := 256 + len(g.Seen)*40
+	for _, s := range [][]*entry{g.Window, g.A, g.B, {g.Held}} {
+		for _, en := range s {
+			if en != nil {
+				size += 64 + len(en.Ev)
+			}
+		}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"fp":`...)
+	b = appendString(b, g.Fingerprint)
+	b = append(b, `,"last":`...)
+	b = strconv.AppendInt(b, g.Last, 10)
+	b = appendEntries(b, "window", g.Window)
+	if g.Holding {
+		b = append(b, `,"holding":true`...)
+	}
+	if g.Since != 0 {
+		b = append(b, `,"since":`...)
+		b = strconv.AppendInt(b, g.Since, 10)
+	}
+	if g.Held != nil {
+		b = append(b, `,"held":`...)
+		b = g.Held.appendJSON(b)
+	}
+	if g.Fired {
+		b = append(b, `,"fired":true`...)
+	}
+	b = appendEntries(b, "a", g.A)
+	b = appendEntries(b, "b", g.B)
+	if g.HasFired {
+		b = append(b, `,"has_fired":true`...)
+	}
+	if g.LastFire != 0 {
+		b = append(b, `,"last_fire":`...)
+		b = strconv.AppendInt(b, g.LastFire, 10)
+	}
+	if len(g.Labels) > 0 {
+		b = append(b, `,"labels":{`...)
+		for i, k := range slices.Sorted(maps.Keys(g.Labels)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, g.Labels[k])
+		}
+		b = append(b, '}')
+	}
+	if len(g.Seen) > 0 {
+		b = append(b, `,"seen":[`...)
+		for i, id := range g.Seen {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, id)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}'), nil
+}
+
+func appendEntries(b []byte, name string, es []*entry) []byte {
+	if len(es) == 0 {
+		return b
+	}
+	b = append(b, `,"`...)
+	b = append(b, name...)
+	b = append(b, `":[`...)
+	for i, en := range es {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = en.appendJSON(b)
+	}
+	return append(b, ']')
+}
+
+// appendJSON appends the entry; its event is valid JSON already (from
+// event.Encode, or as read from the store), so it is copied as it is.
+func (en *entry) appendJSON(b []byte) []byte {
+	if en == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, `{"id":`...)
+	b = appendString(b, en.ID)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, en.T, 10)
+	if len(en.Ev) > 0 {
+		b = append(b, `,"ev":`...)
+		b = append(b, en.Ev...)
+	}
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string: as it is when it needs no
+// escaping (ids, keys), else as encoding/json writes it.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // SQLState is the StateStore in the case database (table rule_state).

@@ -161,7 +161,11 @@ type feeder struct {
 }
 
 func (f *feeder) track() stream.Track {
-	return stream.Track{Codec: stream.H264, SPS: f.clip.SPS, PPS: f.clip.PPS}
+	codec := stream.H264
+	if f.clip.Codec == simcam.H265 {
+		codec = stream.H265
+	}
+	return stream.Track{Codec: codec, VPS: f.clip.VPS, SPS: f.clip.SPS, PPS: f.clip.PPS}
 }
 
 func (f *feeder) run() {

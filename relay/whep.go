@@ -213,7 +213,17 @@ func (r *Relay) newSession(ctx context.Context, camera string, p *auth.Principal
 	if err != nil {
 		return nil, "", fmt.Errorf("add track: %w", err)
 	}
-	if err := tr.SetCodecPreferences(videoCodecs(track.Codec, r.cfg.NACKBuffer > 0)); err != nil {
+	prefs := videoCodecs(track.Codec, r.cfg.NACKBuffer > 0)
+	if track.Codec == stream.H265 {
+		// Answer H.265 under the payload type the viewer offered it
+		// with: pion keeps a preference's own type (116) when it has
+		// one, browsers number H.265 as they like, and a viewer drops
+		// packets of a type it did not offer. H.264 keeps its fixed
+		// types, one per profile: without them pion would answer
+		// several profiles under one offered type.
+		prefs[0].PayloadType = 0
+	}
+	if err := tr.SetCodecPreferences(prefs); err != nil {
 		return nil, "", fmt.Errorf("codec preferences: %w", err)
 	}
 	s.sender = tr.Sender()

@@ -16,10 +16,27 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 )
 
-//go:embed fixtures/*.h264
+//go:embed fixtures/*.h264 fixtures/*.h265
 var fixtures embed.FS
+
+// Codec is the video codec of a clip. Its values are those of
+// sharpeye/ingest/stream.Codec.
+type Codec string
+
+// The codecs a clip can be in.
+const (
+	H264 Codec = "H264"
+	H265 Codec = "H265"
+)
+
+// fixtureExts are the file extensions of the embedded fixtures, by codec.
+var fixtureExts = []struct {
+	ext   string
+	codec Codec
+}{{".h264", H264}, {".h265", H265}}
 
 // DefaultFPS is the frame rate of a clip whose SPS carries no timing
 // information.
@@ -29,8 +46,9 @@ const DefaultFPS = 25
 // be wrong and DefaultFPS is used.
 const maxFPS = 240
 
-// Clip is an H.264 elementary stream split into access units, ready to be
-// looped by a simulated camera. The first unit is an IDR.
+// Clip is an H.264 or H.265 elementary stream split into access units,
+// ready to be looped by a simulated camera. The first unit is a keyframe
+// (an IDR; for H.265 an IRAP picture).
 //
 // A Clip is read-only once made: the Server shares it, and the RTP packets it
 // derives from it, between all cameras given the same *Clip. To make a
@@ -39,13 +57,16 @@ type Clip struct {
 	// Name is the fixture name ("street-360p") or the file name without
 	// extension.
 	Name string
+	// Codec is H264 or H265; the zero value is H264.
+	Codec Codec
 	// Width and Height are the picture size in pixels, from the first SPS.
 	Width, Height int
 	// FPS is the frame rate: one access unit is sent every 1/FPS s.
 	FPS int
-	// SPS and PPS are the first parameter sets of the stream, without start
-	// code. They go in the SDP of cameras with ParamsInSDP.
-	SPS, PPS []byte
+	// VPS (H.265 only), SPS and PPS are the first parameter sets of the
+	// stream, without start code. They go in the SDP of cameras with
+	// ParamsInSDP.
+	VPS, SPS, PPS []byte
 	// Units are the access units in decode order, which is also display
 	// order since fixtures have no B-frames.
 	Units []AccessUnit
@@ -55,11 +76,12 @@ type Clip struct {
 // unit delimiters, end-of-sequence or end-of-stream NAL units.
 type AccessUnit struct {
 	NALUs [][]byte
-	// IDR reports whether the unit holds an IDR slice (a keyframe).
+	// IDR reports whether the unit is a keyframe: it holds an IDR slice
+	// (H.264) or an IRAP slice segment (H.265: IDR, CRA or BLA).
 	IDR bool
 }
 
-// IDRs returns the number of units that are IDRs.
+// IDRs returns the number of units that are keyframes.
 func (c *Clip) IDRs() int {
 	n := 0
 	for _, u := range c.Units {
@@ -83,9 +105,10 @@ func (c *Clip) fps() int {
 	return c.FPS
 }
 
-// StripParams returns a copy of the clip whose units carry no SPS or PPS NAL
-// units: a camera that announces its parameter sets only in the SDP. The copy
-// keeps the SPS and PPS fields and shares the NAL unit bytes with c.
+// StripParams returns a copy of the clip whose units carry no parameter set
+// NAL units (SPS and PPS, and VPS for H.265): a camera that announces its
+// parameter sets only in the SDP. The copy keeps the VPS, SPS and PPS fields
+// and shares the NAL unit bytes with c.
 //
 // Each call returns a new *Clip; call it once and share the result between
 // cameras, since the Server shares packets only between cameras given the same
@@ -96,9 +119,7 @@ func (c *Clip) StripParams() *Clip {
 	for _, u := range c.Units {
 		nalus := make([][]byte, 0, len(u.NALUs))
 		for _, n := range u.NALUs {
-			switch naluType(n) {
-			case h264.NALUTypeSPS, h264.NALUTypePPS:
-			default:
+			if !isParamSet(c.Codec, n) {
 				nalus = append(nalus, n)
 			}
 		}
@@ -107,7 +128,25 @@ func (c *Clip) StripParams() *Clip {
 	return &out
 }
 
-// Fixtures returns the names of the embedded fixtures, sorted, for [Load].
+// isParamSet reports whether n is a parameter set NAL unit of codec.
+func isParamSet(codec Codec, n []byte) bool {
+	if codec == H265 {
+		switch naluType265(n) {
+		case h265.NALUType_VPS_NUT, h265.NALUType_SPS_NUT, h265.NALUType_PPS_NUT:
+			return true
+		}
+		return false
+	}
+	switch naluType(n) {
+	case h264.NALUTypeSPS, h264.NALUTypePPS:
+		return true
+	}
+	return false
+}
+
+// Fixtures returns the names of the embedded fixtures, sorted, for [Load]:
+// H.264 ones (".h264" files) and H.265 ones (".h265" files, whose names end
+// in "-h265").
 func Fixtures() []string {
 	entries, err := fixtures.ReadDir("fixtures")
 	if err != nil {
@@ -115,12 +154,14 @@ func Fixtures() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".h264"); ok {
-			names = append(names, name)
+		for _, fe := range fixtureExts {
+			if name, ok := strings.CutSuffix(e.Name(), fe.ext); ok {
+				names = append(names, name)
+			}
 		}
 	}
 	slices.Sort(names)
-	return names
+	return slices.Compact(names)
 }
 
 var loaded sync.Map // fixture name -> *loadOnce
@@ -132,36 +173,67 @@ type loadOnce struct {
 }
 
 // Load returns the embedded fixture called name ("street-360p", with or
-// without ".h264"). Every call for the same fixture returns the same *Clip, so
-// that cameras looping it share one copy; do not modify it. An unknown name
-// gives an error wrapping [fs.ErrNotExist].
+// without its ".h264" or ".h265" extension); the codec is the file's. Every
+// call for the same fixture returns the same *Clip, so that cameras looping
+// it share one copy; do not modify it. An unknown name gives an error
+// wrapping [fs.ErrNotExist].
 func Load(name string) (*Clip, error) {
-	name = strings.TrimSuffix(name, ".h264")
+	for _, fe := range fixtureExts {
+		name = strings.TrimSuffix(name, fe.ext)
+	}
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 		return nil, fmt.Errorf("fixture %q: %w", name, fs.ErrNotExist)
 	}
 	v, _ := loaded.LoadOrStore(name, &loadOnce{})
 	lo := v.(*loadOnce)
 	lo.once.Do(func() {
-		data, err := fixtures.ReadFile(path.Join("fixtures", name+".h264"))
-		if err != nil {
-			lo.err = fmt.Errorf("fixture %q: %w", name, fs.ErrNotExist)
-			return
+		for _, fe := range fixtureExts {
+			data, err := fixtures.ReadFile(path.Join("fixtures", name+fe.ext))
+			if err == nil {
+				lo.clip, lo.err = ParseCodec(name, fe.codec, data)
+				return
+			}
 		}
-		lo.clip, lo.err = Parse(name, data)
+		lo.err = fmt.Errorf("fixture %q: %w", name, fs.ErrNotExist)
 	})
 	return lo.clip, lo.err
 }
 
-// LoadFile reads an H.264 Annex-B elementary stream from a file, as [Parse]
-// does. The clip is named after the file, without extension.
+// LoadFile reads an Annex-B elementary stream from a file: H.265 when its
+// extension is ".h265", ".265" or ".hevc" (as [ParseH265] does), H.264
+// otherwise (as [Parse] does). The clip is named after the file, without
+// extension.
 func LoadFile(file string) (*Clip, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
-	name := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
-	return Parse(name, data)
+	ext := filepath.Ext(file)
+	name := strings.TrimSuffix(filepath.Base(file), ext)
+	return ParseCodec(name, CodecOfFile(file), data)
+}
+
+// CodecOfFile returns the codec of an elementary stream file by its
+// extension: H265 for ".h265", ".265" and ".hevc" (in any case), H264
+// otherwise.
+func CodecOfFile(file string) Codec {
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".h265", ".265", ".hevc":
+		return H265
+	}
+	return H264
+}
+
+// ParseCodec splits an Annex-B elementary stream of codec into access
+// units: [Parse] for H264, [ParseH265] for H265.
+func ParseCodec(name string, codec Codec, data []byte) (*Clip, error) {
+	switch codec {
+	case H264, "":
+		return Parse(name, data)
+	case H265:
+		return ParseH265(name, data)
+	}
+	return nil, fmt.Errorf("clip %s: unknown codec %q", name, codec)
 }
 
 // Parse splits an H.264 Annex-B elementary stream into access units.
@@ -178,7 +250,7 @@ func Parse(name string, data []byte) (*Clip, error) {
 		return nil, fmt.Errorf("clip %s: %w", name, err)
 	}
 
-	c := &Clip{Name: name}
+	c := &Clip{Name: name, Codec: H264}
 	var cur AccessUnit
 	hasSlice := false
 	flush := func() {
@@ -253,6 +325,100 @@ func Parse(name string, data []byte) (*Clip, error) {
 	return c, nil
 }
 
+// ParseH265 splits an H.265 Annex-B elementary stream into access units.
+//
+// Access units are delimited by the rules of ITU-T H.265 section 7.4.2.4.4:
+// a new unit starts at an access unit delimiter, a VPS, SPS, PPS or prefix
+// SEI (or a reserved non-VCL type that does the same) after a slice segment
+// of the current picture, or at a slice segment whose
+// first_slice_segment_in_pic_flag is set. Units before the first IRAP
+// picture (IDR, CRA or BLA), which cannot be decoded, are dropped; a stream
+// that loops must have closed GOPs (no RASL pictures after its first IRAP).
+// The stream must contain a VPS, an SPS, a PPS and an IRAP picture. The
+// returned clip shares memory with data.
+func ParseH265(name string, data []byte) (*Clip, error) {
+	nalus, err := splitAnnexB(data)
+	if err != nil {
+		return nil, fmt.Errorf("clip %s: %w", name, err)
+	}
+
+	c := &Clip{Name: name, Codec: H265}
+	var cur AccessUnit
+	hasSlice := false
+	flush := func() {
+		if hasSlice {
+			c.Units = append(c.Units, cur)
+		}
+		cur = AccessUnit{}
+		hasSlice = false
+	}
+
+	for _, n := range nalus {
+		// A NAL unit header is two bytes; anything shorter is not one.
+		if len(n) < 2 {
+			continue
+		}
+		typ := naluType265(n)
+		switch {
+		case typ == h265.NALUType_AUD_NUT:
+			flush()
+			continue
+		case typ == h265.NALUType_EOS_NUT, typ == h265.NALUType_EOB_NUT:
+			continue
+		case typ == h265.NALUType_VPS_NUT, typ == h265.NALUType_SPS_NUT, typ == h265.NALUType_PPS_NUT,
+			typ == h265.NALUType_PREFIX_SEI_NUT, typ >= 41 && typ <= 44, typ >= 48 && typ <= 55:
+			if hasSlice {
+				flush()
+			}
+		case typ <= 31: // VCL: a slice segment
+			// first_slice_segment_in_pic_flag is the first bit after
+			// the header.
+			if hasSlice && len(n) >= 3 && n[2]&0x80 != 0 {
+				flush()
+			}
+			hasSlice = true
+			if typ >= h265.NALUType_BLA_W_LP && typ <= h265.NALUType_CRA_NUT {
+				cur.IDR = true
+			}
+		}
+
+		switch {
+		case typ == h265.NALUType_VPS_NUT && c.VPS == nil:
+			c.VPS = n
+		case typ == h265.NALUType_SPS_NUT && c.SPS == nil:
+			c.SPS = n
+		case typ == h265.NALUType_PPS_NUT && c.PPS == nil:
+			c.PPS = n
+		}
+		cur.NALUs = append(cur.NALUs, n)
+	}
+	flush()
+
+	first := slices.IndexFunc(c.Units, func(u AccessUnit) bool { return u.IDR })
+	switch {
+	case c.VPS == nil:
+		return nil, fmt.Errorf("clip %s: no VPS", name)
+	case c.SPS == nil:
+		return nil, fmt.Errorf("clip %s: no SPS", name)
+	case c.PPS == nil:
+		return nil, fmt.Errorf("clip %s: no PPS", name)
+	case first < 0:
+		return nil, fmt.Errorf("clip %s: no IRAP picture", name)
+	}
+	c.Units = c.Units[first:]
+
+	var sps h265.SPS
+	if err := sps.Unmarshal(c.SPS); err != nil {
+		return nil, fmt.Errorf("clip %s: parse SPS: %w", name, err)
+	}
+	c.Width, c.Height = sps.Width(), sps.Height()
+	c.FPS = DefaultFPS
+	if fps := sps.FPS(); fps >= 1 && fps <= maxFPS {
+		c.FPS = int(math.Round(fps))
+	}
+	return c, nil
+}
+
 // chunkSize bounds the slices of a stream handed to h264.AnnexB.Unmarshal,
 // which refuses more than h264.MaxAccessUnitSize bytes at once.
 const chunkSize = h264.MaxAccessUnitSize / 2
@@ -295,4 +461,11 @@ func naluType(n []byte) h264.NALUType {
 		return 0
 	}
 	return h264.NALUType(n[0] & 0x1f)
+}
+
+func naluType265(n []byte) h265.NALUType {
+	if len(n) == 0 {
+		return 0
+	}
+	return h265.NALUType((n[0] >> 1) & 0x3f)
 }

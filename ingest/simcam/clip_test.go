@@ -25,11 +25,14 @@ func loadClip(t testing.TB, name string) *Clip {
 func TestFixtures(t *testing.T) {
 	want := []struct {
 		name          string
+		codec         Codec
 		width, height int
+		units         int
 	}{
-		{"gate-720p", 1280, 720},
-		{"square-1080p", 1920, 1080},
-		{"street-360p", 640, 360},
+		{"gate-720p", H264, 1280, 720, 250},
+		{"square-1080p", H264, 1920, 1080, 250},
+		{"street-360p", H264, 640, 360, 250},
+		{"street-360p-h265", H265, 640, 360, 100},
 	}
 	var names []string
 	for _, w := range want {
@@ -42,21 +45,25 @@ func TestFixtures(t *testing.T) {
 	for _, w := range want {
 		t.Run(w.name, func(t *testing.T) {
 			c := loadClip(t, w.name)
-			if c.Name != w.name || c.Width != w.width || c.Height != w.height || c.FPS != 25 {
-				t.Errorf("got %s %dx%d@%d, want %s %dx%d@25", c.Name, c.Width, c.Height, c.FPS, w.name, w.width, w.height)
+			if c.Name != w.name || c.Codec != w.codec || c.Width != w.width || c.Height != w.height || c.FPS != 25 {
+				t.Errorf("got %s %s %dx%d@%d, want %s %s %dx%d@25", c.Name, c.Codec, c.Width, c.Height, c.FPS, w.name, w.codec, w.width, w.height)
 			}
-			if len(c.Units) != 250 || c.Duration() != 10*time.Second {
-				t.Errorf("%d units (%v), want 250 (10s)", len(c.Units), c.Duration())
+			if len(c.Units) != w.units || c.Duration() != time.Duration(w.units)*40*time.Millisecond {
+				t.Errorf("%d units (%v), want %d", len(c.Units), c.Duration(), w.units)
 			}
-			if n := c.IDRs(); n < 5 {
-				t.Errorf("%d IDRs, want at least 5", n)
+			if n, want := c.IDRs(), w.units/50; n != want {
+				t.Errorf("%d keyframes, want %d", n, want)
 			}
 			if !c.Units[0].IDR {
-				t.Error("first unit is not an IDR")
+				t.Error("first unit is not a keyframe")
 			}
 			for i, u := range c.Units {
 				if u.IDR != (i%50 == 0) {
-					t.Errorf("unit %d: IDR = %v, want an IDR exactly every 50 units", i, u.IDR)
+					t.Errorf("unit %d: IDR = %v, want a keyframe exactly every 50 units", i, u.IDR)
+				}
+				if w.codec == H265 {
+					checkUnit265(t, i, u)
+					continue
 				}
 				types := naluTypes(u.NALUs)
 				if slices.Contains(types, h264.NALUTypeAccessUnitDelimiter) {
@@ -68,7 +75,11 @@ func TestFixtures(t *testing.T) {
 				}
 			}
 
-			again := loadClip(t, w.name+".h264")
+			ext := ".h264"
+			if w.codec == H265 {
+				ext = ".h265"
+			}
+			again := loadClip(t, w.name+ext)
 			if again != c {
 				t.Error("Load returned a new *Clip for the same fixture")
 			}
@@ -86,12 +97,19 @@ func TestFixtures(t *testing.T) {
 func TestFixturesSize(t *testing.T) {
 	// The fixtures are committed: keep the repository small.
 	total := 0
-	for _, name := range Fixtures() {
-		data, err := fixtures.ReadFile("fixtures/" + name + ".h264")
+	entries, err := fixtures.ReadDir("fixtures")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := fixtures.ReadFile("fixtures/" + e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
 		total += len(data)
+	}
+	if len(entries) != len(Fixtures()) {
+		t.Errorf("%d files embedded for %d fixtures", len(entries), len(Fixtures()))
 	}
 	if total > 7<<20 {
 		t.Errorf("fixtures total %d bytes, over 7 MB", total)

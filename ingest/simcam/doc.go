@@ -1,18 +1,19 @@
 // Package simcam simulates IP cameras: an in-process RTSP server (gortsplib)
-// that loops H.264 clips in real time, for `sharpeye demo`, tests and load
-// benchmarks of the ingest role.
+// that loops H.264 and H.265 clips in real time, for `sharpeye demo`, tests
+// and load benchmarks of the ingest role.
 //
 // # Clips
 //
-// Three fixtures are embedded (see fixtures/README.md), each 10 s at 25 fps
-// with an IDR every 2 s and no B-frames:
+// Four fixtures are embedded (see fixtures/README.md), at 25 fps with a
+// keyframe every 2 s and no B-frames:
 //
-//	street-360p   640x360,   ~1 Mb/s
-//	gate-720p     1280x720,  ~1.5 Mb/s
-//	square-1080p  1920x1080, 2 Mb/s: the load tests' "2 Mb/s camera"
+//	street-360p       H.264 640x360,   10 s, ~1 Mb/s
+//	gate-720p         H.264 1280x720,  10 s, ~1.5 Mb/s
+//	square-1080p      H.264 1920x1080, 10 s, 2 Mb/s: the load tests' "2 Mb/s camera"
+//	street-360p-h265  H.265 640x360,   4 s,  ~0.5 Mb/s
 //
-// [Load] returns one, split into access units; [LoadFile] and [Parse] read
-// any other Annex-B stream. A clip is shared, read-only, by every camera that
+// [Load] returns one, split into access units; [LoadFile], [Parse] (H.264)
+// and [ParseH265] read any other Annex-B stream. A clip is shared, read-only, by every camera that
 // loops it: 500 cameras of one clip hold one copy of it and of its RTP
 // packets.
 //
@@ -29,7 +30,8 @@
 //
 // Each camera sends unit i of its endless loop at start + i/FPS, with RTP
 // timestamps (90 kHz) and RTCP sender-report times that keep growing across
-// loops, in packets of at most [MaxPayloadSize] bytes (RFC 6184 mode 1).
+// loops, in packets of at most [MaxPayloadSize] bytes (H.264: RFC 6184 mode
+// 1; H.265: RFC 7798).
 // A camera can be paused (a hung camera: packets stop, sessions stay), made
 // to send garbage payloads, or removed (sessions end, DESCRIBE answers 404).
 //

@@ -12,7 +12,8 @@ import (
 )
 
 // TestFFmpegReads checks that a reader other than gortsplib, ffmpeg, pulls
-// and decodes a camera over TCP and UDP, with authentication.
+// and decodes a camera, H.264 and H.265, over TCP and UDP, with
+// authentication.
 func TestFFmpegReads(t *testing.T) {
 	testpeer.Require(t, testpeer.FFmpeg)
 	ffmpeg, err := exec.LookPath("ffmpeg")
@@ -21,11 +22,15 @@ func TestFFmpegReads(t *testing.T) {
 	}
 	checkGoroutines(t)
 	s := startServer(t, Config{UDPRTPAddress: "127.0.0.1:0", Username: "admin", Password: "hik12345"})
-	clip := loadClip(t, "square-1080p")
-
-	for _, transport := range []string{"tcp", "udp"} {
-		t.Run(transport, func(t *testing.T) {
-			cam := NewCamera("cam-"+transport, clip)
+	for _, tc := range []struct{ fixture, transport string }{
+		{"square-1080p", "tcp"},
+		{"square-1080p", "udp"},
+		{"street-360p-h265", "tcp"},
+		{"street-360p-h265", "udp"},
+	} {
+		clip, transport := loadClip(t, tc.fixture), tc.transport
+		t.Run(tc.fixture+"-"+transport, func(t *testing.T) {
+			cam := NewCamera(tc.fixture+"-"+transport, clip)
 			cam.Delay = time.Second // let ffmpeg join before the first IDR
 			addCamera(t, s, cam)
 

@@ -12,6 +12,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtp"
 )
@@ -22,10 +23,11 @@ const (
 	// IPv6 minimum MTU) without repacketizing.
 	MaxPayloadSize = 1200
 
-	// payloadType is the dynamic RTP payload type of the H.264 format.
+	// payloadType is the dynamic RTP payload type of the video format.
 	payloadType = 96
 
-	// rtpClockRate is the H.264 RTP clock rate (RFC 6184).
+	// rtpClockRate is the H.264 and H.265 RTP clock rate (RFC 6184, RFC
+	// 7798).
 	rtpClockRate = 90000
 
 	// rtpHeaderSize is the size of an RTP header without CSRC or extension.
@@ -56,9 +58,10 @@ type packedUnit struct {
 	idr      bool
 }
 
-// packClip cuts every unit of c into RTP/H.264 payloads of at most
-// MaxPayloadSize bytes (RFC 6184 packetization mode 1: single NAL unit,
-// STAP-A and FU-A packets).
+// packClip cuts every unit of c into RTP payloads of at most MaxPayloadSize
+// bytes: for H.264, RFC 6184 packetization mode 1 (single NAL unit, STAP-A
+// and FU-A packets); for H.265, RFC 7798 (single NAL unit, aggregation and
+// fragmentation units).
 func packClip(c *Clip) (*packedClip, error) {
 	switch {
 	case len(c.Units) == 0:
@@ -66,13 +69,31 @@ func packClip(c *Clip) (*packedClip, error) {
 	case c.FPS > maxFPS:
 		return nil, fmt.Errorf("clip FPS %d above %d", c.FPS, maxFPS)
 	}
-	enc := &rtph264.Encoder{
-		PayloadType:       payloadType,
-		PacketizationMode: 1,
-		PayloadMaxSize:    MaxPayloadSize,
+	var enc interface {
+		Encode(nalus [][]byte) ([]*rtp.Packet, error)
 	}
-	if err := enc.Init(); err != nil {
-		return nil, err
+	switch c.Codec {
+	case H264, "":
+		e := &rtph264.Encoder{
+			PayloadType:       payloadType,
+			PacketizationMode: 1,
+			PayloadMaxSize:    MaxPayloadSize,
+		}
+		if err := e.Init(); err != nil {
+			return nil, err
+		}
+		enc = e
+	case H265:
+		e := &rtph265.Encoder{
+			PayloadType:    payloadType,
+			PayloadMaxSize: MaxPayloadSize,
+		}
+		if err := e.Init(); err != nil {
+			return nil, err
+		}
+		enc = e
+	default:
+		return nil, fmt.Errorf("unknown codec %q", c.Codec)
 	}
 	p := &packedClip{
 		clip:  c,

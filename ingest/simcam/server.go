@@ -67,8 +67,10 @@ type Camera struct {
 	Path string
 	// Clip is looped forever. Cameras given the same *Clip share its memory.
 	Clip *Clip
-	// ParamsInSDP puts the clip's SPS and PPS in the SDP
-	// (sprop-parameter-sets), as most cameras do. NewCamera sets it.
+	// ParamsInSDP puts the clip's parameter sets in the SDP, as most
+	// cameras do: SPS and PPS in sprop-parameter-sets for H.264; VPS, SPS
+	// and PPS in sprop-vps, sprop-sps and sprop-pps for H.265. NewCamera
+	// sets it.
 	ParamsInSDP bool
 	// Delay postpones the first unit after Add. Spreading cameras added
 	// together over a GOP spreads their keyframes, which otherwise all leave
@@ -285,9 +287,19 @@ func (s *Server) Add(cam Camera) error {
 		}
 	}
 
-	forma := &format.H264{PayloadTyp: payloadType, PacketizationMode: 1}
-	if cam.ParamsInSDP {
-		forma.SPS, forma.PPS = cam.Clip.SPS, cam.Clip.PPS
+	var forma format.Format
+	if cam.Clip.Codec == H265 {
+		f := &format.H265{PayloadTyp: payloadType}
+		if cam.ParamsInSDP {
+			f.VPS, f.SPS, f.PPS = cam.Clip.VPS, cam.Clip.SPS, cam.Clip.PPS
+		}
+		forma = f
+	} else {
+		f := &format.H264{PayloadTyp: payloadType, PacketizationMode: 1}
+		if cam.ParamsInSDP {
+			f.SPS, f.PPS = cam.Clip.SPS, cam.Clip.PPS
+		}
+		forma = f
 	}
 	media := &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{forma}}
 	stream := &gortsplib.ServerStream{
@@ -360,7 +372,7 @@ func (s *Server) Resume(path string) bool {
 
 // SetGarbage switches the camera at path to sending random payloads in
 // valid RTP packets (same sizes, sequence numbers and timestamps as the real
-// ones) instead of H.264, or back. It reports whether there is such a
+// ones) instead of video, or back. It reports whether there is such a
 // camera.
 func (s *Server) SetGarbage(path string, on bool) bool {
 	return s.set(path, func(c *camera) { c.garbage = on })

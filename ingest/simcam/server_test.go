@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -88,13 +89,16 @@ type decodedAU struct {
 
 // player is an RTSP reader pulling one camera with gortsplib's client.
 type player struct {
-	client  *gortsplib.Client
-	desc    *description.Session
-	forma   *format.H264
-	packets atomic.Int64
-	errors  atomic.Int64 // RTP/H.264 decode errors
-	aus     chan decodedAU
-	done    chan error // Wait's result
+	client *gortsplib.Client
+	desc   *description.Session
+	// forma is the camera's H.264 format; forma265 its H.265 one. One of
+	// them is set.
+	forma    *format.H264
+	forma265 *format.H265
+	packets  atomic.Int64
+	errors   atomic.Int64 // RTP/H.264 or RTP/H.265 decode errors
+	aus      chan decodedAU
+	done     chan error // Wait's result
 }
 
 // play pulls rawURL over transport until the test ends.
@@ -126,22 +130,35 @@ func tryPlay(t testing.TB, rawURL string, transport gortsplib.Transport) (*playe
 	if err != nil {
 		return nil, err
 	}
-	medi := p.desc.FindFormat(&p.forma)
-	if medi == nil {
-		return nil, errors.New("no H.264 format in SDP")
-	}
-	dec, err := p.forma.CreateDecoder()
-	if err != nil {
-		return nil, err
+	var (
+		medi   *description.Media
+		forma  format.Format
+		decode func(*rtp.Packet) ([][]byte, error)
+	)
+	if medi = p.desc.FindFormat(&p.forma); medi != nil {
+		dec, err := p.forma.CreateDecoder()
+		if err != nil {
+			return nil, err
+		}
+		forma, decode = p.forma, dec.Decode
+	} else if medi = p.desc.FindFormat(&p.forma265); medi != nil {
+		dec, err := p.forma265.CreateDecoder()
+		if err != nil {
+			return nil, err
+		}
+		forma, decode = p.forma265, dec.Decode
+	} else {
+		return nil, errors.New("no H.264 or H.265 format in SDP")
 	}
 	if err := p.client.SetupAll(p.desc.BaseURL, p.desc.Medias); err != nil {
 		return nil, err
 	}
-	p.client.OnPacketRTP(medi, p.forma, func(pkt *rtp.Packet) {
+	p.client.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
 		p.packets.Add(1)
-		au, err := dec.Decode(pkt)
+		au, err := decode(pkt)
 		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) &&
+				!errors.Is(err, rtph265.ErrMorePacketsNeeded) && !errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
 				p.errors.Add(1)
 			}
 			return

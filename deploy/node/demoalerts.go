@@ -18,7 +18,8 @@ var demoRulesYAML []byte
 
 // demoAlerts gives the demo its alert rules and playbooks whose deadlines
 // are minutes instead of hours, so that reminders, urges, supervision and
-// escalation happen while someone watches.
+// escalation happen while someone watches; the readings around an alert
+// are attached after 30 s, not 5 min.
 func demoAlerts(cfg *alerts.Config) error {
 	var rs rules.Rules
 	if err := yaml.Unmarshal(demoRulesYAML, &rs); err != nil {
@@ -28,6 +29,8 @@ func demoAlerts(cfg *alerts.Config) error {
 		return fmt.Errorf("demo rules: %w", err)
 	}
 	cfg.Rules = append(cfg.Rules, rs...)
+	cfg.Cases.Readings.Before = conf.Duration(5 * time.Minute)
+	cfg.Cases.Readings.After = conf.Duration(30 * time.Second)
 	m := func(n int) conf.Duration { return conf.Duration(time.Duration(n) * time.Minute) }
 	for i := range cfg.Cases.Playbooks {
 		pb := &cfg.Cases.Playbooks[i]

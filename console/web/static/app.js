@@ -177,9 +177,9 @@ const SOURCE_CN = { alert: "告警", window: "窗口", hotline: "热线", grid: 
 const LEVEL_CN = { village: "村（社区）", township: "乡镇（街道）", county: "县" };
 const OUTCOME_CN = { mediated: "调解成功", handled: "处置完毕", arbitration: "仲裁", administrative: "行政处理", court: "诉讼", referred: "移交", unsubstantiated: "不属实" };
 const SATISFACTION_CN = { satisfied: "满意", basically: "基本满意", dissatisfied: "不满意" };
-const EVIDENCE_CN = { event: "事件", snapshot: "截图", reading: "读数", url: "链接", clip: "录像", document: "文件", photo: "照片" };
+const EVIDENCE_CN = { event: "事件", snapshot: "截图", reading: "读数", readings: "前后读数", url: "链接", clip: "录像", document: "文件", photo: "照片" };
 const TASK_CN = { open: "待签收", accepted: "办理中", done: "已完成" };
-const TIMER_CN = { remind: "到期提醒", urge: "催办", supervise: "督办", escalate: "提级", warn: "风险提示函" };
+const TIMER_CN = { remind: "到期提醒", urge: "催办", supervise: "督办", escalate: "提级", warn: "风险提示函", verify: "不过夜核查", readings: "前后读数" };
 const STAGE_CN = { assess: "研判", accept: "签收", resolve: "办结", follow_up: "回访", task: "子任务" };
 const ACTION_CN = {
   assess: "研判", dispatch: "分流交办", accept: "签收", resolve: "办结", follow_up: "回访", close: "销号",
@@ -187,7 +187,8 @@ const ACTION_CN = {
   escalate: "提级", merge: "合并", unmerge: "取消合并", split: "拆分交办", task_accept: "任务签收", task_done: "任务办结",
   attach: "补充证据", registered: "受理登记", merged_in: "并入案件", merged_out: "并入他案", merge_suggested: "疑似同案",
   reminded: "到期提醒", urged: "超时催办", supervised: "超时督办", escalated: "超时提级", risk_warning: "风险提示",
-  alert_repeated: "告警重复", alert_suppressed: "告警抑制",
+  alert_repeated: "告警重复", alert_suppressed: "告警抑制", verify_overdue: "未当日核查",
+  readings_none: "无前后读数", readings_failed: "读数未取到",
 };
 // Who may register cases (the server decides; this only hides the link).
 const INTAKE_ROLES = ["clerk", "commander", "grid_worker", "admin"];
@@ -626,6 +627,7 @@ function evidenceRef(e, camera) {
   const r = e.ref || "";
   if (/^\/play\/[^/?#]+$/.test(r)) return el("a", { href: r, target: "_blank" }, `Live view 实时画面 ${decodeURIComponent(r.slice(6))}`);
   if (e.kind === "url" && /^https?:\/\//i.test(r)) return el("a", { href: r, target: "_blank", rel: "noopener noreferrer" }, r);
+  if (e.kind === "readings") return ""; // shown by readingsView
   const blob = /^blob:sha256:([0-9a-f]{64})$/.exec(r);
   if (e.kind === "snapshot" && blob && camera) {
     const src = `/api/v1/cameras/${encodeURIComponent(camera)}/snapshots/${blob[1]}`;
@@ -654,7 +656,45 @@ function evidenceList(evs) {
       e.content_type, e.captured ? "captured 采集 " + fmtTime(e.captured) : "",
       `attached 附加 ${fmtTime(e.attached)} by ${e.attached_by}`, e.event_id ? "event " + e.event_id : "",
       e.sha256 ? "sha256 " + e.sha256.slice(0, 12) + "…" : ""].filter(Boolean).join(" · ")),
-    e.data ? el("div", { class: "muted small" }, dataText(e.data)) : "")));
+    e.kind === "readings" && e.data ? readingsView(e.data) : e.data ? el("div", { class: "muted small" }, dataText(e.data)) : "")));
+}
+
+// readingsView shows the sensor readings around an alert: per device, each
+// numeric reading's range and last value over a small line of its points.
+function readingsView(d) {
+  const rows = (d.devices || []).map((dev) => {
+    const pts = dev.points || [];
+    const names = [...new Set(pts.flatMap((p) => Object.keys(p.v || {}).filter((k) => typeof p.v[k] === "number")))];
+    return el("tr", {},
+      el("td", {}, dev.name || dev.source, dev.alerting ? el("span", { class: "badge colour colour-red" }, "告警 alerting") : ""),
+      el("td", { class: "muted" }, dev.device_kind || ""),
+      el("td", {}, `${pts.length}${dev.found > pts.length ? " / " + dev.found : ""}`),
+      el("td", {}, ...names.slice(0, 4).map((k) => {
+        const vs = pts.map((p) => p.v && p.v[k]).filter((v) => typeof v === "number");
+        const lo = Math.min(...vs), hi = Math.max(...vs);
+        return el("div", { class: "reading" }, el("span", { class: "en" }, k + " "), sparkline(vs, lo, hi),
+          ` ${lo}–${hi}, last ${vs[vs.length - 1]}`);
+      })));
+  });
+  return el("div", {},
+    el("div", { class: "muted small" }, `${fmtTime(d.from)} – ${fmtTime(d.to)} · grid 网格 ${d.grid || "—"} · ${d.readings} of ${d.readings_found} readings 读数`),
+    el("table", { class: "readings" }, el("thead", {}, el("tr", {}, el("th", {}, "Device 设备"), el("th", {}, "Kind 类型"),
+      el("th", {}, "Points 点数"), el("th", {}, "Readings 读数"))), el("tbody", {}, ...rows)));
+}
+
+// sparkline draws values (lo..hi) as a small SVG line.
+function sparkline(vs, lo, hi) {
+  const ns = "http://www.w3.org/2000/svg", w = 80, h = 18;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("class", "spark");
+  if (vs.length > 1) {
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", vs.map((v, i) => `${(i * (w - 2)) / (vs.length - 1) + 1},${hi === lo ? h / 2 : h - 1 - ((v - lo) * (h - 2)) / (hi - lo)}`).join(" "));
+    svg.append(line);
+  }
+  return svg;
 }
 
 function tasksCard(d) {

@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -48,6 +49,31 @@ func videoCodecs(c stream.Codec, withNACK bool) []webrtc.RTPCodecParameters {
 		})
 	}
 	return out
+}
+
+// h264Preferences are the H.264 formats of the offer (packetization-mode
+// 1), each under its own payload type and fmtp, those of the camera's
+// profile first: the answer then names the viewer's own types, one per
+// format, and the track binds to the camera's profile when it is offered.
+func h264Preferences(o offer, t stream.Track, withNACK bool) []webrtc.RTPCodecParameters {
+	fb := videoCodecs(stream.H264, withNACK)[0].RTCPFeedback
+	profile := ""
+	if len(t.SPS) >= 2 {
+		profile = fmt.Sprintf("%02x", t.SPS[1])
+	}
+	var same, other []webrtc.RTPCodecParameters
+	for _, c := range o.h264Offered {
+		p := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: c.fmtp, RTCPFeedback: fb},
+			PayloadType:        webrtc.PayloadType(c.pt),
+		}
+		if plid := fmtpParam(c.fmtp, "profile-level-id"); len(plid) >= 2 && profile != "" && strings.EqualFold(plid[:2], profile) {
+			same = append(same, p)
+		} else {
+			other = append(other, p)
+		}
+	}
+	return append(same, other...)
 }
 
 // trackCapability is the codec of a viewer's track. For H.264 the

@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -18,8 +19,17 @@ type offer struct {
 	// packetization-mode=0 H.264 is.
 	h264, h264Mode0 bool
 	h265            bool
+	// h264Offered are the offer's packetization-mode=1 H.264 formats, in
+	// its order: the answer uses their payload types.
+	h264Offered []offeredCodec
 	// iceUfrag is the viewer's ICE username fragment.
 	iceUfrag string
+}
+
+// offeredCodec is one format of an offer's video section.
+type offeredCodec struct {
+	pt   uint8
+	fmtp string
 }
 
 // parseOffer checks an SDP offer and reads its video codecs. Its errors
@@ -73,6 +83,9 @@ func parseOffer(raw []byte) (offer, error) {
 			case "H264":
 				if fmtpParam(fmtps[pt], "packetization-mode") == "1" {
 					o.h264 = true
+					if n, err := strconv.ParseUint(pt, 10, 8); err == nil && n >= 96 && n <= 127 && len(o.h264Offered) < 16 {
+						o.h264Offered = append(o.h264Offered, offeredCodec{uint8(n), fmtps[pt]})
+					}
 				} else {
 					o.h264Mode0 = true
 				}

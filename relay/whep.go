@@ -213,15 +213,15 @@ func (r *Relay) newSession(ctx context.Context, camera string, p *auth.Principal
 	if err != nil {
 		return nil, "", fmt.Errorf("add track: %w", err)
 	}
+	// Answer under the payload types the viewer offered: pion keeps a
+	// preference's own type when it has one, browsers number codecs as
+	// they like (Chromium H.264 as 102/106/..., Firefox as 126/97), and
+	// a viewer drops packets of a type it did not offer.
 	prefs := videoCodecs(track.Codec, r.cfg.NACKBuffer > 0)
 	if track.Codec == stream.H265 {
-		// Answer H.265 under the payload type the viewer offered it
-		// with: pion keeps a preference's own type (116) when it has
-		// one, browsers number H.265 as they like, and a viewer drops
-		// packets of a type it did not offer. H.264 keeps its fixed
-		// types, one per profile: without them pion would answer
-		// several profiles under one offered type.
-		prefs[0].PayloadType = 0
+		prefs[0].PayloadType = 0 // the offered type
+	} else if offered := h264Preferences(o, track, r.cfg.NACKBuffer > 0); len(offered) > 0 {
+		prefs = offered
 	}
 	if err := tr.SetCodecPreferences(prefs); err != nil {
 		return nil, "", fmt.Errorf("codec preferences: %w", err)

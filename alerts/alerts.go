@@ -16,7 +16,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -480,33 +479,38 @@ func (d *deferredState) flush(ctx context.Context) error {
 	return nil
 }
 
-// take turns firings into cases. The rule state is already saved, so a
-// firing must not be lost to a passing database failure: each is retried
-// until it is taken or the role stops.
+// take turns firings into cases, all in one transaction. The rule state
+// is already saved, so a firing must not be lost to a passing database
+// failure: the batch is retried until it is taken or the role stops.
 func (a *Alerts) take(ctx context.Context, firings []rules.Firing) error {
-	for _, f := range firings {
-		for attempt := 0; ; attempt++ {
-			_, _, err := a.cases.Alert(ctx, cases.Alert{
-				Rule: f.Rule, GroupKey: f.GroupKey, Category: f.Category, Title: f.Title, Description: f.Description,
-				Risk: f.Risk, RiskPerRepeat: f.RiskPerRepeat, Repeat: f.Repeat, SuppressedBy: f.SuppressedBy, Events: f.Events,
-			})
-			if err == nil {
-				break // counted by outcome in sharpeye_cases_alerts_total
-			}
-			if errors.Is(err, cases.ErrUnknownCategory) {
-				a.log.Error("rule firing refused", "rule", f.Rule, "group", f.GroupKey, "err", err)
-				break
-			}
-			if attempt == 0 {
-				a.log.Warn("rule firing not yet taken; retrying", "rule", f.Rule, "group", f.GroupKey, "err", err)
-			}
-			if err := bus.SleepCtx(ctx, bus.Backoff(attempt, 100*time.Millisecond, 10*time.Second)); err != nil {
-				a.log.Error("rule firing lost at shutdown", "rule", f.Rule, "group", f.GroupKey)
-				return err
-			}
+	if len(firings) == 0 {
+		return nil
+	}
+	as := make([]cases.Alert, len(firings))
+	for i, f := range firings {
+		as[i] = cases.Alert{
+			Rule: f.Rule, GroupKey: f.GroupKey, Category: f.Category, Title: f.Title, Description: f.Description,
+			Risk: f.Risk, RiskPerRepeat: f.RiskPerRepeat, Repeat: f.Repeat, SuppressedBy: f.SuppressedBy, Events: f.Events,
 		}
 	}
-	return nil
+	for attempt := 0; ; attempt++ {
+		rs, err := a.cases.Alerts(ctx, as) // counted by outcome in sharpeye_cases_alerts_total
+		if err == nil {
+			for i, r := range rs {
+				if r.Err != nil {
+					a.log.Error("rule firing refused", "rule", firings[i].Rule, "group", firings[i].GroupKey, "err", r.Err)
+				}
+			}
+			return nil
+		}
+		if attempt == 0 {
+			a.log.Warn("rule firings not yet taken; retrying", "firings", len(firings), "err", err)
+		}
+		if err := bus.SleepCtx(ctx, bus.Backoff(attempt, 100*time.Millisecond, 10*time.Second)); err != nil {
+			a.log.Error("rule firings lost at shutdown", "firings", len(firings))
+			return err
+		}
+	}
 }
 
 // advance lets time pass for rules waiting on a duration when their

@@ -45,85 +45,121 @@ const (
 // group. Replaying the same alert (a redelivery from the bus) attaches
 // nothing twice and opens no second case.
 func (s *Service) Alert(ctx context.Context, a Alert) (*Case, Outcome, error) {
-	if len(a.Events) == 0 {
-		return nil, "", errors.New("alert without events")
-	}
-	if _, ok := s.cfg.playbook(a.Category); !ok {
-		s.m.alerts.WithLabelValues("refused").Inc()
-		return nil, "", fmt.Errorf("rule %s: %w %q (no playbook)", a.Rule, ErrUnknownCategory, a.Category)
-	}
-	var (
-		result  *Case
-		outcome Outcome
-	)
-	err := s.commit(ctx, func(t txn, out *[]Change) error {
-		result, outcome = nil, ""
-		key := a.GroupKey
-		if a.SuppressedBy != "" {
-			key = a.SuppressedBy
-		}
-		c, err := openByGroup(ctx, t, key)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		switch {
-		case c != nil:
-			added, err := s.attachEvents(ctx, t, c, a.Events)
-			if err != nil {
-				return err
-			}
-			result = c
-			if added == 0 {
-				outcome = Duplicate
-				return nil
-			}
-			h := &HistoryEntry{Actor: system.name, Role: system.role, Data: map[string]any{"rule": a.Rule, "events": added}}
-			if a.SuppressedBy != "" {
-				outcome, h.Action = Suppressed, "alert_suppressed"
-				c.Suppressed++
-				h.Data["group"] = a.GroupKey
-			} else {
-				outcome, h.Action = Attached, "alert_repeated"
-				c.AlertCount++
-				h.Data["alert_count"] = c.AlertCount
-				if a.RiskPerRepeat > 0 && c.ColourReason == "" {
-					c.Risk = min(100, c.Risk+a.RiskPerRepeat)
-					if col := s.cfg.Colours.Colour(c.Risk); col.Rank() > c.Colour.Rank() {
-						h.Data["previous_colour"], h.Data["colour"] = string(c.Colour), string(col)
-						c.Colour = col
-						if col == Red && !c.Warned {
-							if err := insertTimer(ctx, t, c.ID, Timer{Stage: StageAssess, Kind: TimerWarn, Due: s.now().UTC()}); err != nil {
-								return err
-							}
-						}
-						if err := s.planVerify(ctx, t, c); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			ch, err := s.record(ctx, t, c, nil, h)
-			if err != nil {
-				return err
-			}
-			*out = append(*out, ch)
-			return nil
-		case a.Repeat || a.SuppressedBy != "":
-			outcome = Dropped
-			return nil
-		}
-		c, chs, err := s.openFromAlert(ctx, t, a)
-		if err != nil {
-			return err
-		}
-		result, outcome, *out = c, Opened, append(*out, chs...)
-		return nil
-	})
+	rs, err := s.Alerts(ctx, []Alert{a})
 	if err != nil {
 		return nil, "", err
 	}
-	s.m.alerts.WithLabelValues(string(outcome)).Inc()
-	return result, outcome, nil
+	return rs[0].Case, rs[0].Outcome, rs[0].Err
+}
+
+// AlertResult is what one alert of Alerts did: Err is set (and the rest
+// zero) for an alert refused on its own (no events, a category without a
+// playbook).
+type AlertResult struct {
+	Case    *Case
+	Outcome Outcome
+	Err     error
+}
+
+// Alerts takes alerts as Alert does, in order, in one transaction: a
+// batch of rule firings costs one commit. An error other than a refused
+// alert's rolls the whole batch back; taking it again is safe (replays
+// attach nothing twice).
+func (s *Service) Alerts(ctx context.Context, as []Alert) ([]AlertResult, error) {
+	rs := make([]AlertResult, len(as))
+	for i, a := range as {
+		switch _, ok := s.cfg.playbook(a.Category); {
+		case len(a.Events) == 0:
+			rs[i].Err = errors.New("alert without events")
+		case !ok:
+			s.m.alerts.WithLabelValues("refused").Inc()
+			rs[i].Err = fmt.Errorf("rule %s: %w %q (no playbook)", a.Rule, ErrUnknownCategory, a.Category)
+		}
+	}
+	err := s.commit(ctx, func(t txn, out *[]Change) error {
+		for i, a := range as {
+			if errors.Is(rs[i].Err, ErrUnknownCategory) || len(a.Events) == 0 {
+				continue
+			}
+			c, outcome, err := s.alert(ctx, t, a, out)
+			if err != nil {
+				return err
+			}
+			rs[i].Case, rs[i].Outcome = c, outcome
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		if r.Err == nil {
+			s.m.alerts.WithLabelValues(string(r.Outcome)).Inc()
+		}
+	}
+	return rs, nil
+}
+
+// alert is the work of one alert within a transaction.
+func (s *Service) alert(ctx context.Context, t txn, a Alert, out *[]Change) (*Case, Outcome, error) {
+	key := a.GroupKey
+	if a.SuppressedBy != "" {
+		key = a.SuppressedBy
+	}
+	c, err := openByGroup(ctx, t, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, "", err
+	}
+	switch {
+	case c != nil:
+		added, err := s.attachEvents(ctx, t, c, a.Events)
+		if err != nil {
+			return nil, "", err
+		}
+		if added == 0 {
+			return c, Duplicate, nil
+		}
+		var outcome Outcome
+		h := &HistoryEntry{Actor: system.name, Role: system.role, Data: map[string]any{"rule": a.Rule, "events": added}}
+		if a.SuppressedBy != "" {
+			outcome, h.Action = Suppressed, "alert_suppressed"
+			c.Suppressed++
+			h.Data["group"] = a.GroupKey
+		} else {
+			outcome, h.Action = Attached, "alert_repeated"
+			c.AlertCount++
+			h.Data["alert_count"] = c.AlertCount
+			if a.RiskPerRepeat > 0 && c.ColourReason == "" {
+				c.Risk = min(100, c.Risk+a.RiskPerRepeat)
+				if col := s.cfg.Colours.Colour(c.Risk); col.Rank() > c.Colour.Rank() {
+					h.Data["previous_colour"], h.Data["colour"] = string(c.Colour), string(col)
+					c.Colour = col
+					if col == Red && !c.Warned {
+						if err := insertTimer(ctx, t, c.ID, Timer{Stage: StageAssess, Kind: TimerWarn, Due: s.now().UTC()}); err != nil {
+							return nil, "", err
+						}
+					}
+					if err := s.planVerify(ctx, t, c); err != nil {
+						return nil, "", err
+					}
+				}
+			}
+		}
+		ch, err := s.record(ctx, t, c, nil, h)
+		if err != nil {
+			return nil, "", err
+		}
+		*out = append(*out, ch)
+		return c, outcome, nil
+	case a.Repeat || a.SuppressedBy != "":
+		return nil, Dropped, nil
+	}
+	c, chs, err := s.openFromAlert(ctx, t, a)
+	if err != nil {
+		return nil, "", err
+	}
+	*out = append(*out, chs...)
+	return c, Opened, nil
 }
 
 func (s *Service) openFromAlert(ctx context.Context, t txn, a Alert) (*Case, []Change, error) {

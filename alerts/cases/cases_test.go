@@ -661,3 +661,44 @@ func TestAllowedActions(t *testing.T) {
 		t.Fatalf("supervisor before dispatch: %v", got)
 	}
 }
+
+// Alerts takes a batch of firings in one transaction, in order: a later
+// firing of the same group joins the case an earlier one opened, and an
+// alert refused on its own (no playbook) does not stop the others.
+func TestAlertsBatch(t *testing.T) {
+	forDrivers(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		ctx := context.Background()
+		mk := func(grid string, repeat bool, smoke float64) Alert {
+			return Alert{Rule: "smoke-high", GroupKey: "smoke-high|grid=" + grid, Category: "public_safety", Title: "烟感",
+				Risk: 60, Repeat: repeat, Events: []*event.Event{smokeEvent(f.clock.now(), grid, smoke)}}
+		}
+		bad := mk("g-07", false, 0.5)
+		bad.Category = "no-such-category"
+		batch := []Alert{mk("g-01", false, 0.4), mk("g-01", true, 0.5), bad, mk("g-02", false, 0.4), {Rule: "empty", Category: "public_safety"}}
+		rs, err := f.s.Alerts(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Outcome{Opened, Attached, "", Opened, ""}
+		for i, r := range rs {
+			if r.Outcome != want[i] {
+				t.Errorf("alert %d: %q (%v), want %q", i, r.Outcome, r.Err, want[i])
+			}
+		}
+		if rs[0].Case.ID != rs[1].Case.ID || rs[0].Case.ID == rs[3].Case.ID {
+			t.Errorf("cases %s %s %s: the repeat must join the first, g-02 have its own", rs[0].Case.ID, rs[1].Case.ID, rs[3].Case.ID)
+		}
+		if !errors.Is(rs[2].Err, ErrUnknownCategory) || rs[4].Err == nil {
+			t.Errorf("refused alerts: %v, %v", rs[2].Err, rs[4].Err)
+		}
+		if d := f.detail(rs[0].Case.ID); d.AlertCount != 2 {
+			t.Errorf("alert count %d, want 2", d.AlertCount)
+		}
+		// The same batch again (a redelivery): nothing attached twice.
+		rs, err = f.s.Alerts(ctx, batch)
+		if err != nil || rs[0].Outcome != Duplicate || rs[1].Outcome != Duplicate || rs[3].Outcome != Duplicate {
+			t.Fatalf("replayed batch: %+v %v", rs, err)
+		}
+	})
+}

@@ -74,10 +74,10 @@ const alertsUsage = `sharpeye bench alerts: event on the bus to case visible thr
 
 Usage:
   sharpeye bench alerts [--rate 5000] [--duration 60s] [--rules FILE] [--drain-timeout 2m] [--profile FILE]
-                        [--json] [--quick] [--log-level LEVEL]
+                        [--postgres URL] [--json] [--quick] [--log-level LEVEL]
 
 A node with the alerts and console roles (embedded bus, SQLite case database in a
-temporary directory) runs in a child process with the county's sensors publishing
+temporary directory, or PostgreSQL at --postgres: use a scratch database) runs in a child process with the county's sensors publishing
 onto its bus at --rate for --duration; this process watches the live case stream
 (GET /api/v1/cases/stream, with an API token) and times every case opened from the
 publishing of its last triggering event. --rules is a YAML list of rules (such as
@@ -96,6 +96,9 @@ type alertsOptions struct {
 	logLevel string
 	// profile is a file for a CPU profile of the node over the window.
 	profile string
+	// postgres is the case database's URL; "" is SQLite in a temporary
+	// directory.
+	postgres string
 }
 
 func (o *alertsOptions) register(fs *flag.FlagSet) {
@@ -108,6 +111,7 @@ func (o *alertsOptions) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run: 500 events/s for 5s")
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "log level of the node under test")
 	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of the node over the window to this file")
+	fs.StringVar(&o.postgres, "postgres", "", "case database on PostgreSQL at this URL (its tables are reused; use a scratch database), instead of SQLite")
 }
 
 func (o *alertsOptions) parse(fs *flag.FlagSet, args []string) error {
@@ -199,6 +203,9 @@ func runAlerts(ctx context.Context, o *alertsOptions, progress io.Writer, log *s
 	}
 	if o.profile != "" {
 		args = append(args, "--profile", o.profile)
+	}
+	if o.postgres != "" {
+		args = append(args, "--postgres", o.postgres)
 	}
 	node, err := startChild(ctx, progress, args...)
 	if err != nil {

@@ -134,6 +134,7 @@ func cmdAlertsNode(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "longest wait for the alerts role to catch up")
 	level := fs.String("log-level", "warn", "log level")
 	profile := fs.String("profile", "", "CPU profile of the window to this file")
+	postgres := fs.String("postgres", "", "case database URL (PostgreSQL); default SQLite in a temporary directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -150,7 +151,11 @@ func cmdAlertsNode(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 		return err
 	}
 	defer os.RemoveAll(dir)
-	n, err := startAlertsNode(ctx, dir, *file, log)
+	dbc := casedb.Defaults()
+	if *postgres != "" {
+		dbc.Driver, dbc.DSN = casedb.Postgres, conf.Secret(*postgres)
+	}
+	n, err := startAlertsNode(ctx, dir, *file, dbc, log)
 	if err != nil {
 		return err
 	}
@@ -188,13 +193,13 @@ type alertsNode struct {
 	g      *errgroup.Group
 }
 
-func startAlertsNode(ctx context.Context, dir, rulesFile string, log *slog.Logger) (*alertsNode, error) {
+func startAlertsNode(ctx context.Context, dir, rulesFile string, dbc casedb.Config, log *slog.Logger) (*alertsNode, error) {
 	cfg, err := alertsConfig(rulesFile)
 	if err != nil {
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	db, err := casedb.Open(ctx, casedb.Defaults(), dir, log.With("component", "casedb"))
+	db, err := casedb.Open(ctx, dbc, dir, log.With("component", "casedb"))
 	if err != nil {
 		return nil, fmt.Errorf("casedb: %w", err)
 	}

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // chMigration is one version of the ClickHouse schema. Its statements are
@@ -160,7 +163,114 @@ var chMigrations = []chMigration{
 				countIf(seq = 1) AS opened, countIf(to_state = 'closed') AS closed
 			FROM case_events GROUP BY hour, category, colour, region, source`,
 	}},
+	{2, "cases_opened and cases_current: each case as opened and as it stands", casesCurrentDDL},
+	{3, "camera_health_hourly: each camera's hours", cameraHealthHourlyDDL},
 }
+
+// cameraHealthHourlyDDL sums each camera's minutes per hour (hours, not
+// days, so that days may begin in any zone): the minutes, online and
+// window seconds and the intact minutes (online, no fault) the fleet
+// questions ask for, 60 times fewer rows than camera_health. Filled by a
+// materialized view and, for the rows already stored, by the migration
+// (emptied first, so that running it again is exact).
+var cameraHealthHourlyDDL = []string{
+	`CREATE TABLE IF NOT EXISTS camera_health_hourly (
+		hour DateTime,
+		camera String,
+		region {{lc}},
+		grid String,
+		vendor {{lc}},
+		minutes UInt64,
+		online_sum Float64,
+		window_sum Float64,
+		intact UInt64
+	) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (hour, camera, region, grid, vendor)`,
+	`TRUNCATE TABLE camera_health_hourly`,
+	`CREATE MATERIALIZED VIEW IF NOT EXISTS camera_health_hourly_mv TO camera_health_hourly AS ` + cameraHealthHourlySelect,
+	`INSERT INTO camera_health_hourly ` + cameraHealthHourlySelect,
+}
+
+const cameraHealthHourlySelect = `SELECT toStartOfHour(minute) AS hour, camera, region, grid, vendor,
+		count() AS minutes, sum(toFloat64(online_seconds)) AS online_sum, sum(toFloat64(window_seconds)) AS window_sum,
+		countIf(online_seconds > 0 AND empty(faults)) AS intact
+	FROM camera_health GROUP BY hour, camera, region, grid, vendor`
+
+// casesCurrentDDL keeps each case's state by the store, so that the case
+// questions read one row per case instead of rebuilding every case from
+// its history at query time:
+//
+//   - cases_opened: the seq = 1 row of each case (opened time, category,
+//     region, source, rule, grid), which never changes; the questions
+//     choose their cases here.
+//   - cases_current: one row per case (after merges) of aggregate states:
+//     the latest state, colour, department, milestone times, counts,
+//     satisfaction and outcome (argMax by seq, so rows may arrive in any
+//     order), and the resolve actions on time and late and the follow-ups
+//     by satisfaction (sums). Partitioned by the case's creation day, which
+//     every row of a case carries.
+//
+// Materialized views fill both from case_events: the sink inserts a row
+// once (a replayed batch is filtered by id first), so the views see it
+// once. The tables are emptied and filled again from case_events, so a
+// migration cut short is run again exactly; rows inserted while the
+// backfill runs could count twice, so the sinks of other nodes should be
+// stopped while a node applies it (its own sink starts after).
+var casesCurrentDDL = []string{
+	`CREATE TABLE IF NOT EXISTS cases_opened (
+		case_id String,
+		time {{dt}},
+		category {{lc}},
+		region {{lc}},
+		source {{lc}},
+		rule String,
+		grid String
+	) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(time) ORDER BY (time, case_id)`,
+
+	`CREATE TABLE IF NOT EXISTS cases_current (
+		case_id String,
+		created DateTime,
+		s_state AggregateFunction(argMax, String, UInt32),
+		s_colour AggregateFunction(argMax, String, UInt32),
+		s_department AggregateFunction(argMax, String, UInt32),
+		s_created AggregateFunction(argMax, DateTime, UInt32),
+		s_dispatched AggregateFunction(argMax, DateTime, UInt32),
+		s_accepted AggregateFunction(argMax, DateTime, UInt32),
+		s_resolved AggregateFunction(argMax, DateTime, UInt32),
+		s_urges AggregateFunction(argMax, UInt32, UInt32),
+		s_escalations AggregateFunction(argMax, UInt32, UInt32),
+		s_alerts AggregateFunction(argMax, UInt32, UInt32),
+		s_satisfaction AggregateFunction(argMax, String, UInt32),
+		s_outcome AggregateFunction(argMax, String, UInt32),
+		n_on_time AggregateFunction(sum, UInt64),
+		n_late AggregateFunction(sum, UInt64),
+		n_satisfied AggregateFunction(sum, UInt64),
+		n_basically AggregateFunction(sum, UInt64),
+		n_dissatisfied AggregateFunction(sum, UInt64)
+	) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMMDD(created) ORDER BY case_id`,
+
+	`TRUNCATE TABLE cases_opened`,
+	`TRUNCATE TABLE cases_current`,
+
+	`CREATE MATERIALIZED VIEW IF NOT EXISTS cases_opened_mv TO cases_opened AS ` + casesOpenedSelect,
+	`CREATE MATERIALIZED VIEW IF NOT EXISTS cases_current_mv TO cases_current AS ` + casesCurrentSelect,
+
+	`INSERT INTO cases_opened ` + casesOpenedSelect,
+	`INSERT INTO cases_current ` + casesCurrentSelect,
+}
+
+const casesOpenedSelect = `SELECT case_id, time, category, region, source, rule, grid FROM case_events WHERE seq = 1`
+
+const casesCurrentSelect = `SELECT case_id, created,
+		argMaxState({{str "state"}}, seq) AS s_state, argMaxState({{str "colour"}}, seq) AS s_colour, argMaxState({{str "department"}}, seq) AS s_department,
+		argMaxState(created, seq) AS s_created, argMaxState(dispatched, seq) AS s_dispatched,
+		argMaxState(accepted, seq) AS s_accepted, argMaxState(resolved, seq) AS s_resolved,
+		argMaxState(urge_count, seq) AS s_urges, argMaxState(escalations, seq) AS s_escalations, argMaxState(alert_count, seq) AS s_alerts,
+		argMaxState({{str "satisfaction"}}, seq) AS s_satisfaction, argMaxState({{str "outcome"}}, seq) AS s_outcome,
+		sumState(toUInt64(action = 'resolve' AND late = 0)) AS n_on_time, sumState(toUInt64(action = 'resolve' AND late = 1)) AS n_late,
+		sumState(toUInt64(action = 'follow_up' AND satisfaction = 'satisfied')) AS n_satisfied,
+		sumState(toUInt64(action = 'follow_up' AND satisfaction = 'basically')) AS n_basically,
+		sumState(toUInt64(action = 'follow_up' AND satisfaction = 'dissatisfied')) AS n_dissatisfied
+	FROM case_events GROUP BY case_id, created`
 
 func (s *CHStore) render(stmt string) (string, error) {
 	t, err := template.New("ddl").Funcs(template.FuncMap{
@@ -169,6 +279,13 @@ func (s *CHStore) render(stmt string) (string, error) {
 				return "LowCardinality(String)"
 			}
 			return "String"
+		},
+		// str is an LC column as plain String (aggregate states are declared over String).
+		"str": func(col string) string {
+			if s.feat.LowCardinality {
+				return "CAST(" + col + " AS String)"
+			}
+			return col
 		},
 		"dt": func() string {
 			if s.feat.Codecs {
@@ -186,6 +303,10 @@ func (s *CHStore) render(stmt string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// migrateTimeout bounds one migration statement: a backfill reads a whole
+// table (case_events: a minute or two for 1.6 million rows on 2 cores).
+const migrateTimeout = time.Hour
 
 // migrate applies the migrations not yet recorded in schema_migrations.
 // Nodes starting together may both apply one: every statement is
@@ -211,9 +332,21 @@ func (s *CHStore) migrate(ctx context.Context) error {
 		done[int(v)] = true
 	}
 	rows.Close()
+	var conn driver.Conn // for statements that may run long (backfills)
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
 	for _, m := range chMigrations {
 		if done[m.version] {
 			continue
+		}
+		if conn == nil {
+			c := s.cfg.ClickHouse
+			if conn, err = clickhouse.Open(c.options(c.Username, c.Password.Reveal(), c.Database, migrateTimeout)); err != nil {
+				return fmt.Errorf("analytics: clickhouse: %w", err)
+			}
 		}
 		start := time.Now()
 		for i, stmt := range m.stmts {
@@ -221,7 +354,7 @@ func (s *CHStore) migrate(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("analytics: migration %d statement %d: %w", m.version, i+1, err)
 			}
-			if err := s.conn.Exec(ctx, q); err != nil {
+			if err := conn.Exec(ctx, q); err != nil {
 				return fmt.Errorf("analytics: migration %d (%s) statement %d: %w", m.version, m.name, i+1, err)
 			}
 		}

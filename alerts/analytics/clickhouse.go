@@ -383,12 +383,13 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 		return err
 	}
 	var errs []error
+	chTables := tablesOf(ClickHouse)
 	for _, p := range parts {
-		i := slices.IndexFunc(tables, func(t table) bool { return t.name == p.table })
+		i := slices.IndexFunc(chTables, func(t table) bool { return t.name == p.table })
 		if i < 0 {
 			continue
 		}
-		days := tables[i].days(s.cfg.Retention)
+		days := chTables[i].days(s.cfg.Retention)
 		if days == 0 {
 			continue
 		}
@@ -414,7 +415,7 @@ func (s *CHStore) applyTTL(ctx context.Context) error {
 	if !s.feat.TTL {
 		return nil
 	}
-	for _, t := range tables {
+	for _, t := range tablesOf(ClickHouse) {
 		days := t.days(s.cfg.Retention)
 		var q string
 		if days == 0 {

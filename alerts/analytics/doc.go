@@ -23,9 +23,19 @@
 //     packets and losses, quality faults, vendor);
 //   - rollups, kept by materialized views in ClickHouse and by triggers in
 //     SQLite: events_hourly (type, region, source kind, severity),
-//     camera_events_hourly (camera, type, region) and cases_hourly
-//     (category, colour, region, source: opened and closed). They are
-//     hourly so that days, weeks and months can begin in any time zone.
+//     camera_events_hourly (camera, type, region), cases_hourly
+//     (category, colour, region, source: opened and closed) and
+//     camera_health_hourly (per camera: minutes, online and window
+//     seconds, intact minutes). They are hourly so that days, weeks and
+//     months can begin in any time zone;
+//   - each case as it stands, kept as its case events arrive so that the
+//     case questions read one row per case instead of rebuilding it from
+//     its history: cases_current (SQLite: one row per case by a trigger;
+//     ClickHouse: argMax-by-seq and sum states in an AggregatingMergeTree
+//     fed by a materialized view, so rows may arrive in any order) and, on
+//     ClickHouse, cases_opened (each case's seq = 1 row, where the
+//     questions choose their cases). Their migrations fill them from the
+//     rows already stored.
 //
 // ClickHouse's schema keeps to what 18.16 has (no TTL, DateTime64, Map or
 // codecs) and adds LowCardinality columns, codecs and TTL where the server
@@ -44,7 +54,8 @@
 // been written before (the first of each partition after a start or
 // hand-over, a retried one, and those after a batch that held stored rows)
 // is checked against the store and what it already holds is skipped, so
-// replays count once in the tables and in the rollups. Messages that do
+// replays count once in the tables, the rollups and cases_current (the
+// views and triggers see only rows actually inserted). Messages that do
 // not decode go to sharpeye.deadletter with the reason, and are counted.
 //
 // # The questions

@@ -32,18 +32,18 @@ var PerformanceColumns = []string{
 // perfBy maps a performance split to caseView's column.
 var perfBy = map[string]string{"department": "c_department", "region": "c_region", "category": "c_category"}
 
-// cohort selects the ids of the cases opened in rng within scope (their
-// seq = 1 row), with extra conditions on that row.
-func (q *Questions) cohort(rng Range, scope string, extra ...string) (string, []any) {
-	var c conds
-	c.add("seq = 1")
+// cohort is caseView (with the columns cols) over the cases opened in rng
+// within scope, with extra conditions on their opening row; it returns the
+// query and its arguments.
+func (q *Questions) cohort(rng Range, scope string, cols []string, extra ...string) (string, []any) {
+	c := q.d.openedConds()
 	c.add("time >= " + q.d.ts(rng.From))
 	c.add("time < " + q.d.ts(rng.To))
 	c.subtree(q.d, "region", scope)
 	for _, e := range extra {
 		c.add(e)
 	}
-	return "SELECT case_id FROM case_events" + c.where(), c.args
+	return q.d.caseView(c.where(), c.args, cols...)
 }
 
 // Performance answers, per department, region or category and in total
@@ -80,54 +80,76 @@ func (q *Questions) performance(ctx context.Context, p PerformanceParams, scope 
 	if p.By == "region" {
 		key = q.d.region(key, p.RegionDepth)
 	}
-	ids, args := q.cohort(p.Range, scope)
+	cols := []string{"c_state", "c_created", "c_dispatched", "c_accepted", "c_resolved", "c_urges", "c_escalations",
+		"c_on_time", "c_late", "c_satisfied", "c_basically", "c_dissatisfied"}
+	if p.By != "" {
+		cols = append(cols, perfBy[p.By])
+	}
+	view, args := q.cohort(p.Range, scope, cols)
 	t := Table{Columns: append([]string{p.By}, PerformanceColumns...), Rows: [][]any{}}
 	if p.By == "" {
 		t.Columns[0] = "total"
-	} else {
-		rows, truncated, err := q.rows(ctx, q.perfSQL(key, ids), args...)
-		if err != nil {
-			return Table{}, err
-		}
-		t.Truncated = truncated
-		for _, r := range rows {
-			t.Rows = append(t.Rows, perfRow(asString(r[0]), r[1:]))
-		}
 	}
-	rows, _, err := q.rows(ctx, q.perfSQL("", ids), args...)
+	// One pass over the cases: each counts under its key (t_ = 0) and in
+	// the total (t_ = 1, last).
+	rows, truncated, err := q.rows(ctx, q.perfSQL(key, view), args...)
 	if err != nil {
 		return Table{}, err
 	}
-	if len(rows) == 1 {
-		t.Rows = append(t.Rows, perfRow(TotalKey, rows[0][1:]))
+	var total []any
+	for _, r := range rows {
+		if asInt(r[0]) == 1 {
+			total = r[2:]
+			continue
+		}
+		t.Rows = append(t.Rows, perfRow(asString(r[1]), r[2:]))
+	}
+	t.Truncated = truncated
+	if total == nil {
+		// No cases (the total is a row of zeros then), or the rows were
+		// cut before the total: ask for it alone.
+		rows, _, err := q.rows(ctx, q.perfSQL("", view), args...)
+		if err != nil {
+			return Table{}, err
+		}
+		if len(rows) == 1 {
+			total = rows[0][2:]
+		}
+	}
+	if total != nil {
+		t.Rows = append(t.Rows, perfRow(TotalKey, total))
 	}
 	return t, nil
 }
 
-// perfSQL aggregates caseView per key ("" for one total row).
-func (q *Questions) perfSQL(key, ids string) string {
+// perfSQL aggregates a caseView: columns t_ (0 for a key's row, 1 for the
+// total), k_ and the aggregates; per key and a total row last, or the
+// total row alone when key is "".
+func (q *Questions) perfSQL(key, view string) string {
 	d := q.d
-	k := "''"
-	if key != "" {
-		k = key
-	}
 	since := func(col string) (string, string) {
 		return d.unix(col) + " - " + d.unix("c_created"), d.unix(col) + " > 0 AND " + d.unix("c_created") + " > 0"
 	}
 	var b sqlb
-	b.f("SELECT %s AS k_, count() AS opened_, sum(CASE WHEN c_state = 'closed' THEN 1 ELSE 0 END) AS closed_, ", k)
+	if key == "" {
+		b.f("SELECT 1 AS t_, '' AS k_, ")
+	} else {
+		b.f("SELECT t_, CASE WHEN t_ = 1 THEN '' ELSE %s END AS k_, ", key)
+	}
+	b.f("count() AS opened_, sum(CASE WHEN c_state = 'closed' THEN 1 ELSE 0 END) AS closed_, ")
 	b.f("sum(c_on_time) AS on_time_, sum(c_late) AS late_")
 	for _, col := range []string{"c_dispatched", "c_accepted", "c_resolved"} {
 		x, cond := since(col)
-		b.f(", %s AS %s_p50, %s AS %s_p90", d.quantile(x, cond, 50), col, d.quantile(x, cond, 90), col)
+		qs := d.quantiles(x, cond, 50, 90)
+		b.f(", %s AS %s_p50, %s AS %s_p90", qs[0], col, qs[1], col)
 	}
 	b.f(", sum(c_urges) AS urges_, sum(c_escalations) AS escalations_")
 	for _, s := range []string{"satisfied", "basically", "dissatisfied"} {
 		b.f(", sum(c_%s) AS %s_", s, s)
 	}
-	b.f(" FROM (%s)", d.caseView(ids))
+	b.f(" FROM (%s)", view)
 	if key != "" {
-		b.f(" GROUP BY k_ ORDER BY k_")
+		b.f("%s GROUP BY t_, k_ ORDER BY t_, k_", d.twice())
 	}
 	return b.String()
 }
@@ -167,10 +189,10 @@ func (q *Questions) rules(ctx context.Context, p RulesParams, scope string) (Tab
 	if err != nil {
 		return Table{}, err
 	}
-	ids, args := q.cohort(p.Range, scope, "rule != ''")
+	view, args := q.cohort(p.Range, scope, []string{"c_rule", "c_alerts", "c_outcome"}, "rule != ''")
 	query := fmt.Sprintf(`SELECT c_rule AS k_, count() AS cases_, sum(c_alerts) AS alerts_,
 		sum(CASE WHEN c_outcome = 'unsubstantiated' THEN 1 ELSE 0 END) AS unsub_
-		FROM (%s) GROUP BY k_ ORDER BY cases_ DESC, k_`, q.d.caseView(ids))
+		FROM (%s) GROUP BY k_ ORDER BY cases_ DESC, k_`, view)
 	rows, truncated, err := q.rows(ctx, query, args...)
 	if err != nil {
 		return Table{}, err

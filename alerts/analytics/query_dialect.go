@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,11 +27,12 @@ import (
 //   - Region depth: splitByChar and arraySlice on ClickHouse,
 //     sharpeye_region on SQLite.
 //   - Quantiles are nearest-rank on both: the value at rank
-//     ceil(p·n/100) of the sorted values (integer arithmetic, so no
-//     rounding differs), NULL when there are none: arraySort(groupArrayIf)
-//     on ClickHouse, sharpeye_quantile on SQLite.
-//   - A case's latest row: argMax by seq on ClickHouse, a join on the
-//     max-seq row on SQLite (caseView).
+//     ceil(p·n/100) of the sorted values, NULL when there are none:
+//     quantilesExactIf at levels just under p/100 on ClickHouse (see
+//     quantiles), sharpeye_quantile on SQLite.
+//   - A case as opened and as it stands (caseView): cases_opened joined
+//     with the merged aggregate states of cases_current on ClickHouse,
+//     the one row of cases_current on SQLite.
 //   - Arrays (camera faults): Array(String) on ClickHouse, JSON text on
 //     SQLite.
 //
@@ -162,13 +164,30 @@ func truncRegion(r string, depth int) string {
 	return r[:i-1]
 }
 
-// quantile is the nearest-rank pct-th percentile (1..100) of x over the
-// rows where cond holds, NULL when there are none.
-func (d dialect) quantile(x, cond string, pct int) string {
+// quantiles are the nearest-rank pct-th percentiles (1..100) of x over the
+// rows where cond holds, NULL when there are none. On ClickHouse one
+// quantilesExactIf collects the values for all of them: it takes the value
+// at index floor(level·n) of the sorted values, which for level
+// pct/100 - 1e-10 is the nearest rank's ceil(pct·n/100) - 1 (pct·n/100 is
+// a whole number of hundredths, so the shift of n·1e-10 moves it below the
+// next whole number and not below the one before, for n under 10^8).
+func (d dialect) quantiles(x, cond string, pcts ...int) []string {
+	out := make([]string, len(pcts))
 	if d.ch {
-		return fmt.Sprintf("if(countIf(%[2]s) = 0, NULL, arrayElement(arraySort(groupArrayIf(%[1]s, %[2]s)), toUInt64(intDiv(countIf(%[2]s) * %[3]d + 99, 100))))", x, cond, pct)
+		levels := make([]string, len(pcts))
+		for i, p := range pcts {
+			levels[i] = strconv.FormatFloat(float64(p)/100-1e-10, 'f', 10, 64)
+		}
+		all := fmt.Sprintf("quantilesExactIf(%s)(%s, %s)", strings.Join(levels, ", "), x, cond)
+		for i := range pcts {
+			out[i] = fmt.Sprintf("if(countIf(%s) = 0, NULL, arrayElement(%s, %d))", cond, all, i+1)
+		}
+		return out
 	}
-	return fmt.Sprintf("sharpeye_quantile(CASE WHEN %s THEN %s END, %d)", cond, x, pct)
+	for i, p := range pcts {
+		out[i] = fmt.Sprintf("sharpeye_quantile(CASE WHEN %s THEN %s END, %d)", cond, x, p)
+	}
+	return out
 }
 
 // nearestRank is sharpeye_quantile on sorted values.
@@ -210,46 +229,114 @@ func (d dialect) faultRows() (from, fault string) {
 	return "camera_health, json_each(camera_health.faults) AS fault_", "fault_.value"
 }
 
-// caseView is one row per case whose id the subquery ids selects: as it
-// was opened (its seq = 1 row: c_opened, c_category, c_region, c_source,
-// c_rule, c_grid), as it stands (its latest row: c_state, c_colour (cases
-// registered by people get theirs when assessed), c_department,
-// c_created, c_dispatched, c_accepted, c_resolved, c_urges,
-// c_escalations, c_alerts, c_satisfaction, c_outcome), its resolve
-// actions on time and late (c_on_time, c_late) and its follow-ups by
-// satisfaction (c_satisfied, c_basically, c_dissatisfied: every 回访
-// counts, also one that was dissatisfied and re-opened the case).
-func (d dialect) caseView(ids string) string {
-	const resolves = `sum(CASE WHEN action = 'resolve' AND late = 0 THEN 1 ELSE 0 END) AS %[1]son_time,
-		sum(CASE WHEN action = 'resolve' AND late = 1 THEN 1 ELSE 0 END) AS %[1]slate,
-		sum(CASE WHEN action = 'follow_up' AND satisfaction = 'satisfied' THEN 1 ELSE 0 END) AS %[1]ssatisfied,
-		sum(CASE WHEN action = 'follow_up' AND satisfaction = 'basically' THEN 1 ELSE 0 END) AS %[1]sbasically,
-		sum(CASE WHEN action = 'follow_up' AND satisfaction = 'dissatisfied' THEN 1 ELSE 0 END) AS %[1]sdissatisfied`
+// opened is where the case questions choose their cases: one row per case
+// as it was opened (time, category, region, source, rule, grid: its
+// seq = 1 row), and the condition that keeps only cases whose opening row
+// is stored. ClickHouse keeps those rows in cases_opened; SQLite in
+// cases_current, whose first row may be a later one until seq 1 arrives.
+func (d dialect) opened() (table, cond string) {
 	if d.ch {
-		return `SELECT case_id,
-			argMin(time, seq) AS c_opened, argMin(category, seq) AS c_category, argMax(colour, seq) AS c_colour,
-			argMin(region, seq) AS c_region, argMin(source, seq) AS c_source, argMin(rule, seq) AS c_rule, argMin(grid, seq) AS c_grid,
-			argMax(state, seq) AS c_state, argMax(department, seq) AS c_department,
-			argMax(created, seq) AS c_created, argMax(dispatched, seq) AS c_dispatched,
-			argMax(accepted, seq) AS c_accepted, argMax(resolved, seq) AS c_resolved,
-			argMax(urge_count, seq) AS c_urges, argMax(escalations, seq) AS c_escalations, argMax(alert_count, seq) AS c_alerts,
-			argMax(satisfaction, seq) AS c_satisfaction, argMax(outcome, seq) AS c_outcome,
-			` + fmt.Sprintf(resolves, "c_") + `
-		FROM case_events WHERE case_id IN (` + ids + `) GROUP BY case_id`
+		return "cases_opened", ""
 	}
-	return `SELECT f.case_id AS case_id,
-			f.time AS c_opened, f.category AS c_category, l.colour AS c_colour,
-			f.region AS c_region, f.source AS c_source, f.rule AS c_rule, f.grid AS c_grid,
-			l.state AS c_state, l.department AS c_department,
-			l.created AS c_created, l.dispatched AS c_dispatched, l.accepted AS c_accepted, l.resolved AS c_resolved,
-			l.urge_count AS c_urges, l.escalations AS c_escalations, l.alert_count AS c_alerts,
-			l.satisfaction AS c_satisfaction, l.outcome AS c_outcome,
-			a.on_time AS c_on_time, a.late AS c_late,
-			a.satisfied AS c_satisfied, a.basically AS c_basically, a.dissatisfied AS c_dissatisfied
-		FROM (SELECT case_id, max(seq) AS mseq, ` + fmt.Sprintf(resolves, "") + `
-			FROM case_events WHERE case_id IN (` + ids + `) GROUP BY case_id) AS a
-		JOIN case_events AS f ON f.case_id = a.case_id AND f.seq = 1
-		JOIN case_events AS l ON l.case_id = a.case_id AND l.seq = a.mseq`
+	return "cases_current", "first_seq = 1"
+}
+
+// openedConds starts the conditions on d.opened's table.
+func (d dialect) openedConds() conds {
+	var c conds
+	if _, cond := d.opened(); cond != "" {
+		c.add(cond)
+	}
+	return c
+}
+
+// caseView is one row per case of the opened table (d.opened) that where
+// (with its args) selects, with the columns cols of:
+//
+//   - the case as it was opened: c_opened, c_category, c_region,
+//     c_source, c_rule, c_grid;
+//   - the case as it stands (its latest row): c_state, c_colour (cases
+//     registered by people get theirs when assessed), c_department,
+//     c_created, c_dispatched, c_accepted, c_resolved, c_urges,
+//     c_escalations, c_alerts, c_satisfaction, c_outcome;
+//   - its history: resolve actions on time and late (c_on_time, c_late)
+//     and follow-ups by satisfaction (c_satisfied, c_basically,
+//     c_dissatisfied: every 回访 counts, also one that was dissatisfied and
+//     re-opened the case).
+//
+// The store keeps all of it as case events arrive (cases_opened and
+// cases_current), so nothing is rebuilt from the case's history here. On
+// ClickHouse only the states asked for are merged, and cases_opened is
+// joined only when its columns are asked for. It returns the query and
+// its arguments.
+func (d dialect) caseView(where string, args []any, cols ...string) (string, []any) {
+	if !d.ch {
+		sel := []string{"case_id"}
+		for _, c := range cols {
+			sel = append(sel, caseCols[c].lite+" AS "+c)
+		}
+		return "SELECT " + strings.Join(sel, ", ") + " FROM cases_current" + where, slices.Clone(args)
+	}
+	opened := []string{"case_id"}
+	merged := []string{"case_id"}
+	for _, c := range cols {
+		if col := caseCols[c]; col.opened {
+			opened = append(opened, col.lite+" AS "+c)
+		} else {
+			merged = append(merged, col.ch+" AS "+c)
+		}
+	}
+	// The states of the cases chosen (PREWHERE: the other columns are read
+	// only where they are, and case ids begin with their time).
+	current := "SELECT " + strings.Join(merged, ", ") + " FROM cases_current PREWHERE case_id IN (SELECT case_id FROM cases_opened" + where + ") GROUP BY case_id"
+	if len(opened) == 1 {
+		return current, slices.Clone(args)
+	}
+	all := append([]string{"case_id"}, cols...)
+	return "SELECT " + strings.Join(all, ", ") + " FROM (SELECT " + strings.Join(opened, ", ") + " FROM cases_opened" + where + ") ANY INNER JOIN (" + current + ") USING case_id",
+		append(slices.Clone(args), args...)
+}
+
+// caseCol is a column of caseView: its expression in SQLite's
+// cases_current (and ClickHouse's cases_opened when opened), and in
+// ClickHouse's cases_current.
+type caseCol struct {
+	lite, ch string
+	opened   bool
+}
+
+var caseCols = map[string]caseCol{
+	"c_opened":       {lite: "time", opened: true},
+	"c_category":     {lite: "category", opened: true},
+	"c_region":       {lite: "region", opened: true},
+	"c_source":       {lite: "source", opened: true},
+	"c_rule":         {lite: "rule", opened: true},
+	"c_grid":         {lite: "grid", opened: true},
+	"c_state":        {lite: "state", ch: "argMaxMerge(s_state)"},
+	"c_colour":       {lite: "colour", ch: "argMaxMerge(s_colour)"},
+	"c_department":   {lite: "department", ch: "argMaxMerge(s_department)"},
+	"c_created":      {lite: "created", ch: "argMaxMerge(s_created)"},
+	"c_dispatched":   {lite: "dispatched", ch: "argMaxMerge(s_dispatched)"},
+	"c_accepted":     {lite: "accepted", ch: "argMaxMerge(s_accepted)"},
+	"c_resolved":     {lite: "resolved", ch: "argMaxMerge(s_resolved)"},
+	"c_urges":        {lite: "urge_count", ch: "argMaxMerge(s_urges)"},
+	"c_escalations":  {lite: "escalations", ch: "argMaxMerge(s_escalations)"},
+	"c_alerts":       {lite: "alert_count", ch: "argMaxMerge(s_alerts)"},
+	"c_satisfaction": {lite: "satisfaction", ch: "argMaxMerge(s_satisfaction)"},
+	"c_outcome":      {lite: "outcome", ch: "argMaxMerge(s_outcome)"},
+	"c_on_time":      {lite: "on_time", ch: "sumMerge(n_on_time)"},
+	"c_late":         {lite: "late", ch: "sumMerge(n_late)"},
+	"c_satisfied":    {lite: "satisfied", ch: "sumMerge(n_satisfied)"},
+	"c_basically":    {lite: "basically", ch: "sumMerge(n_basically)"},
+	"c_dissatisfied": {lite: "dissatisfied", ch: "sumMerge(n_dissatisfied)"},
+}
+
+// twice follows a FROM clause: every row comes twice, with t_ = 0 and 1.
+func (d dialect) twice() string {
+	if d.ch {
+		return " ARRAY JOIN [0, 1] AS t_"
+	}
+	return " CROSS JOIN (SELECT 0 AS t_ UNION ALL SELECT 1) AS twice_"
 }
 
 // The SQLite side of the dialect, registered once for every connection

@@ -20,19 +20,48 @@ type CamerasParams struct {
 	RegionDepth int
 	// Region narrows the scope.
 	Region string
+	// Path forces the hourly rollup or the raw table (tests compare them).
+	Path string
 }
 
-// healthAgg is the aggregate columns of camera health: cameras, minutes,
-// online and window seconds, intact minutes (online, no fault).
-func (q *Questions) healthAgg() string {
-	return "count(DISTINCT camera) AS cameras_, count() AS minutes_, sum(online_seconds) AS online_, sum(window_seconds) AS window_, " +
-		"sum(CASE WHEN online_seconds > 0 AND " + q.d.noFaults() + " THEN 1 ELSE 0 END) AS intact_"
+// healthSource is where the fleet questions read camera health from: the
+// table, its time column, and the expressions of a group's minutes,
+// online and window seconds and intact minutes (online, no fault).
+type healthSource struct {
+	table, timeCol                  string
+	minutes, online, window, intact string
 }
 
-func (q *Questions) healthWhere(rng Range, scope string) conds {
+// healthFrom chooses camera_health_hourly when it answers rng exactly (the
+// range begins and ends on the hour, and days in the zone begin on the
+// hour), else camera_health; path forces one (tests compare them).
+func (q *Questions) healthFrom(rng Range, path string) (healthSource, error) {
+	raw := healthSource{table: "camera_health", timeCol: "minute", minutes: "count()",
+		online: "sum(online_seconds)", window: "sum(window_seconds)",
+		intact: "sum(CASE WHEN online_seconds > 0 AND " + q.d.noFaults() + " THEN 1 ELSE 0 END)"}
+	hourly := healthSource{table: "camera_health_hourly", timeCol: "hour", minutes: "sum(minutes)",
+		online: "sum(online_sum)", window: "sum(window_sum)", intact: "sum(intact)"}
+	switch path {
+	case PathAuto:
+		if q.onTheHour(rng) {
+			return hourly, nil
+		}
+		return raw, nil
+	case PathRollup:
+		if !q.onTheHour(rng) {
+			return healthSource{}, paramErr("path", "the hourly rollup answers ranges on the hour only")
+		}
+		return hourly, nil
+	case PathRaw:
+		return raw, nil
+	}
+	return healthSource{}, paramErr("path", "must be rollup or raw, not %q", path)
+}
+
+func (q *Questions) healthWhere(src healthSource, rng Range, scope string) conds {
 	var c conds
-	c.add("minute >= " + q.d.ts(rng.From))
-	c.add("minute < " + q.d.ts(rng.To))
+	c.add(src.timeCol + " >= " + q.d.ts(rng.From))
+	c.add(src.timeCol + " < " + q.d.ts(rng.To))
 	c.subtree(q.d, "region", scope)
 	return c
 }
@@ -61,7 +90,7 @@ func (q *Questions) cameras(ctx context.Context, p CamerasParams, scope string) 
 	case "vendor", "grid":
 		inner, key = p.By, "rk_"
 	case "day":
-		inner, key = q.d.bucket(Day, "minute"), "rk_"
+		inner, key = "", "rk_"
 	default:
 		return Table{}, paramErr("by", "must be region, vendor, grid or day, not %q", p.By)
 	}
@@ -72,12 +101,18 @@ func (q *Questions) cameras(ctx context.Context, p CamerasParams, scope string) 
 	if err != nil {
 		return Table{}, err
 	}
-	w := q.healthWhere(p.Range, scope)
+	src, err := q.healthFrom(p.Range, p.Path)
+	if err != nil {
+		return Table{}, err
+	}
+	if p.By == "day" {
+		inner = q.d.bucket(Day, src.timeCol)
+	}
+	w := q.healthWhere(src, p.Range, scope)
 	query := fmt.Sprintf(`SELECT %s AS k_, count(DISTINCT camera) AS cameras_, sum(m_) AS minutes_, sum(o_) AS online_, sum(w_) AS window_, sum(i_) AS intact_
-		FROM (SELECT %s AS rk_, camera, count() AS m_, sum(online_seconds) AS o_, sum(window_seconds) AS w_,
-			sum(CASE WHEN online_seconds > 0 AND %s THEN 1 ELSE 0 END) AS i_
-			FROM camera_health%s GROUP BY rk_, camera)
-		GROUP BY k_ ORDER BY k_`, key, inner, q.d.noFaults(), w.where())
+		FROM (SELECT %s AS rk_, camera, %s AS m_, %s AS o_, %s AS w_, %s AS i_
+			FROM %s%s GROUP BY rk_, camera)
+		GROUP BY k_ ORDER BY k_`, key, inner, src.minutes, src.online, src.window, src.intact, src.table, w.where())
 	rows, truncated, err := q.rows(ctx, query, w.args...)
 	if err != nil {
 		return Table{}, err
@@ -107,6 +142,8 @@ type WorstParams struct {
 	Limit int
 	// Region narrows the scope.
 	Region string
+	// Path forces the hourly rollup or the raw table (tests compare them).
+	Path string
 }
 
 // WorstCameras answers the cameras with the lowest online rate, then
@@ -132,8 +169,14 @@ func (q *Questions) worstCameras(ctx context.Context, p WorstParams, scope strin
 	if err != nil {
 		return Table{}, err
 	}
-	w := q.healthWhere(p.Range, scope)
-	query := fmt.Sprintf("SELECT camera AS k_, max(region) AS region_, max(vendor) AS vendor_, %s FROM camera_health%s GROUP BY k_", q.healthAgg(), w.where())
+	src, err := q.healthFrom(p.Range, p.Path)
+	if err != nil {
+		return Table{}, err
+	}
+	w := q.healthWhere(src, p.Range, scope)
+	query := fmt.Sprintf(`SELECT camera AS k_, max(region) AS region_, max(vendor) AS vendor_, 0 AS unused_, %s AS minutes_,
+		%s AS online_, %s AS window_, %s AS intact_ FROM %s%s GROUP BY k_`,
+		src.minutes, src.online, src.window, src.intact, src.table, w.where())
 	rows, truncated, err := q.rows(ctx, query, w.args...)
 	if err != nil {
 		return Table{}, err
@@ -173,7 +216,9 @@ func (q *Questions) worstCameras(ctx context.Context, p WorstParams, scope strin
 	for i, c := range cams {
 		ids[i] = c.id
 	}
-	fw := q.healthWhere(p.Range, scope)
+	// (from the raw minutes: the primary key finds these cameras' rows)
+	raw, _ := q.healthFrom(p.Range, PathRaw)
+	fw := q.healthWhere(raw, p.Range, scope)
 	fw.in("camera", ids)
 	from, fault := q.d.faultRows()
 	query = fmt.Sprintf("SELECT camera AS k_, %s AS fault_name_, count() AS n_ FROM %s%s GROUP BY k_, fault_name_", fault, from, fw.where())

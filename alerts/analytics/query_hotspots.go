@@ -58,8 +58,8 @@ func (q *Questions) hotspots(ctx context.Context, subject string, cur, prev Rang
 	table := "events"
 	var w conds
 	if subject == Cases {
-		table = "case_events"
-		w.add("seq = 1")
+		table, _ = q.d.opened()
+		w = q.d.openedConds()
 	}
 	w.add("time >= " + q.d.ts(prev.From))
 	w.add("time < " + q.d.ts(cur.To))

@@ -336,19 +336,27 @@ func keepTop(rows []countRow, limit int) []countRow {
 	return out
 }
 
+// onTheHour reports whether the hourly rollups answer rng exactly: its
+// bounds are on the hour, and days in the zone begin on the hour.
+func (q *Questions) onTheHour(rng Range) bool {
+	if rng.From.Unix()%3600 != 0 || rng.To.Unix()%3600 != 0 {
+		return false
+	}
+	for _, t := range []time.Time{rng.From, rng.To} {
+		if _, off := t.In(q.loc).Zone(); off%3600 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // rollupFor is the rollup that answers cq exactly, if any.
 func (q *Questions) rollupFor(cq countQuery) (rollup, bool) {
 	if cq.bucket == Minute {
 		return rollup{}, false
 	}
-	// Hour-aligned bounds, and days that begin on the hour.
-	if cq.rng.From.Unix()%3600 != 0 || cq.rng.To.Unix()%3600 != 0 {
+	if !q.onTheHour(cq.rng) {
 		return rollup{}, false
-	}
-	for _, t := range []time.Time{cq.rng.From, cq.rng.To} {
-		if _, off := t.In(q.loc).Zone(); off%3600 != 0 {
-			return rollup{}, false
-		}
 	}
 	used := slices.Clone(cq.by)
 	for name := range cq.filters {
@@ -411,21 +419,23 @@ func (q *Questions) counts(ctx context.Context, cq countQuery) ([]countRow, bool
 	case cq.subject == Events:
 		table, timeCol, count = "events", "time", "count()"
 	case latest:
-		table, timeCol, count, view = "case_events", "c_opened", "count()", true
+		timeCol, count, view = "c_opened", "count()", true
 	default:
-		table, timeCol, count = "case_events", "time", "count()"
+		table, _ = d.opened()
+		timeCol, count = "time", "count()"
 	}
-	// inner: on the raw or rollup rows (for caseView, on the seq = 1 rows
-	// choosing the cases); outer: on caseView's latest columns.
+	// inner: on the raw or rollup rows (for caseView and the raw cases, on
+	// the opened table's rows choosing the cases); outer: on caseView's
+	// latest columns.
 	tcol := timeCol
 	if view {
 		tcol = "time"
 	}
+	if cq.subject == Cases && !useRollup {
+		inner = d.openedConds()
+	}
 	inner.add(tcol + " >= " + d.ts(cq.rng.From))
 	inner.add(tcol + " < " + d.ts(cq.rng.To))
-	if cq.subject == Cases && !useRollup {
-		inner.add("seq = 1")
-	}
 	inner.subtree(d, "region", cq.scope)
 	if usesCamera && cq.subject == Events {
 		inner.add("camera != ''")
@@ -475,8 +485,18 @@ func (q *Questions) counts(ctx context.Context, cq countQuery) ([]countRow, bool
 	}
 	b.f("%s AS cnt_ FROM ", count)
 	if view {
-		b.f("(%s)%s", d.caseView("SELECT case_id FROM case_events"+inner.where()), outer.where())
-		b.args = append(b.args, inner.args...)
+		// The columns read: the opening time, the split, the latest
+		// dimensions filtered on (the others are filtered in where).
+		cols := []string{"c_opened"}
+		for _, name := range append(slices.Clone(cq.by), names...) {
+			dm, _ := findDim(cq.subject, name)
+			if (dm.latest || slices.Contains(cq.by, name)) && !slices.Contains(cols, dm.view) {
+				cols = append(cols, dm.view)
+			}
+		}
+		v, args := d.caseView(inner.where(), inner.args, cols...)
+		b.f("(%s)%s", v, outer.where())
+		b.args = append(b.args, args...)
 		b.args = append(b.args, outer.args...)
 	} else {
 		b.f("%s%s", table, inner.where())

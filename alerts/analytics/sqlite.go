@@ -199,7 +199,7 @@ func eventJSON(r *EventRow) (attrs, tags, evidence string) {
 // Expire implements Store: rows older than their table's retention go,
 // a day at a time as in ClickHouse.
 func (s *LiteStore) Expire(ctx context.Context, now time.Time) error {
-	for _, t := range tables {
+	for _, t := range tablesOf(SQLite) {
 		days := t.days(s.cfg.Retention)
 		if days == 0 {
 			continue

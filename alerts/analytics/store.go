@@ -9,9 +9,11 @@ import (
 )
 
 // Store is where the rows go: ClickHouse in production, SQLite embedded.
-// Both hold the same tables (events, case_events, camera_health and the
-// hourly rollups events_hourly, camera_events_hourly and cases_hourly) and
-// answer the same questions through DB.
+// Both hold the same tables (events, case_events, camera_health, the
+// hourly rollups events_hourly, camera_events_hourly, cases_hourly and
+// camera_health_hourly, and
+// each case as it stands, cases_current, with cases_opened on ClickHouse)
+// and answer the same questions through DB.
 type Store interface {
 	// Driver is SQLite or ClickHouse.
 	Driver() string
@@ -48,17 +50,36 @@ func Open(ctx context.Context, cfg Config, dataDir string, log *slog.Logger) (St
 	return nil, fmt.Errorf("analytics: unknown driver %q", cfg.Driver)
 }
 
-// tables with their time column and the retention that applies.
+// tables with their time column and the retention that applies; driver
+// is set for a table only one store has.
 type table struct {
 	name, timeCol string
 	days          func(Retention) int
+	driver        string
 }
 
 var tables = []table{
-	{"events", "time", func(r Retention) int { return r.Events }},
-	{"events_hourly", "hour", func(r Retention) int { return r.Events }},
-	{"camera_events_hourly", "hour", func(r Retention) int { return r.Events }},
-	{"case_events", "time", func(r Retention) int { return r.CaseEvents }},
-	{"cases_hourly", "hour", func(r Retention) int { return r.CaseEvents }},
-	{"camera_health", "minute", func(r Retention) int { return r.CameraHealth }},
+	{"events", "time", func(r Retention) int { return r.Events }, ""},
+	{"events_hourly", "hour", func(r Retention) int { return r.Events }, ""},
+	{"camera_events_hourly", "hour", func(r Retention) int { return r.Events }, ""},
+	{"case_events", "time", func(r Retention) int { return r.CaseEvents }, ""},
+	{"cases_hourly", "hour", func(r Retention) int { return r.CaseEvents }, ""},
+	{"camera_health", "minute", func(r Retention) int { return r.CameraHealth }, ""},
+	{"camera_health_hourly", "hour", func(r Retention) int { return r.CameraHealth }, ""},
+	// A case goes with its opening (ClickHouse: the creation day every
+	// row of the case carries, which its partitions are by).
+	{"cases_opened", "time", func(r Retention) int { return r.CaseEvents }, ClickHouse},
+	{"cases_current", "created", func(r Retention) int { return r.CaseEvents }, ClickHouse},
+	{"cases_current", "time", func(r Retention) int { return r.CaseEvents }, SQLite},
+}
+
+// tablesOf lists the tables of driver's store.
+func tablesOf(driver string) []table {
+	var out []table
+	for _, t := range tables {
+		if t.driver == "" || t.driver == driver {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -678,10 +678,12 @@ func (s *Service) actMerge(ctx context.Context, t txn, a actor, c *Case, _ []Tas
 	target.AlertCount += c.AlertCount
 	target.Merged = append(target.Merged, c.ID)
 	target.Elements.merge(c.Elements)
-	if _, err := s.record(ctx, t, target, nil, &HistoryEntry{Actor: a.name, Role: a.role, Action: "merged_in", Note: r.Note,
-		Data: map[string]any{"case": c.ID, "number": c.Number, "evidence_copied": copied}}); err != nil {
+	ch, err := s.record(ctx, t, target, nil, &HistoryEntry{Actor: a.name, Role: a.role, Action: "merged_in", Note: r.Note,
+		Data: map[string]any{"case": c.ID, "number": c.Number, "evidence_copied": copied}})
+	if err != nil {
 		return nil, err
 	}
+	t.publish(ch)
 	c.Before, c.MergedInto = c.State, target.ID
 	c.State, c.ClosedAt, c.Deadline = Closed, s.now().UTC(), time.Time{}
 	if err := cancelAllTimers(ctx, t, c.ID); err != nil {
@@ -711,10 +713,12 @@ func (s *Service) actUnmerge(ctx context.Context, t txn, a actor, c *Case, _ []T
 	}
 	target.Merged = slices.DeleteFunc(target.Merged, func(id string) bool { return id == c.ID })
 	target.AlertCount = max(1, target.AlertCount-c.AlertCount)
-	if _, err := s.record(ctx, t, target, nil, &HistoryEntry{Actor: a.name, Role: a.role, Action: "merged_out", Note: r.Note,
-		Data: map[string]any{"case": c.ID, "number": c.Number}}); err != nil {
+	ch, err := s.record(ctx, t, target, nil, &HistoryEntry{Actor: a.name, Role: a.role, Action: "merged_out", Note: r.Note,
+		Data: map[string]any{"case": c.ID, "number": c.Number}})
+	if err != nil {
 		return nil, err
 	}
+	t.publish(ch)
 	prevTarget := c.MergedInto
 	c.State, c.MergedInto, c.Before, c.ClosedAt = c.Before, "", "", time.Time{}
 	if !c.State.Valid() {

@@ -469,6 +469,24 @@ func TestMergeSuggestApplyUndo(t *testing.T) {
 		if da := f.detail(a.ID); slices.Contains(da.Merged, b.ID) || len(da.Evidence) < fromB {
 			t.Fatalf("after unmerge: merged %v, evidence %d", da.Merged, len(da.Evidence))
 		}
+		// Both cases' changes were published, the target's with its own
+		// sequence (merged_in, merged_out) so that its stream has no gap.
+		var targetSeq []int
+		var actions []string
+		for _, ch := range f.changes {
+			if ch.Case.ID == a.ID {
+				targetSeq = append(targetSeq, ch.Entry.Seq)
+				actions = append(actions, ch.Entry.Action)
+			}
+		}
+		if !slices.Contains(actions, "merged_in") || !slices.Contains(actions, "merged_out") {
+			t.Fatalf("the target's published changes %v lack merged_in/merged_out", actions)
+		}
+		for i, seq := range targetSeq {
+			if seq != i+1 {
+				t.Fatalf("the target's published sequence %v has a gap", targetSeq)
+			}
+		}
 	})
 }
 

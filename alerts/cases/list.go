@@ -185,6 +185,14 @@ func (s *Service) candidates(ctx context.Context, p *auth.Principal, c *Case) ([
 	w := s.cfg.Merge.Window.D()
 	conds := "category = ? AND id <> ? AND state <> ? AND created_at >= ? AND created_at <= ?"
 	args := []any{c.Category, c.ID, Closed, casedb.Millis(c.Created.Add(-w)), casedb.Millis(c.Created.Add(w))}
+	if c.Lat == nil || s.cfg.Merge.Distance <= 0 {
+		// Only the same grid can match: let the grid index find them.
+		if c.Grid == "" {
+			return []Candidate{}, nil
+		}
+		conds += " AND grid = ?"
+		args = append(args, c.Grid)
+	}
 	if p != nil {
 		sc, sa := scopeSQL(p)
 		conds += " AND " + sc

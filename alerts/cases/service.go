@@ -165,9 +165,11 @@ func (s *Service) commit(ctx context.Context, f func(t txn, out *[]Change) error
 	var out []Change
 	err := inTx(ctx, s.db, func(t txn) error {
 		out = out[:0]
+		*t.also = (*t.also)[:0]
 		if err := f(t, &out); err != nil {
 			return err
 		}
+		out = append(out, *t.also...)
 		if s.publish == nil || len(out) == 0 {
 			return nil
 		}

@@ -26,7 +26,14 @@ var (
 type txn struct {
 	tx *sql.Tx
 	db *casedb.DB
+	// also collects the changes of other cases than the one acted on
+	// (the target of a merge), published with the transaction's own.
+	also *[]Change
 }
+
+// publish adds the change of another case to those the transaction
+// publishes.
+func (t txn) publish(ch Change) { *t.also = append(*t.also, ch) }
 
 func (t txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return t.tx.ExecContext(ctx, t.db.Rebind(q), args...)
@@ -63,7 +70,7 @@ func inTx(ctx context.Context, db *casedb.DB, f func(t txn) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := f(txn{tx: tx, db: db}); err != nil {
+	if err := f(txn{tx: tx, db: db, also: new([]Change)}); err != nil {
 		tx.Rollback()
 		return err
 	}

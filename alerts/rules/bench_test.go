@@ -3,13 +3,13 @@ package rules_test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"sharpeye/alerts/alertsim"
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/alerts/rules"
@@ -112,16 +112,6 @@ func BenchmarkProcess(b *testing.B) {
 	}
 }
 
-// The county of the 100-rule benchmark: 10 townships of 10 villages, each
-// village one grid with 20 cameras, 5 sensors and an alarm button; an AI
-// box per township watches its cameras.
-const (
-	benchTowns    = 10
-	benchVillages = 10
-	benchCameras  = 20 // per village
-	benchSensors  = 5  // per village
-)
-
 func townRegion(t int) string { return fmt.Sprintf("lanxi/t%02d", t) }
 
 // hundredRules returns 100 rules modelled on the demo's
@@ -132,7 +122,7 @@ func townRegion(t int) string { return fmt.Sprintf("lanxi/t%02d", t) }
 // cooldowns and inhibitions.
 func hundredRules() []rules.Rule {
 	var src strings.Builder
-	for t := range benchTowns {
+	for t := range alertsim.Towns {
 		r := townRegion(t)
 		fmt.Fprintf(&src, `
 - {id: smoke-high-%[1]d, name: 烟感浓度持续超标, match: {types: [telemetry], device_kinds: [smoke], regions: [%[2]s]}, when: 'attr.smoke > 0.3', for: 10s, group_by: [device], cooldown: 10m, case: {category: public_safety, risk: 85, title: '{{.Source.Name}}：烟感浓度 {{attr "smoke"}}'}}
@@ -141,7 +131,7 @@ func hundredRules() []rules.Rule {
 - {id: alarm-with-people-%[1]d, name: 报警且画面有人, match: {types: [sensor.alarm_button.pressed], regions: [%[2]s]}, correlate: {match: {types: [detection.person, detection.crowd], regions: [%[2]s]}, within: 2m}, group_by: [grid], cooldown: 10m, case: {category: key_place, risk: 95}}
 - {id: fall-%[1]d, name: 人员跌倒, match: {types: [detection.fall], min_confidence: 0.6, regions: [%[2]s]}, group_by: [camera], cooldown: 10m, case: {category: public_safety, risk: 65, title: '{{attr "camera"}} 画面检测到人员跌倒'}}
 - {id: crowd-%[1]d, name: 人员聚集, match: {types: [detection.crowd], regions: [%[2]s]}, when: 'attr.count >= 20', count: 3, window: 5m, group_by: [camera], cooldown: 10m, case: {category: public_order, risk: 40, risk_per_repeat: 5}}
-- {id: night-intrusion-%[1]d, name: 夜间校门有人, match: {types: [detection.person], sources: [aibox-%02[1]d], tags: [school]}, when: 'attr.confidence > 0.7', schedule: {periods: [{from: "22:00", to: "06:00"}]}, group_by: [camera], cooldown: 30m, case: {category: key_place, risk: 70}}
+- {id: night-intrusion-%[1]d, name: 夜间校门有人, match: {types: [detection.person], sources: [lx-aibox-%02[1]d], tags: [school]}, when: 'attr.confidence > 0.7', schedule: {periods: [{from: "22:00", to: "06:00"}]}, group_by: [camera], cooldown: 30m, case: {category: key_place, risk: 70}}
 - {id: camera-offline-%[1]d, name: 摄像机离线, match: {types: [camera.offline], regions: [%[2]s]}, group_by: [camera], cooldown: 30m, case: {category: equipment_fault, risk: 30, title: '摄像机 {{.Source.ID}} 离线'}}
 - {id: network-down-%[1]d, name: 片区网络中断, match: {types: [camera.offline], regions: [%[2]s]}, count: 3, window: 2m, group_by: [region], cooldown: 30m, inhibits: {rules: [camera-offline-%[1]d], equal: [region], hold: 30m}, case: {category: equipment_fault, risk: 50}}`, t, r)
 	}
@@ -164,87 +154,14 @@ func hundredRules() []rules.Rule {
 	return rs
 }
 
-// countyEvents returns n events of the county, rate per second from
-// start, in the mix of a working day: camera motion and sensor telemetry
-// most, AI detections next, faults and alarms rare. Most events match one
-// or two rules' types, and of those only their township's.
+// countyEvents returns n events of the simulated county (alertsim, the
+// mix sharpeye bench alerts publishes), rate per second from start.
 func countyEvents(tb testing.TB, n, rate int, start time.Time) []*event.Event {
 	tb.Helper()
-	rnd := rand.New(rand.NewPCG(1, uint64(n)))
+	c := alertsim.NewCounty(uint64(n))
 	evs := make([]*event.Event, n)
 	for i := range evs {
-		t, v := rnd.IntN(benchTowns), rnd.IntN(benchVillages)
-		loc := event.Location{Region: fmt.Sprintf("lanxi/t%02d/v%02d", t, v), Grid: fmt.Sprintf("g-%02d%02d", t, v)}
-		cam := fmt.Sprintf("cam-%02d%02d-%02d", t, v, rnd.IntN(benchCameras))
-		sensor := fmt.Sprintf("%02d%02d-%d", t, v, rnd.IntN(benchSensors))
-		var e *event.Event
-		switch p := rnd.IntN(1000); {
-		case p < 400:
-			e = event.New(event.SourceCamera, cam, "camera.motion")
-		case p < 650:
-			e = event.New(event.SourceDevice, "smoke-"+sensor, "telemetry")
-			e.SetString("device_kind", "smoke")
-			level := rnd.Float64() * 0.2
-			if rnd.IntN(100) == 0 {
-				level += 0.3
-			}
-			e.SetNumber("smoke", level)
-		case p < 730:
-			e = event.New(event.SourceDevice, "water-"+sensor, "telemetry")
-			e.SetString("device_kind", "water_level")
-			e.SetNumber("water_level", 1+rnd.Float64()*2.1)
-		case p < 760:
-			e = event.New(event.SourceDevice, "gas-"+sensor, "telemetry")
-			e.SetString("device_kind", "gas")
-			e.SetNumber("gas", rnd.Float64()*0.105)
-		case p < 965: // detections: person, crowd, car, fall
-			typ := "detection.person"
-			switch {
-			case p >= 960:
-				typ = "detection.fall"
-			case p >= 940:
-				typ = "detection.car"
-			case p >= 900:
-				typ = "detection.crowd"
-			}
-			e = event.New(event.SourceAnalyser, fmt.Sprintf("aibox-%02d", t), typ)
-			e.SetString("camera", cam)
-			e.SetNumber("confidence", 0.5+rnd.Float64()/2)
-			switch typ {
-			case "detection.crowd":
-				e.SetNumber("count", float64(5+rnd.IntN(30)))
-			case "detection.car":
-				e.SetString("class", "car")
-			default:
-				e.SetString("class", "person")
-			}
-			switch rnd.IntN(10) {
-			case 0:
-				e.Tags = []string{"school"}
-			case 1:
-				e.Tags = []string{"market"}
-			case 2:
-				e.Tags = []string{"river"}
-			}
-		case p < 975:
-			e = event.New(event.SourceAnalyser, fmt.Sprintf("aibox-%02d", t), "device.health")
-			e.SetNumber("temperature", 40+rnd.Float64()*45)
-		case p < 982:
-			e = event.New(event.SourceCamera, cam, "camera.offline")
-			e.Severity = event.SeverityMajor
-		case p < 990:
-			e = event.New(event.SourceCamera, cam, []string{"video.frozen", "video.dark", "video.blur"}[rnd.IntN(3)])
-			e.Severity = event.SeverityMinor
-		case p < 995:
-			e = event.New(event.SourceDevice, "btn-"+sensor, "sensor.alarm_button.pressed")
-			e.SetString("device_kind", "alarm_button")
-			e.Severity = event.SeverityCritical
-		default:
-			e = event.New(event.SourceDevice, "door-"+sensor, "sensor.door.forced")
-			e.SetString("device_kind", "door")
-			e.Severity = event.SeverityMajor
-		}
-		e.Location = loc
+		e := c.Next()
 		e.Time = event.NewTime(start.Add(time.Duration(i) * time.Second / time.Duration(rate)))
 		if err := e.Validate(); err != nil {
 			tb.Fatalf("bench event: %v", err)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"sharpeye/alerts"
+	"sharpeye/alerts/alertsim"
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/rules"
 	"sharpeye/configs/conf"
@@ -188,7 +188,7 @@ type alertsNode struct {
 	reg    *prometheus.Registry
 	bus    bus.Bus
 	db     *casedb.DB
-	county *county
+	county *alertsim.County
 	cancel context.CancelFunc
 	g      *errgroup.Group
 }
@@ -203,7 +203,7 @@ func startAlertsNode(ctx context.Context, dir, rulesFile string, dbc casedb.Conf
 	if err != nil {
 		return nil, fmt.Errorf("casedb: %w", err)
 	}
-	n := &alertsNode{reg: reg, db: db, county: newCounty(1)}
+	n := &alertsNode{reg: reg, db: db, county: alertsim.NewCounty(1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -304,7 +304,7 @@ func (n *alertsNode) publish(ctx context.Context, rate int, d time.Duration, pro
 		msgs = msgs[:0]
 		now := event.Now()
 		for range due {
-			e := n.county.next()
+			e := n.county.Next()
 			e.Time = now
 			v, err := e.Encode()
 			if err != nil {
@@ -376,96 +376,6 @@ func (n *alertsNode) metric(name string) []*dto.Metric {
 		}
 	}
 	return nil
-}
-
-// county is the bench's county: 10 townships of 10 villages, each village
-// a grid with 20 cameras, 5 smoke, 5 water-level and 5 gas sensors, a door
-// sensor and an alarm button; an AI box per township watches its cameras.
-// next draws events in the mix of a working day: camera motion and sensor
-// telemetry most, AI detections next, faults and alarms rare (about one event
-// in 200 fires a rule that opens or joins a case).
-type county struct {
-	rnd *mrand.Rand
-}
-
-func newCounty(seed uint64) *county { return &county{rnd: mrand.New(mrand.NewPCG(seed, 0x5eed))} }
-
-func (c *county) next() *event.Event {
-	r := c.rnd
-	t, v := r.IntN(10), r.IntN(10)
-	cam := fmt.Sprintf("lx-cam-%02d%02d-%02d", t, v, r.IntN(20))
-	sensor := fmt.Sprintf("%02d%02d-%d", t, v, r.IntN(5))
-	var e *event.Event
-	switch p := r.IntN(10000); {
-	case p < 4000:
-		e = event.New(event.SourceCamera, cam, "camera.motion")
-	case p < 6500:
-		e = event.New(event.SourceDevice, "lx-smoke-"+sensor, "telemetry")
-		e.SetString("device_kind", "smoke")
-		level := r.Float64() * 0.2
-		if r.IntN(100) == 0 {
-			level += 0.3
-		}
-		e.SetNumber("smoke", level)
-	case p < 7300:
-		e = event.New(event.SourceDevice, "lx-water-"+sensor, "telemetry")
-		e.SetString("device_kind", "water_level")
-		e.SetNumber("water_level", 1+r.Float64()*2.05)
-	case p < 7600:
-		e = event.New(event.SourceDevice, "lx-gas-"+sensor, "telemetry")
-		e.SetString("device_kind", "gas")
-		e.SetNumber("gas", r.Float64()*0.05)
-	case p < 9950: // detections of the township's AI box
-		typ := "detection.person"
-		switch {
-		case p >= 9940:
-			typ = "detection.fall"
-		case p >= 9400:
-			typ = "detection.car"
-		case p >= 9000:
-			typ = "detection.crowd"
-		}
-		e = event.New(event.SourceAnalyser, fmt.Sprintf("lx-aibox-%02d", t), typ)
-		e.SetString("device_kind", "aibox")
-		e.SetString("camera", cam)
-		e.SetNumber("confidence", 0.5+r.Float64()/2)
-		switch typ {
-		case "detection.crowd":
-			e.SetNumber("count", float64(5+r.IntN(30)))
-		case "detection.car":
-			e.SetString("class", "car")
-		default:
-			e.SetString("class", "person")
-		}
-		switch r.IntN(10) {
-		case 0:
-			e.Tags = []string{"school"}
-		case 1:
-			e.Tags = []string{"market"}
-		case 2:
-			e.Tags = []string{"river"}
-		}
-	case p < 9970:
-		e = event.New(event.SourceAnalyser, fmt.Sprintf("lx-aibox-%02d", t), "device.health")
-		e.SetString("device_kind", "aibox")
-		e.SetNumber("temperature", 40+r.Float64()*30)
-	case p < 9980:
-		e = event.New(event.SourceCamera, cam, "camera.offline")
-		e.Severity = event.SeverityMajor
-	case p < 9993:
-		e = event.New(event.SourceCamera, cam, []string{"video.frozen", "video.dark", "video.blur"}[r.IntN(3)])
-		e.Severity = event.SeverityMinor
-	case p < 9996:
-		e = event.New(event.SourceDevice, fmt.Sprintf("lx-button-%02d%02d", t, v), "sensor.alarm_button.pressed")
-		e.SetString("device_kind", "alarm_button")
-		e.Severity = event.SeverityCritical
-	default:
-		e = event.New(event.SourceDevice, fmt.Sprintf("lx-door-%02d%02d", t, v), "sensor.door.forced")
-		e.SetString("device_kind", "door")
-		e.Severity = event.SeverityMajor
-	}
-	e.Location = event.Location{Region: fmt.Sprintf("lanxi/t%02d/v%02d", t, v), Grid: fmt.Sprintf("g-%02d%02d", t, v)}
-	return e
 }
 
 // errNotDrained reports an alerts role that did not catch up in time.

@@ -3,7 +3,6 @@ package rtsp_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"os/exec"
@@ -11,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
@@ -170,56 +167,13 @@ func TestPullH265(t *testing.T) {
 // readKeyframe265 plays rawURL with a gortsplib client over TCP and returns
 // the first access unit and the SDP's H.265 format.
 func readKeyframe265(t *testing.T, rawURL string) ([][]byte, *format.H265, error) {
-	t.Helper()
-	u, err := base.ParseURL(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := gortsplib.TransportTCP
-	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp, ReadTimeout: 5 * time.Second}
-	if err := c.Start2(); err != nil {
-		return nil, nil, err
-	}
-	defer c.Close()
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		return nil, nil, err
-	}
-	var forma *format.H265
-	medi := desc.FindFormat(&forma)
-	if medi == nil {
-		t.Fatal("no H.265 in the re-serve's SDP")
-	}
-	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
-		return nil, nil, err
-	}
-	dec, err := forma.CreateDecoder()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan [][]byte, 1)
-	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
-		au, err := dec.Decode(pkt)
+	return readFirstUnit(t, rawURL, "H.265", func(f *format.H265) (func(*rtp.Packet) ([][]byte, error), error) {
+		d, err := f.CreateDecoder()
 		if err != nil {
-			if !errors.Is(err, rtph265.ErrMorePacketsNeeded) && !errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
-				t.Errorf("decode: %v", err)
-			}
-			return
+			return nil, err
 		}
-		select {
-		case got <- au:
-		default:
-		}
-	})
-	if _, err := c.Play(nil); err != nil {
-		return nil, nil, err
-	}
-	select {
-	case au := <-got:
-		return au, forma, nil
-	case <-time.After(15 * time.Second):
-		return nil, nil, errors.New("no access unit from the re-serve")
-	}
+		return d.Decode, nil
+	}, rtph265.ErrMorePacketsNeeded, rtph265.ErrNonStartingPacketAndNoPrevious)
 }
 
 // TestReserveH265: the re-serve announces an H.265 camera as H.265, with

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -322,8 +323,25 @@ func reserve(t *testing.T, src hubs) *rtsp.Server {
 }
 
 // readKeyframe plays url with a gortsplib client and returns the first
-// access unit and the SDP's format.
+// access unit and the SDP's H.264 format.
 func readKeyframe(t *testing.T, rawURL string) ([][]byte, *format.H264, error) {
+	return readFirstUnit(t, rawURL, "H.264", func(f *format.H264) (func(*rtp.Packet) ([][]byte, error), error) {
+		d, err := f.CreateDecoder()
+		if err != nil {
+			return nil, err
+		}
+		return d.Decode, nil
+	}, rtph264.ErrMorePacketsNeeded, rtph264.ErrNonStartingPacketAndNoPrevious)
+}
+
+// readFirstUnit plays rawURL with a gortsplib client over TCP and returns
+// the first access unit of its video format F (named codec in failures),
+// depacketized by the decoder newDecoder makes; the decoder's errors in
+// ignore are the ones of a unit still incomplete.
+func readFirstUnit[F interface {
+	*format.H264 | *format.H265
+	format.Format
+}](t *testing.T, rawURL, codec string, newDecoder func(F) (func(*rtp.Packet) ([][]byte, error), error), ignore ...error) ([][]byte, F, error) {
 	t.Helper()
 	u, err := base.ParseURL(rawURL)
 	if err != nil {
@@ -339,20 +357,23 @@ func readKeyframe(t *testing.T, rawURL string) ([][]byte, *format.H264, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var forma *format.H264
+	var forma F
 	medi := desc.FindFormat(&forma)
 	if medi == nil {
-		t.Fatal("no H.264 in the re-serve's SDP")
+		t.Fatalf("no %s in the re-serve's SDP", codec)
 	}
 	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
 		return nil, nil, err
 	}
-	dec, _ := forma.CreateDecoder()
+	decode, err := newDecoder(forma)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := make(chan [][]byte, 1)
 	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
-		au, err := dec.Decode(pkt)
+		au, err := decode(pkt)
 		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+			if !slices.ContainsFunc(ignore, func(e error) bool { return errors.Is(err, e) }) {
 				t.Errorf("decode: %v", err)
 			}
 			return

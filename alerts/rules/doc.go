@@ -27,7 +27,8 @@
 //   - count/window: when count matching events of one group fall within
 //     the sliding window (events at 0 s, 30 s and 60 s fall within 60 s;
 //     at 0 s, 30 s and 61 s they do not). The window starts afresh after
-//     a firing;
+//     a firing, which carries the window's newest ten events (the older
+//     ones are counted, and stored as id and time only);
 //   - for: when match and when hold for the duration, per group: the first
 //     event that holds starts it, an event of the group that matches but
 //     fails when resets it, and the first event at or after its end fires

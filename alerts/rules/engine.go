@@ -638,7 +638,7 @@ func (e *Engine) evaluate(c *compiled, x *evalCtx, out *[]Firing) {
 			g.Window = slices.Delete(g.Window, 0, len(g.Window)-c.count)
 		}
 		if len(g.Window) >= c.count {
-			evs := entryEvents(g.Window)
+			evs := entryEvents(g.Window[max(0, len(g.Window)-maxWindowEvents):])
 			g.Window = nil
 			*out = append(*out, e.fire(c, g, key, evs, newest))
 		}

@@ -58,6 +58,12 @@ const maxSeen = 256
 // maxPending bounds the unpaired events kept per side of a correlation.
 const maxPending = 16
 
+// maxWindowEvents is how many of a count window's events a firing carries
+// (the newest) and so how many are stored whole; the older ones are kept
+// as id and time, enough to count them. A window of 60 motion events would
+// otherwise rewrite 60 events' JSON at every change, and attach them all.
+const maxWindowEvents = 10
+
 // group is the state of one rule for one group key.
 type group struct {
 	Fingerprint string `json:"fp"`
@@ -146,15 +152,16 @@ func (en *entry) encode() {
 // each stored event again: the state of every group an event touches is
 // written after each batch, so this is on the alerts role's hot path.
 func (g *group) marshal() ([]byte, error) {
-	for _, s := range [][]*entry{g.Window, g.A, g.B, {g.Held}} {
+	whole := max(0, len(g.Window)-maxWindowEvents) // the window's entries stored whole from here
+	for _, s := range [][]*entry{g.Window[whole:], g.A, g.B, {g.Held}} {
 		for _, en := range s {
 			if en != nil {
 				en.encode()
 			}
 		}
 	}
-	size := 256 + len(g.Seen)*40
-	for _, s := range [][]*entry{g.Window, g.A, g.B, {g.Held}} {
+	size := 256 + len(g.Seen)*40 + whole*64
+	for _, s := range [][]*entry{g.Window[whole:], g.A, g.B, {g.Held}} {
 		for _, en := range s {
 			if en != nil {
 				size += 64 + len(en.Ev)
@@ -166,7 +173,20 @@ func (g *group) marshal() ([]byte, error) {
 	b = appendString(b, g.Fingerprint)
 	b = append(b, `,"last":`...)
 	b = strconv.AppendInt(b, g.Last, 10)
-	b = appendEntries(b, "window", g.Window)
+	if len(g.Window) > 0 {
+		b = append(b, `,"window":[`...)
+		for i, en := range g.Window {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if i < whole && en != nil {
+				b = (&entry{ID: en.ID, T: en.T}).appendJSON(b) // counted, not carried
+				continue
+			}
+			b = en.appendJSON(b)
+		}
+		b = append(b, ']')
+	}
 	if g.Holding {
 		b = append(b, `,"holding":true`...)
 	}

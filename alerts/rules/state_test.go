@@ -2,6 +2,7 @@ package rules_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,5 +132,54 @@ func TestStatePruned(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].Key != "motion-3|source=camera:cam-9" {
 		t.Errorf("state after pruning: %+v, want only cam-9", recs)
+	}
+}
+
+// A count window larger than the events a firing carries stores only the
+// newest of them whole: after a restart the window still counts every
+// event, and the firing carries the newest ten, complete.
+func TestLargeWindowStoresNewestWhole(t *testing.T) {
+	db := casedbtest.Open(t, casedb.SQLite)
+	const src = `
+- id: motion-30
+  name: 频繁移动
+  match: {types: [camera.motion]}
+  count: 30
+  window: 10m
+  case: {category: public_order, risk: 30}
+`
+	open := func() *rules.Engine {
+		e, err := rules.NewEngine(compile(t, src), rules.NewSQLState(db), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Load(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	var evs []*event.Event
+	for i := range 30 {
+		evs = append(evs, motion(t, "cam-1", after(time.Duration(i)*time.Second), named("村口")))
+	}
+	if fs := process(t, open(), evs[:29]...); len(fs) != 0 {
+		t.Fatalf("29 events fired %v", keys(fs))
+	}
+	recs, err := rules.NewSQLState(db).LoadState(t.Context())
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("state: %d records, %v", len(recs), err)
+	}
+	if n := strings.Count(string(recs[0].State), `"ev":`); n != 10 {
+		t.Errorf("%d of 29 window events stored whole, want the newest 10", n)
+	}
+	// Restart: the thirtieth event completes the window.
+	fs := process(t, open(), evs[29])
+	if len(fs) != 1 || len(fs[0].Events) != 10 {
+		t.Fatalf("after restart: %v with %d events, want one firing carrying 10", keys(fs), len(fs[0].Events))
+	}
+	for i, e := range fs[0].Events {
+		if want := evs[20+i]; e.ID != want.ID || e.Source.Name != "村口" {
+			t.Fatalf("event %d of the firing: %s %q, want %s complete", i, e.ID, e.Source.Name, want.ID)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -454,6 +455,51 @@ func (d *deferredState) SaveState(_ context.Context, ups []rules.StateRecord, de
 	return nil
 }
 
+// txStateSaver is a state store that can write within a transaction of
+// the case database (rules.SQLState).
+type txStateSaver interface {
+	SaveStateTx(ctx context.Context, tx *sql.Tx, upserts []rules.StateRecord, deletes []rules.StateKey) error
+}
+
+// snapshot returns what is pending, to be written in a transaction that
+// is not flush's; written forgets it once that commits.
+func (d *deferredState) snapshot() map[rules.StateKey]*rules.StateRecord {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.pending)
+}
+
+// writeIn writes snap within tx.
+func (d *deferredState) writeIn(ctx context.Context, ts txStateSaver, tx *sql.Tx, snap map[rules.StateKey]*rules.StateRecord) error {
+	if len(snap) == 0 {
+		return nil
+	}
+	var (
+		ups  []rules.StateRecord
+		dels []rules.StateKey
+	)
+	for k, r := range snap {
+		if r == nil {
+			dels = append(dels, k)
+		} else {
+			ups = append(ups, *r)
+		}
+	}
+	return ts.SaveStateTx(ctx, tx, ups, dels)
+}
+
+// written forgets the records of snap that are still pending as they were
+// (a record saved again since is written by the next flush).
+func (d *deferredState) written(snap map[rules.StateKey]*rules.StateRecord) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, r := range snap {
+		if cur, ok := d.pending[k]; ok && cur == r {
+			delete(d.pending, k)
+		}
+	}
+}
+
 // flush writes what was saved since the last flush.
 func (d *deferredState) flush(ctx context.Context) error {
 	d.mu.Lock()
@@ -493,9 +539,22 @@ func (a *Alerts) take(ctx context.Context, firings []rules.Firing) error {
 			Risk: f.Risk, RiskPerRepeat: f.RiskPerRepeat, Repeat: f.Repeat, SuppressedBy: f.SuppressedBy, Events: f.Events,
 		}
 	}
+	// The rule state the batch left is written in the same transaction as
+	// its cases, when the state store can: both or neither.
+	var (
+		snap map[rules.StateKey]*rules.StateRecord
+		also func(context.Context, *sql.Tx) error
+	)
+	if ts, ok := a.state.inner.(txStateSaver); ok {
+		also = func(ctx context.Context, tx *sql.Tx) error {
+			snap = a.state.snapshot()
+			return a.state.writeIn(ctx, ts, tx, snap)
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		rs, err := a.cases.Alerts(ctx, as) // counted by outcome in sharpeye_cases_alerts_total
+		rs, err := a.cases.AlertsWith(ctx, as, also) // counted by outcome in sharpeye_cases_alerts_total
 		if err == nil {
+			a.state.written(snap)
 			for i, r := range rs {
 				if r.Err != nil {
 					a.log.Error("rule firing refused", "rule", firings[i].Rule, "group", firings[i].GroupKey, "err", r.Err)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -109,5 +110,50 @@ func TestFiringSurvivesCrashBeforeCase(t *testing.T) {
 				t.Fatalf("%d cases after redeliveries, want 1", n)
 			}
 		})
+	}
+}
+
+// TestStateWrittenWithCases: a batch's rule state is written in the
+// transaction of its cases; a case database that refuses the transaction
+// leaves neither the case nor the state, and the retry writes both.
+func TestStateWrittenWithCases(t *testing.T) {
+	db := casedbtest.Open(t, casedb.SQLite)
+	ctx := context.Background()
+	a := newRole(t, db)
+	stateRows := func() int {
+		var n int
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM rule_state").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// A trigger makes the case insert fail, as a full disk would.
+	if _, err := db.Exec(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON cases BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	evs := []*event.Event{button()}
+	firings, err := a.engine.Process(ctx, evs)
+	if err != nil || len(firings) != 1 {
+		t.Fatalf("%d firings, %v", len(firings), err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond) // gives up retrying
+	if err := a.take(tctx, firings); err == nil {
+		t.Fatal("take succeeded with the case database refusing cases")
+	}
+	cancel()
+	if n := stateRows(); n != 0 || openCases(t, a) != 0 {
+		t.Fatalf("%d state rows and %d cases after the failed transaction, want neither", n, openCases(t, a))
+	}
+	if _, err := db.Exec(ctx, `DROP TRIGGER refuse`); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.take(ctx, firings); err != nil {
+		t.Fatal(err)
+	}
+	if n := stateRows(); n != 1 || openCases(t, a) != 1 {
+		t.Fatalf("%d state rows and %d cases after the retry, want 1 and 1", n, openCases(t, a))
+	}
+	if len(a.state.snapshot()) != 0 {
+		t.Fatal("state still pending after it was written with the cases")
 	}
 }

@@ -2,6 +2,7 @@ package cases
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,6 +67,13 @@ type AlertResult struct {
 // alert's rolls the whole batch back; taking it again is safe (replays
 // attach nothing twice).
 func (s *Service) Alerts(ctx context.Context, as []Alert) ([]AlertResult, error) {
+	return s.AlertsWith(ctx, as, nil)
+}
+
+// AlertsWith is Alerts, running also (when not nil) in the same
+// transaction after the alerts: the alerts role stores the rule state that
+// produced them there, so that both or neither are written.
+func (s *Service) AlertsWith(ctx context.Context, as []Alert, also func(ctx context.Context, tx *sql.Tx) error) ([]AlertResult, error) {
 	rs := make([]AlertResult, len(as))
 	for i, a := range as {
 		switch _, ok := s.cfg.playbook(a.Category); {
@@ -86,6 +94,9 @@ func (s *Service) Alerts(ctx context.Context, as []Alert) ([]AlertResult, error)
 				return err
 			}
 			rs[i].Case, rs[i].Outcome = c, outcome
+		}
+		if also != nil {
+			return also(ctx, t.tx)
 		}
 		return nil
 	})

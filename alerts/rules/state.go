@@ -351,6 +351,16 @@ func (s *SQLState) SaveState(ctx context.Context, upserts []StateRecord, deletes
 	return nil
 }
 
+// SaveStateTx is SaveState within tx, a transaction of the same case
+// database: the alerts role writes a batch's rule state in the
+// transaction that turns its firings into cases.
+func (s *SQLState) SaveStateTx(ctx context.Context, tx *sql.Tx, upserts []StateRecord, deletes []StateKey) error {
+	if err := s.save(ctx, tx, upserts, deletes); err != nil {
+		return fmt.Errorf("save rule state: %w", err)
+	}
+	return nil
+}
+
 func (s *SQLState) save(ctx context.Context, tx *sql.Tx, upserts []StateRecord, deletes []StateKey) error {
 	if len(deletes) > 0 {
 		del, err := tx.PrepareContext(ctx, s.db.Rebind("DELETE FROM rule_state WHERE rule_id = ? AND group_key = ?"))

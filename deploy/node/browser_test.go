@@ -30,8 +30,11 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-// browser starts headless Chromium (Debian's) for one test.
-func browser(t *testing.T) context.Context { return browserFor(t, 90*time.Second) }
+// browser starts headless Chromium (Debian's) for one test. A test takes
+// about 10 s alone; under CI, with -race and another package's tests
+// beside it, one took over 90 s, hence the generous bound (it only guards
+// against a hang).
+func browser(t *testing.T) context.Context { return browserFor(t, 4*time.Minute) }
 
 // browserFor is browser with the whole test bounded by d.
 func browserFor(t *testing.T, d time.Duration) context.Context {

@@ -374,20 +374,27 @@ func (s *SQLState) save(ctx context.Context, tx *sql.Tx, upserts []StateRecord, 
 			}
 		}
 	}
-	if len(upserts) > 0 {
-		up, err := tx.PrepareContext(ctx, s.db.Rebind(`INSERT INTO rule_state (rule_id, group_key, state, updated_at, part) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, part = excluded.part`))
-		if err != nil {
+	// Many rows a statement: on PostgreSQL each statement is a round trip,
+	// and a batch of events touches hundreds of groups.
+	for len(upserts) > 0 {
+		n := min(len(upserts), upsertRows)
+		q := "INSERT INTO rule_state (rule_id, group_key, state, updated_at, part) VALUES (?, ?, ?, ?, ?)" +
+			strings.Repeat(", (?, ?, ?, ?, ?)", n-1) +
+			" ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, part = excluded.part"
+		args := make([]any, 0, 5*n)
+		for _, r := range upserts[:n] {
+			args = append(args, r.Rule, r.Key, string(r.State), casedb.Millis(r.Updated), r.Part)
+		}
+		if _, err := tx.ExecContext(ctx, s.db.Rebind(q), args...); err != nil {
 			return err
 		}
-		defer up.Close()
-		for _, r := range upserts {
-			if _, err := up.ExecContext(ctx, r.Rule, r.Key, string(r.State), casedb.Millis(r.Updated), r.Part); err != nil {
-				return err
-			}
-		}
+		upserts = upserts[n:]
 	}
 	return nil
 }
+
+// upsertRows is how many rule state rows one statement writes (five
+// parameters each, well under SQLite's and PostgreSQL's limits).
+const upsertRows = 200
 
 var _ PartitionedStateStore = (*SQLState)(nil)

@@ -1,6 +1,7 @@
 package rules_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -181,5 +182,41 @@ func TestLargeWindowStoresNewestWhole(t *testing.T) {
 		if want := evs[20+i]; e.ID != want.ID || e.Source.Name != "村口" {
 			t.Fatalf("event %d of the firing: %s %q, want %s complete", i, e.ID, e.Source.Name, want.ID)
 		}
+	}
+}
+
+// Saving more groups than one statement writes: every one is stored, and
+// saved again, replaced.
+func TestSaveManyGroups(t *testing.T) {
+	for _, driver := range casedbtest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			st := rules.NewSQLState(casedbtest.Open(t, driver))
+			recs := make([]rules.StateRecord, 450)
+			for i := range recs {
+				recs[i] = rules.StateRecord{StateKey: rules.StateKey{Rule: "r", Key: fmt.Sprintf("g-%03d", i)},
+					State: []byte(fmt.Sprintf(`{"n":%d}`, i)), Updated: t0, Part: -1}
+			}
+			for round := range 2 {
+				if round == 1 {
+					for i := range recs {
+						recs[i].State = []byte(fmt.Sprintf(`{"n":%d}`, 1000+i))
+					}
+				}
+				if err := st.SaveState(t.Context(), recs, nil); err != nil {
+					t.Fatal(err)
+				}
+				got, err := st.LoadState(t.Context())
+				if err != nil || len(got) != len(recs) {
+					t.Fatalf("round %d: loaded %d of %d: %v", round, len(got), len(recs), err)
+				}
+				for _, r := range got {
+					var i int
+					fmt.Sscanf(r.Key, "g-%d", &i)
+					if want := fmt.Sprintf(`{"n":%d}`, 1000*round+i); string(r.State) != want {
+						t.Fatalf("round %d: %s holds %s, want %s", round, r.Key, r.State, want)
+					}
+				}
+			}
+		})
 	}
 }

@@ -537,6 +537,7 @@ func (a *Alerts) take(ctx context.Context, firings []rules.Firing) error {
 		as[i] = cases.Alert{
 			Rule: f.Rule, GroupKey: f.GroupKey, Category: f.Category, Title: f.Title, Description: f.Description,
 			Risk: f.Risk, RiskPerRepeat: f.RiskPerRepeat, Repeat: f.Repeat, SuppressedBy: f.SuppressedBy, Events: f.Events,
+			Elements: f.Elements,
 		}
 	}
 	// The rule state the batch left is written in the same transaction as

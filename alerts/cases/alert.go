@@ -28,6 +28,9 @@ type Alert struct {
 	// the alert joins that group's open case instead of opening its own.
 	SuppressedBy string
 	Events       []*event.Event
+	// Elements, by name (ElementNames), replace the seven elements a new
+	// case gets from its events (the rule's case.elements).
+	Elements map[string]string
 }
 
 // Outcome says what an alert did.
@@ -180,7 +183,7 @@ func (s *Service) openFromAlert(ctx context.Context, t txn, a Alert) (*Case, []C
 		ID: event.NewID().String(), State: Registered, Title: clip(a.Title, maxTitle), Description: clip(a.Description, maxText),
 		Category: a.Category, Source: FromAlert, Rule: a.Rule, GroupKey: a.GroupKey,
 		Region: last.Location.Region, Grid: last.Location.Grid, Level: levelOf(last.Location.Region),
-		Details: Details{Lat: last.Location.Lat, Lon: last.Location.Lon, Elements: elementsOf(a.Events)},
+		Details: Details{Lat: last.Location.Lat, Lon: last.Location.Lon, Elements: elementsOf(a.Events, a.Elements)},
 		Created: now, Updated: now, Version: 1, AlertCount: 1,
 	}
 	for _, e := range a.Events {
@@ -298,7 +301,17 @@ func (s *Service) attachEvents(ctx context.Context, t txn, c *Case, evs []*event
 }
 
 // elementsOf fills when, where, what and object from an alert's events.
-func elementsOf(evs []*event.Event) Elements {
+func elementsOf(evs []*event.Event, given map[string]string) Elements {
+	el := defaultElements(evs)
+	for name, v := range given {
+		el.Set(name, clip(strings.TrimSpace(v), maxElement))
+	}
+	return el
+}
+
+// defaultElements are the elements the events give: when, where, what and
+// object.
+func defaultElements(evs []*event.Event) Elements {
 	first, last := evs[0], evs[len(evs)-1]
 	var el Elements
 	when := first.Time.Time.In(shanghai).Format("2006-01-02 15:04:05")

@@ -720,3 +720,19 @@ func TestAlertsBatch(t *testing.T) {
 		}
 	})
 }
+
+// A rule's elements replace those taken from the events; the others stay.
+func TestAlertElementsFromRule(t *testing.T) {
+	f := newFixture(t, "sqlite")
+	e := smokeEvent(f.clock.now(), "g-03", 0.42)
+	c, out, err := f.s.Alert(context.Background(), Alert{Rule: "smoke-high", GroupKey: "smoke-high|grid=g-03", Category: "public_safety",
+		Title: "烟感", Risk: 60, Events: []*event.Event{e},
+		Elements: map[string]string{"circumstances": "烟感浓度 0.42", "cause": " 疑似火情 ", "object": "卫生室"}})
+	if err != nil || out != Opened {
+		t.Fatalf("%v %v", out, err)
+	}
+	el := c.Elements
+	if el.Circumstances != "烟感浓度 0.42" || el.Cause != "疑似火情" || el.Object != "卫生室" || el.What != "telemetry" || el.When == "" {
+		t.Fatalf("elements %+v", el)
+	}
+}

@@ -113,6 +113,27 @@ type Elements struct {
 // ElementNames lists the seven elements by their JSON names.
 var ElementNames = []string{"when", "where", "who", "what", "circumstances", "cause", "object"}
 
+// Set sets the element named name (ElementNames) to v; other names are
+// ignored.
+func (e *Elements) Set(name, v string) {
+	switch name {
+	case "when":
+		e.When = v
+	case "where":
+		e.Where = v
+	case "who":
+		e.Who = v
+	case "what":
+		e.What = v
+	case "circumstances":
+		e.Circumstances = v
+	case "cause":
+		e.Cause = v
+	case "object":
+		e.Object = v
+	}
+}
+
 // Get returns the element named name.
 func (e Elements) Get(name string) string {
 	switch name {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -161,6 +162,7 @@ type compiled struct {
 	targets  []string // rules this one inhibits
 	title    *template.Template
 	desc     *template.Template
+	elements map[string]*template.Template // by element name
 	// fingerprint identifies what the rule's state depends on: state is
 	// kept across a change of the rule only when it is unchanged.
 	fingerprint string
@@ -387,6 +389,18 @@ func compileRule(r Rule, p problems) *compiled {
 	}
 	c.title = compileTemplate(r.ID+".title", cs.Title, "case.title", p)
 	c.desc = compileTemplate(r.ID+".description", cs.Description, "case.description", p)
+	for _, name := range slices.Sorted(maps.Keys(cs.Elements)) {
+		if !slices.Contains(ElementNames, name) {
+			p.add("case.elements."+name, "unknown element: one of %s", strings.Join(ElementNames, ", "))
+			continue
+		}
+		if t := compileTemplate(r.ID+".elements."+name, cs.Elements[name], "case.elements."+name, p); t != nil {
+			if c.elements == nil {
+				c.elements = map[string]*template.Template{}
+			}
+			c.elements[name] = t
+		}
+	}
 
 	if len(*p.list) > n {
 		return nil
@@ -644,6 +658,10 @@ func exprError(err error) string {
 	}
 	return err.Error()
 }
+
+// ElementNames are the seven elements (七要素) a rule's case.elements may
+// fill, by name.
+var ElementNames = []string{"when", "where", "who", "what", "circumstances", "cause", "object"}
 
 func compileTemplate(name, text, field string, p problems) *template.Template {
 	if text == "" {

@@ -70,7 +70,10 @@
 // triggering event (.Type, .Source.Name, .Location.Grid, .Severity...; also
 // .Rule, .Events and .Count) with the functions attr "name", region, grid,
 // source and time "layout". A failing template falls back to the rule name
-// (title) or nothing (description) and is counted.
+// (title) or nothing (description) and is counted. case.elements holds such
+// templates for the seven elements (七要素) by name (when, where, who, what,
+// circumstances, cause, object); a firing carries them rendered, and the
+// case workflow puts them in place of what it takes from the events.
 //
 // Compile validates a whole rule set and lists every problem with its
 // path (rules[2].when: at line 1, column 13: ...); Rules.Validate reports

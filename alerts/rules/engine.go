@@ -38,6 +38,9 @@ type Firing struct {
 	Category      string    `json:"category"`
 	Title         string    `json:"title"`
 	Description   string    `json:"description,omitempty"`
+	// Elements are the seven elements the rule fills (case.elements),
+	// rendered, by name.
+	Elements map[string]string `json:"elements,omitempty"`
 	// Repeat is set within the cooldown of the group's previous firing.
 	Repeat bool `json:"repeat,omitempty"`
 	// SuppressedBy is the group key of the inhibiting firing, if any.
@@ -771,6 +774,16 @@ func (e *Engine) fire(c *compiled, g *group, key string, evs []*event.Event, t i
 	if c.desc != nil {
 		if s, ok := render(c.desc, c, evs); ok {
 			f.Description = s
+		} else {
+			e.m.tmplErrors.WithLabelValues(c.spec.ID).Inc()
+		}
+	}
+	for name, t := range c.elements {
+		if s, ok := render(t, c, evs); ok {
+			if f.Elements == nil {
+				f.Elements = map[string]string{}
+			}
+			f.Elements[name] = s
 		} else {
 			e.m.tmplErrors.WithLabelValues(c.spec.ID).Inc()
 		}

@@ -384,6 +384,7 @@ func TestTemplates(t *testing.T) {
     risk: 70
     title: '{{source}}烟感{{attr "smoke"}} {{time "15:04"}} {{grid}}'
     description: '{{.Location.Region}} {{.Count}}'
+    elements: {circumstances: '烟感浓度 {{attr "smoke"}}', cause: 疑似火情}
 - id: broken
   name: 模板出错
   match: {device_kinds: [smoke]}
@@ -399,6 +400,9 @@ func TestTemplates(t *testing.T) {
 	}
 	if fs[0].Title != "smoke-1烟感0.42 10:00 g-07" || fs[0].Description != "lanxi 1" {
 		t.Errorf("title %q description %q", fs[0].Title, fs[0].Description)
+	}
+	if el := fs[0].Elements; len(el) != 2 || el["circumstances"] != "烟感浓度 0.42" || el["cause"] != "疑似火情" {
+		t.Errorf("elements %v", el)
 	}
 	if fs[1].Title != "模板出错" {
 		t.Errorf("failed template gave %q, want the rule name", fs[1].Title)

@@ -117,4 +117,10 @@ type Case struct {
 	// Title and Description are text/templates over the triggering event.
 	Title       string `yaml:"title,omitempty" json:"title,omitempty"`
 	Description string `yaml:"description,omitempty" json:"description,omitempty"`
+	// Elements are text/templates, like Title, for the seven elements (七要素)
+	// the case gets from the event, by name: when, where, who, what,
+	// circumstances, cause, object. Those given replace what the caller
+	// fills by default (when, where, what and object from the events);
+	// the others are left for people to fill.
+	Elements map[string]string `yaml:"elements,omitempty" json:"elements,omitempty"`
 }

@@ -43,6 +43,8 @@ func TestValidationErrors(t *testing.T) {
 		{"missing category", `- {id: r, name: n, case: {risk: 1}}`, []string{"rules[0].case.category: required"}},
 		{"template does not parse", `- {id: r, name: n, case: {category: c, risk: 1, title: '{{.Source.Name'}}`, []string{"rules[0].case.title:"}},
 		{"template unknown function", `- {id: r, name: n, case: {category: c, risk: 1, description: '{{nope}}'}}`, []string{`rules[0].case.description:`, `"nope" not defined`}},
+		{"unknown element", `- {id: r, name: n, case: {category: c, risk: 1, elements: {why: x}}}`, []string{`rules[0].case.elements.why: unknown element: one of when, where, who, what, circumstances, cause, object`}},
+		{"element template", `- {id: r, name: n, case: {category: c, risk: 1, elements: {cause: '{{nope}}'}}}`, []string{`rules[0].case.elements.cause:`, `"nope" not defined`}},
 		{"inhibits unknown rule", `- {id: r, name: n, inhibits: {rules: [ghost]}, case: {category: c, risk: 1}}`, []string{`rules[0].inhibits.rules[0]: no rule "ghost" in the set`}},
 		{"inhibits itself", `- {id: r, name: n, inhibits: {rules: [r]}, case: {category: c, risk: 1}}`, []string{"rules[0].inhibits.rules[0]: a rule cannot inhibit itself"}},
 		{"inhibits bad equal", okRule + `- {id: r, name: n, inhibits: {rules: [ok], equal: [street]}, case: {category: c, risk: 1}}`, []string{`rules[1].inhibits.equal[0]: "street" is not one of`}},

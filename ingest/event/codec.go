@@ -401,6 +401,17 @@ func (e *Event) AppendEncode(dst []byte) ([]byte, error) {
 
 // appendJSON appends the JSON form of e, which must be valid, to dst.
 func (e *Event) appendJSON(dst []byte) ([]byte, error) {
+	if out, ok := e.appendFast(dst); ok {
+		if n := len(out) - len(dst); n > MaxSize {
+			return dst, fmt.Errorf("%w: encoded to %d bytes, the limit is %d", ErrTooLarge, n, MaxSize)
+		}
+		return out, nil
+	}
+	return e.appendJSONStd(dst[:len(dst):len(dst)])
+}
+
+// appendJSONStd is appendJSON through encoding/json.
+func (e *Event) appendJSONStd(dst []byte) ([]byte, error) {
 	buf := bytes.NewBuffer(dst)
 	enc := json.NewEncoder(buf)
 	// Events are not embedded in HTML, and escaping <, > and & would let the output

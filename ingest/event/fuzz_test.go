@@ -113,3 +113,32 @@ func TestDecodeFastTakesEncoded(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEncodeFastAgrees holds the reflection-free encoder to encoding/json:
+// for every event Decode accepts, the same bytes.
+func FuzzEncodeFastAgrees(f *testing.F) {
+	for _, s := range []string{
+		validJSON,
+		`{"schema":1,"id":"01a1fcd5-4e7b-7e5f-8a6b-7c8d9e0f1a2b","time":"2026-11-21T14:40:00.5+08:00","source":{"kind":"camera","id":"cam-1","name":"a\"b\\c\u2028\u2029<&>\u00e9"},"type":"camera.offline","severity":"major","location":{"lat":1e-7,"lon":-123456789012345678901234},"attributes":{"n":1e20,"m":1e21,"z":0,"neg":-0.000001,"s":"tab\there\nnew\u0001","b":false}}`,
+		`{"schema":1,"id":"01a1fcd5-4e7b-7e5f-8a6b-7c8d9e0f1a2b","time":"2026-11-21T14:40:00Z","source":{"kind":"device","id":"d"},"type":"t","severity":"info","location":{"grid":"g"},"tags":["x"],"evidence":[{"kind":"url","ref":"https://x/y?a=1&b=2"}],"key":"k"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := Decode(data)
+		if err != nil {
+			return
+		}
+		fast, ok := e.appendFast(nil)
+		if !ok {
+			t.Fatalf("the fast encoder refused a valid event: %q", data)
+		}
+		std, err := e.appendJSONStd(nil)
+		if err != nil {
+			t.Fatalf("encoding/json: %v", err)
+		}
+		if !bytes.Equal(fast, std) {
+			t.Fatalf("encoders disagree on %q\nfast %s\nstd  %s", data, fast, std)
+		}
+	})
+}

@@ -94,18 +94,24 @@ func TestStateSurvivesRestartQuality(t *testing.T) {
 	dir := t.TempDir()
 	covered, normal := loadClip(t, "covered"), loadClip(t, "normal")
 
+	// The decoders must be up before the keyframes come, or they are
+	// dropped (busy decoders), as under a loaded CI.
 	first := newHarness(t, cfg, harnessOpts{run: true, state: dir})
+	waitFor(t, "the decoders", first.m.dec.running.Load)
 	first.start(covered)
 	first.playPaced(covered)
-	first.settle(units(covered))
+	first.playPaced(covered)
+	first.settle(2 * units(covered))
 	raised := first.out.first(t, TypeCovered)
 	first.stop()
 
 	second := newHarness(t, cfg, harnessOpts{run: true, state: dir})
+	waitFor(t, "the decoders", second.m.dec.running.Load)
 	second.clock = first.clock
 	second.start(covered)
 	second.playPaced(covered)
-	second.settle(units(covered))
+	second.playPaced(covered)
+	second.settle(2 * units(covered))
 	for _, typ := range second.out.types(t) {
 		if typ == TypeCovered {
 			t.Fatalf("covered raised again after the restart: %v", second.out.types(t))
@@ -113,7 +119,8 @@ func TestStateSurvivesRestartQuality(t *testing.T) {
 	}
 	second.start(normal)
 	second.playPaced(normal)
-	second.settle(units(covered) + units(normal))
+	second.playPaced(normal)
+	second.settle(2*units(covered) + 2*units(normal))
 	cleared := second.out.first(t, TypeCovered+ClearedSuffix)
 	if len(cleared.Evidence) == 0 || cleared.Evidence[0].Ref != raised.ID.String() {
 		t.Errorf("cleared evidence %+v, want the first process's covered event %s", cleared.Evidence, raised.ID)

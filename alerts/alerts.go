@@ -474,18 +474,21 @@ func (d *deferredState) writeIn(ctx context.Context, ts txStateSaver, tx *sql.Tx
 	if len(snap) == 0 {
 		return nil
 	}
-	var (
-		ups  []rules.StateRecord
-		dels []rules.StateKey
-	)
-	for k, r := range snap {
+	ups, dels := split(snap)
+	return ts.SaveStateTx(ctx, tx, ups, dels)
+}
+
+// split divides pending state into records to write and keys to delete
+// (nil records).
+func split(m map[rules.StateKey]*rules.StateRecord) (ups []rules.StateRecord, dels []rules.StateKey) {
+	for k, r := range m {
 		if r == nil {
 			dels = append(dels, k)
 		} else {
 			ups = append(ups, *r)
 		}
 	}
-	return ts.SaveStateTx(ctx, tx, ups, dels)
+	return ups, dels
 }
 
 // written forgets the records of snap that are still pending as they were
@@ -507,17 +510,7 @@ func (d *deferredState) flush(ctx context.Context) error {
 	if len(d.pending) == 0 {
 		return nil
 	}
-	var (
-		ups  []rules.StateRecord
-		dels []rules.StateKey
-	)
-	for k, r := range d.pending {
-		if r == nil {
-			dels = append(dels, k)
-		} else {
-			ups = append(ups, *r)
-		}
-	}
+	ups, dels := split(d.pending)
 	if err := d.inner.SaveState(ctx, ups, dels); err != nil {
 		return fmt.Errorf("save rule state: %w", err)
 	}
@@ -525,9 +518,10 @@ func (d *deferredState) flush(ctx context.Context) error {
 	return nil
 }
 
-// take turns firings into cases, all in one transaction. The rule state
-// is already saved, so a firing must not be lost to a passing database
-// failure: the batch is retried until it is taken or the role stops.
+// take turns firings into cases, all in one transaction with the rule
+// state that produced them. The engine has moved on past the batch, so a
+// firing must not be lost to a passing database failure: the transaction
+// is retried until it is taken or the role stops.
 func (a *Alerts) take(ctx context.Context, firings []rules.Firing) error {
 	if len(firings) == 0 {
 		return nil

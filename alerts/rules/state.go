@@ -153,17 +153,11 @@ func (en *entry) encode() {
 // written after each batch, so this is on the alerts role's hot path.
 func (g *group) marshal() ([]byte, error) {
 	whole := max(0, len(g.Window)-maxWindowEvents) // the window's entries stored whole from here
-	for _, s := range [][]*entry{g.Window[whole:], g.A, g.B, {g.Held}} {
-		for _, en := range s {
-			if en != nil {
-				en.encode()
-			}
-		}
-	}
 	size := 256 + len(g.Seen)*40 + whole*64
 	for _, s := range [][]*entry{g.Window[whole:], g.A, g.B, {g.Held}} {
 		for _, en := range s {
 			if en != nil {
+				en.encode()
 				size += 64 + len(en.Ev)
 			}
 		}
@@ -173,20 +167,7 @@ func (g *group) marshal() ([]byte, error) {
 	b = appendString(b, g.Fingerprint)
 	b = append(b, `,"last":`...)
 	b = strconv.AppendInt(b, g.Last, 10)
-	if len(g.Window) > 0 {
-		b = append(b, `,"window":[`...)
-		for i, en := range g.Window {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if i < whole && en != nil {
-				b = (&entry{ID: en.ID, T: en.T}).appendJSON(b) // counted, not carried
-				continue
-			}
-			b = en.appendJSON(b)
-		}
-		b = append(b, ']')
-	}
+	b = appendEntries(b, "window", g.Window, whole)
 	if g.Holding {
 		b = append(b, `,"holding":true`...)
 	}
@@ -201,8 +182,8 @@ func (g *group) marshal() ([]byte, error) {
 	if g.Fired {
 		b = append(b, `,"fired":true`...)
 	}
-	b = appendEntries(b, "a", g.A)
-	b = appendEntries(b, "b", g.B)
+	b = appendEntries(b, "a", g.A, 0)
+	b = appendEntries(b, "b", g.B, 0)
 	if g.HasFired {
 		b = append(b, `,"has_fired":true`...)
 	}
@@ -235,7 +216,9 @@ func (g *group) marshal() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func appendEntries(b []byte, name string, es []*entry) []byte {
+// appendEntries appends es as the member name; those before whole are
+// written as id and time only (counted, not carried).
+func appendEntries(b []byte, name string, es []*entry, whole int) []byte {
 	if len(es) == 0 {
 		return b
 	}
@@ -245,6 +228,9 @@ func appendEntries(b []byte, name string, es []*entry) []byte {
 	for i, en := range es {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if i < whole && en != nil {
+			en = &entry{ID: en.ID, T: en.T}
 		}
 		b = en.appendJSON(b)
 	}

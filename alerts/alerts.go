@@ -68,9 +68,6 @@ const TopicEvents = "sharpeye.alerts.events"
 // routeSuffix names the route stage's consumer group: <group>-route.
 const routeSuffix = "-route"
 
-// revokeTimeout bounds how long a node giving up partitions tries to store
-// their rule state (the next owner waits for it).
-const revokeTimeout = 30 * time.Second
 
 // Defaults returns the compiled defaults.
 func Defaults() Config {
@@ -366,19 +363,19 @@ func (a *Alerts) assigned(ctx context.Context, tps []bus.TopicPartition) error {
 func (a *Alerts) revoked(ctx context.Context, tps []bus.TopicPartition) {
 	a.evalMu.Lock()
 	defer a.evalMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
-	defer cancel()
+	// ctx outlives Consume's by bus.RevokeTimeout: the retries below end
+	// with it, before the next owner may be given the partitions.
 	parts := partitions(tps)
 	err := a.engine.Revoke(ctx, parts) // into a.state
 	for attempt := 0; err == nil; attempt++ {
-		ferr := a.state.flush(ctx)
-		if ferr == nil {
+		if err = a.state.flush(ctx); err == nil {
 			break
 		}
-		a.log.Warn("store the rule state of revoked partitions; retrying", "partitions", parts, "err", ferr)
-		if bus.SleepCtx(ctx, bus.Backoff(attempt, 100*time.Millisecond, 5*time.Second)) != nil {
-			err = ferr
+		a.log.Warn("store the rule state of revoked partitions; retrying", "partitions", parts, "err", err)
+		if bus.SleepCtx(ctx, bus.Backoff(attempt, 100*time.Millisecond, 2*time.Second)) != nil {
+			break
 		}
+		err = nil
 	}
 	if err != nil {
 		a.log.Error("rule state of revoked partitions not stored; the next owner evaluates their uncommitted events again",

@@ -164,7 +164,7 @@ func (g *group) marshal() ([]byte, error) {
 	}
 	b := make([]byte, 0, size)
 	b = append(b, `{"fp":`...)
-	b = appendString(b, g.Fingerprint)
+	b = event.AppendJSONString(b, g.Fingerprint)
 	b = append(b, `,"last":`...)
 	b = strconv.AppendInt(b, g.Last, 10)
 	b = appendEntries(b, "window", g.Window, whole)
@@ -197,9 +197,9 @@ func (g *group) marshal() ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = event.AppendJSONString(b, k)
 			b = append(b, ':')
-			b = appendString(b, g.Labels[k])
+			b = event.AppendJSONString(b, g.Labels[k])
 		}
 		b = append(b, '}')
 	}
@@ -209,7 +209,7 @@ func (g *group) marshal() ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, id)
+			b = event.AppendJSONString(b, id)
 		}
 		b = append(b, ']')
 	}
@@ -244,7 +244,7 @@ func (en *entry) appendJSON(b []byte) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, `{"id":`...)
-	b = appendString(b, en.ID)
+	b = event.AppendJSONString(b, en.ID)
 	b = append(b, `,"t":`...)
 	b = strconv.AppendInt(b, en.T, 10)
 	if len(en.Ev) > 0 {
@@ -254,19 +254,6 @@ func (en *entry) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendString appends s as a JSON string: as it is when it needs no
-// escaping (ids, keys), else as encoding/json writes it.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
 
 // SQLState is the StateStore in the case database (table rule_state).
 type SQLState struct {

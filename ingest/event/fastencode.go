@@ -23,17 +23,17 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 	b = append(b, `","time":"`...)
 	b = e.Time.appendText(b)
 	b = append(b, `","source":{"kind":`...)
-	b = appendJSONString(b, string(e.Source.Kind))
+	b = AppendJSONString(b, string(e.Source.Kind))
 	b = append(b, `,"id":`...)
-	b = appendJSONString(b, e.Source.ID)
+	b = AppendJSONString(b, e.Source.ID)
 	if e.Source.Name != "" {
 		b = append(b, `,"name":`...)
-		b = appendJSONString(b, e.Source.Name)
+		b = AppendJSONString(b, e.Source.Name)
 	}
 	b = append(b, `},"type":`...)
-	b = appendJSONString(b, e.Type)
+	b = AppendJSONString(b, e.Type)
 	b = append(b, `,"severity":`...)
-	b = appendJSONString(b, string(e.Severity))
+	b = AppendJSONString(b, string(e.Severity))
 	if l := e.Location; l != (Location{}) {
 		b = append(b, `,"location":{`...)
 		first := true
@@ -48,11 +48,11 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 		}
 		if l.Region != "" {
 			field("region")
-			b = appendJSONString(b, l.Region)
+			b = AppendJSONString(b, l.Region)
 		}
 		if l.Grid != "" {
 			field("grid")
-			b = appendJSONString(b, l.Grid)
+			b = AppendJSONString(b, l.Grid)
 		}
 		if l.Lat != nil {
 			field("lat")
@@ -70,11 +70,11 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = AppendJSONString(b, k)
 			b = append(b, ':')
 			switch v := e.Attributes[k].(type) {
 			case string:
-				b = appendJSONString(b, v)
+				b = AppendJSONString(b, v)
 			case float64:
 				b = appendJSONFloat(b, v)
 			case bool:
@@ -91,7 +91,7 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, t)
+			b = AppendJSONString(b, t)
 		}
 		b = append(b, ']')
 	}
@@ -102,12 +102,12 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"kind":`...)
-			b = appendJSONString(b, string(ev.Kind))
+			b = AppendJSONString(b, string(ev.Kind))
 			b = append(b, `,"ref":`...)
-			b = appendJSONString(b, ev.Ref)
+			b = AppendJSONString(b, ev.Ref)
 			if ev.ContentType != "" {
 				b = append(b, `,"content_type":`...)
-				b = appendJSONString(b, ev.ContentType)
+				b = AppendJSONString(b, ev.ContentType)
 			}
 			if ev.Time != nil {
 				b = append(b, `,"time":"`...)
@@ -116,7 +116,7 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 			}
 			if ev.SHA256 != "" {
 				b = append(b, `,"sha256":`...)
-				b = appendJSONString(b, ev.SHA256)
+				b = AppendJSONString(b, ev.SHA256)
 			}
 			b = append(b, '}')
 		}
@@ -124,15 +124,15 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 	}
 	if e.Key != "" {
 		b = append(b, `,"key":`...)
-		b = appendJSONString(b, e.Key)
+		b = AppendJSONString(b, e.Key)
 	}
 	return append(b, '}'), true
 }
 
-// appendJSONString appends s quoted as encoding/json does with HTML
+// AppendJSONString appends s quoted as encoding/json does with HTML
 // escaping off: \" \\ \b \f \n \r \t, other control characters as
 // \u00xx, U+2028 and U+2029 escaped, invalid UTF-8 as \ufffd.
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0

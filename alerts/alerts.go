@@ -68,7 +68,6 @@ const TopicEvents = "sharpeye.alerts.events"
 // routeSuffix names the route stage's consumer group: <group>-route.
 const routeSuffix = "-route"
 
-
 // Defaults returns the compiled defaults.
 func Defaults() Config {
 	ob := outbox.Defaults()

@@ -254,7 +254,6 @@ func (en *entry) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-
 // SQLState is the StateStore in the case database (table rule_state).
 type SQLState struct {
 	db *casedb.DB

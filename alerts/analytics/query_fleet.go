@@ -1,11 +1,8 @@
 package analytics
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"sharpeye/console/auth"
@@ -174,9 +171,13 @@ func (q *Questions) worstCameras(ctx context.Context, p WorstParams, scope strin
 		return Table{}, err
 	}
 	w := q.healthWhere(src, p.Range, scope)
-	query := fmt.Sprintf(`SELECT camera AS k_, max(region) AS region_, max(vendor) AS vendor_, 0 AS unused_, %s AS minutes_,
-		%s AS online_, %s AS window_, %s AS intact_ FROM %s%s GROUP BY k_`,
-		src.minutes, src.online, src.window, src.intact, src.table, w.where())
+	// Ranked and cut in SQL: cut after max_rows in Go, the worst could be
+	// missing from what was read.
+	query := fmt.Sprintf(`SELECT camera AS k_, max(region) AS region_, max(vendor) AS vendor_, %s AS minutes_,
+		%s AS online_, %s AS window_, %s AS intact_ FROM %s%s GROUP BY k_
+		ORDER BY CASE WHEN window_ > 0 THEN online_ / window_ ELSE 0 END,
+			CASE WHEN minutes_ > 0 THEN 1.0 * intact_ / minutes_ ELSE 0 END, k_ LIMIT %d`,
+		src.minutes, src.online, src.window, src.intact, src.table, w.where(), p.Limit)
 	rows, truncated, err := q.rows(ctx, query, w.args...)
 	if err != nil {
 		return Table{}, err
@@ -188,25 +189,15 @@ func (q *Questions) worstCameras(ctx context.Context, p WorstParams, scope strin
 	}
 	cams := make([]cam, 0, len(rows))
 	for _, r := range rows {
-		c := cam{id: asString(r[0]), region: asString(r[1]), vendor: asString(r[2]), minutes: asInt(r[4])}
-		if win := asFloat(r[6]); win > 0 {
-			c.online = asFloat(r[5]) / win
+		c := cam{id: asString(r[0]), region: asString(r[1]), vendor: asString(r[2]), minutes: asInt(r[3])}
+		if win := asFloat(r[5]); win > 0 {
+			c.online = asFloat(r[4]) / win
 		}
 		if c.minutes > 0 {
-			c.intact = float64(asInt(r[7])) / float64(c.minutes)
+			c.intact = float64(asInt(r[6])) / float64(c.minutes)
 		}
 		cams = append(cams, c)
 	}
-	slices.SortFunc(cams, func(a, b cam) int {
-		if c := cmp.Compare(a.online, b.online); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.intact, b.intact); c != 0 {
-			return c
-		}
-		return strings.Compare(a.id, b.id)
-	})
-	cams = cams[:min(p.Limit, len(cams))]
 	t := Table{Columns: []string{"camera", "region", "vendor", "minutes", "online_rate", "intact_rate", "top_fault", "top_fault_minutes"}, Rows: [][]any{}, Truncated: truncated}
 	if len(cams) == 0 {
 		return t, nil

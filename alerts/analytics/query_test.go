@@ -1038,3 +1038,29 @@ func brief(t analytics.Table) string {
 	}
 	return b.String()
 }
+
+// The worst cameras are ranked and cut by the store: with fewer rows
+// allowed than there are cameras, the worst is still the one answered.
+func TestWorstCamerasBeyondMaxRows(t *testing.T) {
+	f := buildFixture()
+	ctx := context.Background()
+	for _, driver := range analyticstest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			cfg := analyticstest.Config(t, driver)
+			cfg.Query.MaxRows = 2 // of 5 cameras
+			s := analyticstest.OpenConfig(t, cfg)
+			b := analytics.Batch{Health: slices.Clone(f.batch.Health)}
+			if _, err := s.Insert(ctx, &b, false); err != nil {
+				t.Fatal(err)
+			}
+			q := analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
+			tb, err := q.WorstCameras(ctx, analytics.WorstParams{Range: healthRg, Limit: 1}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ids := column(tb, 0); !slices.Equal(ids, []any{"cam-3"}) {
+				t.Errorf("worst camera %v, want cam-3", ids)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package analytics_test
 import (
 	"context"
 	"fmt"
+	"sharpeye/ingest/event"
 	"slices"
 	"strconv"
 	"testing"
@@ -97,16 +98,16 @@ func (f *fixture) events() {
 		return start.AddDate(0, 0, d).Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
 	}
 	for k := range 4 {
-		f.event(day(8+k, 3, 10), analytics.TypeDeviceOffline, "major", "device", "dev-1", "", places[0])
-		f.event(day(8+k, 3, 40), analytics.TypeDeviceOnline, "info", "device", "dev-1", "", places[0])
+		f.event(day(8+k, 3, 10), event.TypeDeviceOffline, "major", "device", "dev-1", "", places[0])
+		f.event(day(8+k, 3, 40), event.TypeDeviceOnline, "info", "device", "dev-1", "", places[0])
 	}
-	f.event(day(9, 1, 0), analytics.TypeDeviceOnline, "info", "device", "dev-2", "", places[2])
-	f.event(day(12, 22, 30), analytics.TypeDeviceOffline, "major", "device", "dev-2", "", places[2])
-	f.event(day(10, 5, 0), analytics.TypeDeviceOffline, "major", "device", "dev-3", "", places[1])
-	f.event(day(10, 6, 0), analytics.TypeDeviceOnline, "info", "device", "dev-3", "", places[1])
+	f.event(day(9, 1, 0), event.TypeDeviceOnline, "info", "device", "dev-2", "", places[2])
+	f.event(day(12, 22, 30), event.TypeDeviceOffline, "major", "device", "dev-2", "", places[2])
+	f.event(day(10, 5, 0), event.TypeDeviceOffline, "major", "device", "dev-3", "", places[1])
+	f.event(day(10, 6, 0), event.TypeDeviceOnline, "info", "device", "dev-3", "", places[1])
 	for k := range 2 {
-		f.event(day(11+k, 7, 0), analytics.TypeDeviceOffline, "major", "device", "dev-4", "", places[4])
-		f.event(day(11+k, 7, 30), analytics.TypeDeviceOnline, "info", "device", "dev-4", "", places[4])
+		f.event(day(11+k, 7, 0), event.TypeDeviceOffline, "major", "device", "dev-4", "", places[4])
+		f.event(day(11+k, 7, 30), event.TypeDeviceOnline, "info", "device", "dev-4", "", places[4])
 	}
 }
 

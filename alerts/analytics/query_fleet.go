@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"fmt"
+	"sharpeye/ingest/event"
 	"time"
 
 	"sharpeye/console/auth"
@@ -239,12 +240,6 @@ func (q *Questions) worstCameras(ctx context.Context, p WorstParams, scope strin
 	return t, nil
 }
 
-// Device status event types.
-const (
-	TypeDeviceOffline = "device.offline"
-	TypeDeviceOnline  = "device.online"
-)
-
 // DevicesParams asks which devices went silent or flapped.
 type DevicesParams struct {
 	Range
@@ -283,14 +278,14 @@ func (q *Questions) devices(ctx context.Context, p DevicesParams, scope string) 
 	w.add("time >= " + q.d.ts(p.Range.From))
 	w.add("time < " + q.d.ts(p.Range.To))
 	w.add("source_kind = 'device'")
-	w.in("type", []string{TypeDeviceOffline, TypeDeviceOnline})
+	w.in("type", []string{event.TypeDeviceOffline, event.TypeDeviceOnline})
 	w.subtree(q.d, "region", scope)
 	key := q.d.msKey()
 	query := fmt.Sprintf(`SELECT source_id AS k_, %s AS region_,
 		sum(CASE WHEN type = '%s' THEN 1 ELSE 0 END) AS offline_, sum(CASE WHEN type = '%s' THEN 1 ELSE 0 END) AS online_,
 		%s AS last_, max(%s) AS last_ms_
 		FROM events%s GROUP BY k_ ORDER BY offline_ DESC, k_`,
-		q.d.argMax("region", key), TypeDeviceOffline, TypeDeviceOnline, q.d.argMax("type", key), key, w.where())
+		q.d.argMax("region", key), event.TypeDeviceOffline, event.TypeDeviceOnline, q.d.argMax("type", key), key, w.where())
 	rows, truncated, err := q.rows(ctx, query, w.args...)
 	if err != nil {
 		return Table{}, err
@@ -298,7 +293,7 @@ func (q *Questions) devices(ctx context.Context, p DevicesParams, scope string) 
 	t := Table{Columns: []string{"device", "region", "offline", "online", "last", "last_time", "silent", "flapping"}, Rows: [][]any{}, Truncated: truncated}
 	for _, r := range rows {
 		off, last := asInt(r[2]), asString(r[4])
-		silent, flapping := last == TypeDeviceOffline, off >= int64(p.Flapping)
+		silent, flapping := last == event.TypeDeviceOffline, off >= int64(p.Flapping)
 		if !silent && !flapping {
 			continue
 		}

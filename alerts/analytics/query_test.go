@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sharpeye/ingest/event"
 	"slices"
 	"strings"
 	"testing"
@@ -191,12 +192,12 @@ func questions(f fixture) []question {
 			return one("devices", t, err)
 		}, check: func(t *testing.T, got []answer) {
 			want := [][]any{
-				{"dev-1", xinzhuang, int64(4), int64(4), analytics.TypeDeviceOnline, start.AddDate(0, 0, 11).Add(3*time.Hour + 40*time.Minute), false, true},
+				{"dev-1", xinzhuang, int64(4), int64(4), event.TypeDeviceOnline, start.AddDate(0, 0, 11).Add(3*time.Hour + 40*time.Minute), false, true},
 			}
 			if flap == 2 {
-				want = append(want, []any{"dev-4", jiangan, int64(2), int64(2), analytics.TypeDeviceOnline, start.AddDate(0, 0, 12).Add(7*time.Hour + 30*time.Minute), false, true})
+				want = append(want, []any{"dev-4", jiangan, int64(2), int64(2), event.TypeDeviceOnline, start.AddDate(0, 0, 12).Add(7*time.Hour + 30*time.Minute), false, true})
 			}
-			want = append(want, []any{"dev-2", hongqi, int64(1), int64(1), analytics.TypeDeviceOffline, start.AddDate(0, 0, 12).Add(22*time.Hour + 30*time.Minute), true, false})
+			want = append(want, []any{"dev-2", hongqi, int64(1), int64(1), event.TypeDeviceOffline, start.AddDate(0, 0, 12).Add(22*time.Hour + 30*time.Minute), true, false})
 			if !equalTables(got[0].table, analytics.Table{Columns: got[0].table.Columns, Rows: want}) {
 				t.Errorf("devices\n got %v\nwant %v", got[0].table.Rows, want)
 			}

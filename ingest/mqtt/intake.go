@@ -170,7 +170,7 @@ func (in *Intake) checkSilence(ctx context.Context, now time.Time) {
 	}
 	j := &job{received: now}
 	for i, e := range offline {
-		ev := e.Template(e.SourceKind(), "device.offline")
+		ev := e.Template(e.SourceKind(), event.TypeDeviceOffline)
 		ev.Time = event.NewTime(now)
 		ev.Severity = event.SeverityWarning
 		ev.SetString("via", "silence")
@@ -358,7 +358,11 @@ func (in *Intake) decode(m inbound) (*device.Entry, []*event.Event, *Rejection) 
 
 // stateEvent is device.online or device.offline.
 func (in *Intake) stateEvent(dev device.Entry, to device.State, via string, now time.Time) *event.Event {
-	ev := dev.Template(dev.SourceKind(), "device."+string(to))
+	typ := event.TypeDeviceOnline
+	if to == device.StateOffline {
+		typ = event.TypeDeviceOffline
+	}
+	ev := dev.Template(dev.SourceKind(), typ)
 	if to == device.StateOffline {
 		ev.Severity = event.SeverityWarning
 	}

@@ -183,12 +183,8 @@ func (s *stateFile) writeLocked() error {
 // under way is ended at once (its stream is a new one now). Conditions
 // whose checks are now off are forgotten.
 func (d *Detector) restore(st savedState, now time.Time) {
-	if st.FPS != nil && d.health != nil {
-		st.FPS.restore(&d.health.fps)
-	}
-	if st.Bitrate != nil && d.health != nil {
-		st.Bitrate.restore(&d.health.bitrate)
-	}
+	st.FPS.restore(&d.health.fps)
+	st.Bitrate.restore(&d.health.bitrate)
 	st.Sharpness.restore(&d.quality.sharp)
 
 	latches := map[string]*latch{}
@@ -203,27 +199,25 @@ func (d *Detector) restore(st savedState, now time.Time) {
 	}
 	for typ, rc := range st.Raised {
 		id, err := event.ParseID(rc.Event)
-		switch l, ok := latches[typ]; {
-		case typ == TypeMotion && err == nil:
-			// The motion's stream ended with the process.
-			d.open[typ] = id
-			d.stateMu.Lock()
-			d.active[typ] = rc.Since
-			d.stateMu.Unlock()
-			d.motion.active, d.motion.start = true, rc.Since
-			d.emit([]finding{d.motion.end(now, endRestarted)})
-		case ok && err == nil && !rc.Since.IsZero():
-			*l = latch{on: true, changed: rc.Since, since: rc.Since}
-			d.open[typ] = id
-			d.stateMu.Lock()
-			d.active[typ] = rc.Since
-			d.stateMu.Unlock()
-		default:
+		l, isLatch := latches[typ]
+		if err != nil || rc.Since.IsZero() || !isLatch && typ != TypeMotion {
 			if err := d.state.cleared(typ); err != nil && d.state.fresh(err) {
 				d.m.metrics.stateErrors.Inc()
 				d.log.Warn("detector state not saved", "err", err)
 			}
+			continue
 		}
+		d.open[typ] = id
+		d.stateMu.Lock()
+		d.active[typ] = rc.Since
+		d.stateMu.Unlock()
+		if isLatch {
+			*l = latch{on: true, changed: rc.Since, since: rc.Since}
+			continue
+		}
+		// A motion under way: its stream ended with the process.
+		d.motion.active, d.motion.start = true, rc.Since
+		d.emit([]finding{d.motion.end(now, endRestarted)})
 	}
 }
 

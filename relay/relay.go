@@ -49,6 +49,7 @@ type Relay struct {
 	caches    map[*stream.Hub]*sharedCache
 	total     int
 	udpAddr   net.Addr
+	media     *batchConn // the media socket, set while Run runs
 
 	wg sync.WaitGroup // session goroutines
 }
@@ -112,10 +113,18 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Unlock()
 
 	pl := pionLogger{log: r.log.With("component", "pion")}
-	conn, err := net.ListenPacket("udp", r.cfg.UDPListen)
+	addr, err := net.ResolveUDPAddr("udp", r.cfg.UDPListen)
 	if err != nil {
 		return fmt.Errorf("relay.udp_listen: %w", err)
 	}
+	udp, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return fmt.Errorf("relay.udp_listen: %w", err)
+	}
+	conn := newBatchConn(udp, r.m.sent)
+	r.mu.Lock()
+	r.media = conn
+	r.mu.Unlock()
 	udpMux := webrtc.NewICEUDPMux(pl.NewLogger("udpmux"), conn)
 	defer udpMux.Close() // closes conn
 	var tcpMux ice.TCPMux
@@ -327,6 +336,8 @@ type metrics struct {
 	resubs   prometheus.Counter
 	nacks    prometheus.Counter
 	firstKey prometheus.Histogram
+	// Datagrams leave the media socket in batches (batchConn).
+	udpBatches, udpDatagrams, udpFailed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -368,13 +379,34 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from a WHEP offer's arrival to the first keyframe written to the viewer.",
 			Buckets: []float64{.025, .05, .1, .2, .35, .5, .75, 1, 1.5, 2, 3, 5, 8, 12},
 		}),
+		udpBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_relay_udp_send_calls_total",
+			Help: "System calls that sent the media socket's datagrams (several datagrams per call where the system has sendmmsg).",
+		}),
+		udpDatagrams: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_relay_udp_sent_datagrams_total",
+			Help: "Datagrams (media, RTCP, ICE, DTLS) handed to the media socket.",
+		}),
+		udpFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_relay_udp_send_errors_total",
+			Help: "Datagrams the system refused to send from the media socket.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.viewers, m.started, m.ended, m.refused, m.bytes, m.packets, m.resubs, m.nacks, m.firstKey} {
+		for _, c := range []prometheus.Collector{m.viewers, m.started, m.ended, m.refused, m.bytes, m.packets, m.resubs, m.nacks, m.firstKey, m.udpBatches, m.udpDatagrams, m.udpFailed} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("relay metrics: %w", err)
 			}
 		}
 	}
 	return m, nil
+}
+
+// sent counts a batch of datagrams sent from the media socket.
+func (m *metrics) sent(calls, datagrams, failed int) {
+	m.udpBatches.Add(float64(calls))
+	m.udpDatagrams.Add(float64(datagrams))
+	if failed > 0 {
+		m.udpFailed.Add(float64(failed))
+	}
 }

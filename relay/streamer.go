@@ -81,6 +81,9 @@ type streamer struct {
 
 	// firstKey is told once, when the first keyframe has been written.
 	firstKey func()
+	// flush (may be nil) sends the packets written so far: called after
+	// each unit, so that batched writes add no delay.
+	flush func()
 
 	sub     *stream.Sub
 	clock   rtpClock
@@ -404,6 +407,9 @@ func (s *streamer) writeUnit(u *stream.Unit, ext int64) error {
 		bytes += s.pkt.MarshalSize()
 	}
 	s.pkt = rtp.Packet{}
+	if s.flush != nil {
+		s.flush()
+	}
 	now := s.now()
 	s.clock.mark(ext, now)
 	s.c.units.Add(1)

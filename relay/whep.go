@@ -172,10 +172,13 @@ func (r *Relay) waitTrack(ctx context.Context, id string, hub *stream.Hub) (stre
 // answer's candidates.
 func (r *Relay) newSession(ctx context.Context, camera string, p *auth.Principal, track stream.Track, o offer, sdp []byte, st *streamer) (*session, string, error) {
 	r.mu.Lock()
-	a := r.api
+	a, media := r.api, r.media
 	r.mu.Unlock()
 
 	st.codec = track.Codec
+	if media != nil {
+		st.flush = media.Flush
+	}
 	s := &session{
 		id:          rand.Text(),
 		etag:        `"` + rand.Text()[:16] + `"`,

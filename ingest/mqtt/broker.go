@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -39,6 +40,20 @@ type broker struct {
 	stopping   atomic.Bool
 	authLog    *problemLog
 	aclLog     *problemLog
+	// inline passes pipelined messages on to subscribers once durable.
+	inline *mochi.Client
+	// acks carries durable pipelined messages to the goroutine that
+	// acknowledges them (ackLoop), so that the pipeline goes on to the
+	// next batch meanwhile; it ends with done.
+	acks chan ackItem
+	done chan struct{}
+}
+
+// ackItem is a pipelined message to acknowledge.
+type ackItem struct {
+	cl       *mochi.Client
+	pk       packets.Packet
+	rejected bool
 }
 
 // principal is who a connection logged in as.
@@ -69,6 +84,8 @@ func newBroker(in *Intake) *broker {
 		authLog: newProblemLog(in.log, time.Second),
 		aclLog:  newProblemLog(in.log, time.Second),
 	}
+	b.inline = b.srv.NewClient(nil, "local", "sharpeye-intake", true)
+	b.acks, b.done = make(chan ackItem, ackQueue), make(chan struct{})
 	return b
 }
 
@@ -106,6 +123,7 @@ func (b *broker) run(ctx context.Context) error {
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("mqtt broker: %w", err)
 	}
+	go b.ackLoop(ctx)
 	b.in.log.Info("embedded MQTT broker listening", "addr", b.addr())
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -235,9 +253,14 @@ func (b *broker) allowed(cl *mochi.Client, topic string, write bool) bool {
 	return false
 }
 
-// publish takes a device's message in and returns once it is durable
-// (acknowledge it), refused and dead-lettered (acknowledge it, deliver it
-// to no one), or could not be made durable (do not acknowledge it).
+// publish takes a device's message in. QoS 0 and 1 messages are
+// pipelined: publish queues the message and returns at once (mochi then
+// neither acknowledges nor delivers it), and acknowledge answers once it
+// is durable or dead-lettered, in the order the device sent them, so that
+// a device's next messages are read while the earlier ones are being
+// written. A message that cannot be made durable is never acknowledged.
+// QoS 2 (rare for sensors) waits here until durable and mochi runs its
+// handshake.
 func (b *broker) publish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
 	p := b.principal(cl)
 	if p == nil || p.service {
@@ -248,6 +271,20 @@ func (b *broker) publish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, packets.ErrRejectPacket
 	}
 	j := b.in.handle(inbound{topic: pk.TopicName, payload: pk.Payload, received: time.Now(), dev: &e, client: cl.ID})
+	if pk.FixedHeader.Qos < 2 {
+		j.done = func(err error) {
+			if err != nil {
+				return
+			}
+			select {
+			case b.acks <- ackItem{cl, pk, j.rejected}:
+			case <-b.done: // stopping: the device sends it again
+			}
+		}
+		// Fails only once stopped: not acknowledged.
+		_ = b.in.pipe.submit(context.Background(), j)
+		return pk, packets.ErrRejectPacket
+	}
 	if err := b.in.pipe.publish(context.Background(), j); err != nil {
 		return pk, packets.ErrRejectPacket
 	}
@@ -255,6 +292,42 @@ func (b *broker) publish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		return pk, packets.CodeSuccessIgnore
 	}
 	return pk, nil
+}
+
+// ackQueue bounds the messages durable but not yet acknowledged.
+const ackQueue = 8192
+
+// ackLoop acknowledges durable messages, in the order they became
+// durable, until ctx ends.
+func (b *broker) ackLoop(ctx context.Context) {
+	defer close(b.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-b.acks:
+			b.acknowledge(a.cl, a.pk, a.rejected)
+		}
+	}
+}
+
+// acknowledge answers a pipelined message that is durable (or
+// dead-lettered), and passes an accepted one on to the broker's
+// subscribers, if any, as mochi would have.
+func (b *broker) acknowledge(cl *mochi.Client, pk packets.Packet, rejected bool) {
+	if pk.FixedHeader.Qos == 1 {
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
+		if err := cl.WritePacket(ack); err != nil && !errors.Is(err, mochi.ErrConnectionClosed) {
+			b.in.log.Debug("MQTT acknowledgement not sent", "client", cl.ID, "err", err)
+		}
+	}
+	if rejected || (!pk.FixedHeader.Retain && atomic.LoadInt64(&b.srv.Info.Subscriptions) == 0) {
+		return
+	}
+	pk.FixedHeader.Dup = false
+	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
+		b.in.log.Debug("MQTT message not passed to subscribers", "client", cl.ID, "err", err)
+	}
 }
 
 // will takes in the last will the broker sent for a device that vanished.

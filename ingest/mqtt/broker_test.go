@@ -338,6 +338,64 @@ func TestBusBlockedHoldsPubacks(t *testing.T) {
 	}
 }
 
+// A device's next messages are read while its first is being made durable
+// (the intake pipelines them), none is acknowledged before it is durable,
+// and the acknowledgements come in the order the messages were sent.
+func TestPipelinedPubacksInOrder(t *testing.T) {
+	blocked := blockingBus()
+	h := start(t, setup{devices: []device.Device{smoke}, prod: blocked})
+	d := dialRaw(t, h.in.Addr(), "smoke-1", "smoke-pass-1", "smoke-1")
+	const n = 5
+	var pkts []byte
+	for i := range n {
+		pkts = appendPublish(pkts, "sharpeye/devices/smoke-1/telemetry", uint16(100+i), fmt.Appendf(nil, `{"readings": {"smoke": 0.%d}}`, i+1))
+	}
+	if _, err := d.conn.Write(pkts); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-blocked.calls:
+	case <-time.After(patience):
+		t.Fatal("the first message never reached the bus")
+	}
+	// All are taken in while the bus still holds the first.
+	for deadline := time.Now().Add(patience); ; time.Sleep(5 * time.Millisecond) {
+		if st, _ := h.in.DeviceStatus("smoke-1"); st.Messages == n {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages read while the bus was busy", st.Messages, n)
+		}
+	}
+	select {
+	case id := <-d.acks:
+		t.Fatalf("PUBACK %d before the message was durable", id)
+	default:
+	}
+	close(blocked.block) // later batches are recorded in blocked.calls (room for 16)
+	for i := range n {
+		select {
+		case id, ok := <-d.acks:
+			if !ok {
+				t.Fatalf("connection closed: %v", <-d.done)
+			}
+			if id != uint16(100+i) {
+				t.Fatalf("PUBACK %d is for packet %d, want %d", i, id, 100+i)
+			}
+		case <-time.After(patience):
+			t.Fatalf("%d of %d PUBACKs", i, n)
+		}
+	}
+	evs := events(t, blocked.all())
+	if len(evs) != n {
+		t.Fatalf("%d events on the bus, want %d", len(evs), n)
+	}
+	for i, e := range evs {
+		if got, want := e.Attributes["smoke"], float64(i+1)/10; got != want {
+			t.Fatalf("event %d has smoke %v, want %v (out of order)", i, got, want)
+		}
+	}
+}
+
 func TestSilenceThenMessage(t *testing.T) {
 	quick := gas
 	quick.Interval = conf.Duration(50 * time.Millisecond) // below the configuration's 1s minimum: tests only

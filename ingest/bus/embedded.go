@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -674,29 +675,64 @@ type write struct {
 	done chan error
 }
 
+// insertChunk is the most rows one INSERT statement writes: fewer
+// statements cost less than one per row, and 64 rows of 9 values stay far
+// under SQLite's limit on parameters.
+const insertChunk = 64
+
+// insertRows is the INSERT statement of n rows.
+func insertRows(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO log(topic, part, off, key, value, headers, time, ins, size) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	}
+	return b.String()
+}
+
+var insertFull = insertRows(insertChunk)
+
 func (e *Embedded) writeRows(ctx context.Context, rows []row, next map[topicPart]int64, now time.Time) error {
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO log(topic, part, off, key, value, headers, time, ins, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+	var full *sql.Stmt
 	ins := now.UnixMilli()
-	for i := range rows {
-		r := &rows[i]
-		var headers any
-		if r.headers != nil {
-			headers = r.headers
+	args := make([]any, 0, 9*insertChunk)
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), insertChunk)]
+		rows = rows[len(chunk):]
+		args = args[:0]
+		for i := range chunk {
+			r := &chunk[i]
+			var headers any
+			if r.headers != nil {
+				headers = r.headers
+			}
+			value := r.value
+			if value == nil {
+				value = []byte{}
+			}
+			args = append(args, r.tp.topic, r.tp.part, r.off, r.key, value, headers, r.time, ins, r.size)
 		}
-		value := r.value
-		if value == nil {
-			value = []byte{}
+		if len(chunk) < insertChunk {
+			if _, err := tx.ExecContext(ctx, insertRows(len(chunk)), args...); err != nil {
+				return err
+			}
+			continue
 		}
-		if _, err := stmt.ExecContext(ctx, r.tp.topic, r.tp.part, r.off, r.key, value, headers, r.time, ins, r.size); err != nil {
+		if full == nil {
+			if full, err = tx.PrepareContext(ctx, insertFull); err != nil {
+				return err
+			}
+			defer full.Close()
+		}
+		if _, err := full.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 	}

@@ -70,6 +70,14 @@ type Telemetry struct {
 
 // DecodeTelemetry parses and checks a telemetry payload.
 func DecodeTelemetry(data []byte) (*Telemetry, *Rejection) {
+	if t, ok := decodeTelemetryFast(data); ok {
+		return t, nil
+	}
+	return decodeTelemetry(data)
+}
+
+// decodeTelemetry is DecodeTelemetry with encoding/json, for any input.
+func decodeTelemetry(data []byte) (*Telemetry, *Rejection) {
 	obj, rej := object(data, "", "a telemetry message", "ts", "readings")
 	if rej != nil {
 		return nil, rej

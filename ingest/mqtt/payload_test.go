@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -175,6 +176,65 @@ func FuzzTelemetry(f *testing.F) {
 			}
 		}
 		DecodeStatus(data)
+	})
+}
+
+// The usual telemetry takes the fast path; what it leaves to
+// encoding/json is decided there.
+func TestTelemetryFastPath(t *testing.T) {
+	for _, s := range []string{
+		`{"ts": 1763707200123, "readings": {"smoke": 0.12, "battery": 87}}`,
+		`{"readings":{"level":3.25},"ts":"2026-11-21T06:40:00+08:00"}`,
+		`{"ts": null, "readings": {"door_open": false, "mode": "auto", "alarm": true}}`,
+	} {
+		if _, ok := decodeTelemetryFast([]byte(s)); !ok {
+			t.Errorf("%s: not decoded by the fast path", s)
+		}
+	}
+	for _, s := range []string{
+		`{"readings": {"a": 1, "a": 2}}`,            // repeated key
+		`{"readings": {"mode": "a\u0041"}}`,         // escape
+		`{"readings": {"x": 01}}`,                   // malformed number
+		`{"readings": {}}`,                          // empty
+		`{"readings": {"camera": 1}}`,               // reserved
+		`{"readings": {"smoke": 1}, "extra": 1}`,    // unknown field
+		`{"readings": {"smoke": 1}} x`,              // trailing text
+		`{"readings": {"smoke": {"nested": true}}}`, // nested
+	} {
+		if _, ok := decodeTelemetryFast([]byte(s)); ok {
+			t.Errorf("%s: taken by the fast path", s)
+		}
+	}
+}
+
+// FuzzTelemetryFast: wherever the fast decoder answers, encoding/json
+// gives the same telemetry.
+func FuzzTelemetryFast(f *testing.F) {
+	for _, s := range []string{
+		`{"ts": 1763707200123, "readings": {"smoke": 0.12, "battery": 87}}`,
+		`{"readings":{"level":3.25,"t":1234},"ts":"2026-11-21T06:40:00+08:00"}`,
+		` {"ts": null, "readings": {"door_open": false, "mode": "auto", "alarm": true}} `,
+		`{"readings": {"a": -1e-3, "b": 9007199254740993}}`,
+		`{"readings": {"a": 1, "a": 2}}`,
+		`{"readings": {"mode": "a\u0041"}}`,
+		`{"readings": {"x": 01}}`,
+		`{"readings": {}}`,
+		`{"ts": 1, "readings": {"smoke": 1}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := decodeTelemetryFast(data)
+		if !ok {
+			return
+		}
+		slow, rej := decodeTelemetry(data)
+		if rej != nil {
+			t.Fatalf("%q: fast decoder accepted what encoding/json refuses: %s", data, rej.Msg)
+		}
+		if (fast.TS == nil) != (slow.TS == nil) || fast.TS != nil && !fast.TS.Equal(*slow.TS) || !reflect.DeepEqual(fast.Readings, slow.Readings) {
+			t.Fatalf("%q: fast %v %#v, encoding/json %v %#v", data, fast.TS, fast.Readings, slow.TS, slow.Readings)
+		}
 	})
 }
 

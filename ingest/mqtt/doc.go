@@ -78,15 +78,16 @@
 // # Acknowledgement
 //
 // Nothing is acknowledged before it is durable on the bus. The embedded
-// broker takes a device's message in within the device's own connection and
-// sends the PUBACK only once the message's events (or its dead letter) are
-// published, so a slow or blocked bus slows the devices down instead of
-// filling a queue, and a crash loses nothing a device was told was
-// received. The broker reads a connection's packets one after another, so
-// one device's messages are taken in one at a time: its rate is bounded by
-// the bus's publish latency (about 400 a second at 2.5 ms), while many
-// devices share each publish. Analysers should batch their detections. On an external broker the intake's client acknowledges each
-// message (manual acknowledgement) once it is durable; its persistent
+// broker hands a device's QoS 0 and 1 messages to the intake's pipeline as
+// they arrive and reads the device's next packets meanwhile; the PUBACKs
+// are sent, in the order the messages came, only once their events (or
+// dead letters) are published, and only then are accepted messages passed
+// on to the broker's own subscribers. A crash loses nothing a device was
+// told was received; a full pipeline stops the broker reading, so a slow
+// or blocked bus slows the devices down instead of filling memory. QoS 2
+// messages wait for the bus within the device's connection. Analysers
+// should batch their detections. On an external broker the intake's client
+// acknowledges each message (manual acknowledgement) once it is durable; its persistent
 // session (fixed client id, clean session off) keeps what arrives while
 // Sharpeye is away, and what was not acknowledged is delivered again.
 // Delivery is at least once: consumers deduplicate by event id, and a

@@ -5,14 +5,12 @@
 package rtsp
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -237,30 +235,6 @@ func (p *Puller) setState(s State, reason string) {
 	}
 }
 
-// readBuffer is read from an RTSP connection at a time. gortsplib reads
-// through a 4 KiB buffer, and past it a frame at a time: over TCP that is
-// a system call or two per RTP packet, most of a camera's CPU. A larger
-// buffer takes whatever has arrived in one call.
-const readBuffer = 32 << 10
-
-// bufferedConn is a connection read through a larger buffer.
-type bufferedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
-
-// dialBuffered dials the camera; its connection is read through
-// readBuffer.
-func dialBuffered(ctx context.Context, network, address string) (net.Conn, error) {
-	conn, err := (&net.Dialer{}).DialContext(ctx, network, address)
-	if err != nil {
-		return nil, err
-	}
-	return &bufferedConn{Conn: conn, r: bufio.NewReaderSize(conn, readBuffer)}, nil
-}
-
 // session runs one RTSP session until it fails, ctx ends or (on demand)
 // nobody watches.
 func (p *Puller) session(ctx context.Context) error {
@@ -277,7 +251,6 @@ func (p *Puller) session(ctx context.Context) error {
 		ReadTimeout:   p.cfg.ReadTimeout.D(),
 		WriteTimeout:  p.cfg.WriteTimeout.D(),
 		UserAgent:     "Sharpeye",
-		DialContext:   dialBuffered,
 		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
 		OnTransportSwitch: func(err error) {

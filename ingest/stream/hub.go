@@ -165,6 +165,10 @@ func (h *Hub) withParams(nalus [][]byte) [][]byte {
 
 func (h *Hub) cache(u *Unit) {
 	if u.Key {
+		// Clear, not only truncate: the previous GOP's units past the new
+		// length would stay reachable until overwritten, a second GOP in
+		// memory per camera.
+		clear(h.gop)
 		h.gop = h.gop[:0]
 		h.gopBytes = 0
 		h.gopValid = true

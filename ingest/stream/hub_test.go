@@ -264,3 +264,26 @@ func TestPassiveSubscribers(t *testing.T) {
 		t.Fatalf("after Close: Subscribers %d, passive err %v", n, p2.Err())
 	}
 }
+
+// A new keyframe lets the previous GOP go: the cache keeps no reference to
+// its units (a second GOP per camera in memory otherwise).
+func TestNewGOPReleasesThePrevious(t *testing.T) {
+	h := newTestHub(t)
+	now := time.Now()
+	h.Publish(0, now, [][]byte{idr})
+	for i := 1; i < 10; i++ {
+		h.Publish(time.Duration(i)*40*time.Millisecond, now, [][]byte{slice})
+	}
+	h.Publish(400*time.Millisecond, now, [][]byte{idr})
+	h.Publish(440*time.Millisecond, now, [][]byte{slice})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.gop) != 2 {
+		t.Fatalf("cached GOP of %d units, want 2", len(h.gop))
+	}
+	for i, u := range h.gop[len(h.gop):cap(h.gop)] {
+		if u != nil {
+			t.Fatalf("unit %d of the previous GOP still referenced by the cache", len(h.gop)+i)
+		}
+	}
+}

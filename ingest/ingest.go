@@ -96,6 +96,10 @@ type Ingest struct {
 	blobs  *blob.Store
 	out    bus.Producer
 
+	// upstream, set by PullFrom, is where the cameras are pulled from
+	// instead of from themselves.
+	upstream *Upstream
+
 	health *healthMetrics
 }
 
@@ -240,7 +244,7 @@ func (in *Ingest) reconcile(ctx context.Context) {
 }
 
 func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.Hub) {
-	p := rtsp.NewPuller(e.Camera, hub, in.cfg.Pull, in.log)
+	p := rtsp.NewPuller(in.pullTarget(e.Camera), hub, in.cfg.Pull, in.log)
 	rctx, cancel := context.WithCancel(ctx)
 	r := &running{entry: e, hub: hub, puller: p, cancel: cancel, done: make(chan struct{})}
 	in.cams[e.ID] = r

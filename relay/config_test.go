@@ -38,11 +38,12 @@ relay:
   nack_buffer: 512
   cors_origins: ["https://wall.example.org", "*"]
   queue: 64
-`, "SHARPEYE_RELAY_MAX_VIEWERS=200")
+  upstream: {url: "rtsp://ingest-1:8554/", username: relay-1, transport: auto}
+`, "SHARPEYE_RELAY_MAX_VIEWERS=200", "SHARPEYE_RELAY_UPSTREAM_PASSWORD=sey_token")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxViewers != 200 || c.TURNServers[0].Credential.Reveal() != "s3cret" || c.NACKBuffer != 512 {
+	if c.MaxViewers != 200 || c.TURNServers[0].Credential.Reveal() != "s3cret" || c.NACKBuffer != 512 || c.Upstream.Password.Reveal() != "sey_token" {
 		t.Fatalf("got %+v", c)
 	}
 }
@@ -58,6 +59,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"relay: {turn_servers: [{url: 'turn:x:3478'}]}", "relay.turn_servers[0].username"},
 		{"relay: {turn_servers: [{url: 'stun:x', username: a, credential: b}]}", "relay.turn_servers[0].url"},
 		{"relay: {max_viewers: 0}", "relay.max_viewers"},
+		{"relay: {upstream: {url: 'http://ingest-1:8554'}}", "relay.upstream.url"},
+		{"relay: {upstream: {url: 'rtsp://relay:pw@ingest-1:8554'}}", "must not hold credentials"},
+		{"relay: {upstream: {url: 'rtsp://ingest-1:8554/cam-1'}}", "the camera id is added"},
+		{"relay: {upstream: {transport: quic}}", "relay.upstream.transport"},
 		{"relay: {max_viewers_per_camera: -1}", "relay.max_viewers_per_camera"},
 		{"relay: {session_idle_timeout: 10ms}", "relay.session_idle_timeout"},
 		{"relay: {track_wait: 2m}", "relay.track_wait"},

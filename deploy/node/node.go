@@ -93,6 +93,7 @@ type Node struct {
 	auth       *auth.Service
 	ingest     *ingest.Ingest
 	relay      *relay.Relay
+	upstream   *ingest.Ingest // the relay role's cameras without the ingest role
 	bus        bus.Bus
 	devices    *device.Registry
 	mqtt       *mqtt.Intake
@@ -299,10 +300,15 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		}
 		n.health.Ready(Ingest)
 	case Relay:
+		var cams relay.Cameras = n.ingest
 		if n.ingest == nil {
-			return errors.New("the relay role needs the ingest role in the same process (relays pulling from other ingest nodes are not built yet)")
+			up, err := n.startUpstream(ctx)
+			if err != nil {
+				return err
+			}
+			cams = up
 		}
-		r, err := relay.New(n.cfg.Relay, n.ingest, n.reg, n.logs.For(Relay))
+		r, err := relay.New(n.cfg.Relay, cams, n.reg, n.logs.For(Relay))
 		if err != nil {
 			return err
 		}
@@ -335,6 +341,28 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		}
 	}
 	return nil
+}
+
+// startUpstream is the relay role's camera source on a node without the
+// ingest role: every camera of the registry pulled on demand from an
+// ingest node's RTSP re-serve (relay.upstream), without detectors or a
+// re-serve of its own.
+func (n *Node) startUpstream(ctx context.Context) (*ingest.Ingest, error) {
+	u := n.cfg.Relay.Upstream
+	if u.URL == "" {
+		return nil, errors.New("the relay role needs the ingest role in the same process, or relay.upstream.url: an ingest node's RTSP re-serve to pull the cameras from")
+	}
+	cfg := n.cfg.Ingest
+	cfg.RTSPServer.Listen = ""
+	cfg.HealthReport = 0
+	up := ingest.New(cfg, n.cfg.Cameras, n.db, nil, n.reg, n.logs.For(Relay).With("component", "upstream"))
+	up.PullFrom(ingest.Upstream{URL: u.URL, Username: u.Username, Password: u.Password.Reveal(), Transport: u.Transport})
+	if err := up.Start(ctx); err != nil {
+		return nil, err
+	}
+	n.components = append(n.components, component{Relay + "-upstream", up.Run})
+	n.upstream = up
+	return up, nil
 }
 
 // runUntilReady adds a role's component, reported starting until ready

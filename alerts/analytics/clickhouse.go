@@ -130,10 +130,15 @@ func (s *CHStore) Close() error {
 	return s.err
 }
 
-// Insert implements Store: one column batch per table.
+// Insert implements Store: one column batch per table, then cases_flat
+// brought in line for the cases the batch touches.
 func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, error) {
 	var n Inserted
+	// The case events before stored ones are dropped (in place): a retry
+	// after a failed sync of cases_flat must sync their cases all the same.
+	touched := b.Cases
 	if check {
+		touched = slices.Clone(b.Cases)
 		skipped, err := s.dropStored(ctx, b)
 		if err != nil {
 			return n, err
@@ -151,6 +156,11 @@ func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, e
 			return n, err
 		}
 		n.Cases = len(b.Cases)
+	}
+	if len(touched) > 0 {
+		if err := s.syncCases(ctx, touched); err != nil {
+			return n, fmt.Errorf("sync cases_flat: %w", err)
+		}
 	}
 	if len(b.Health) > 0 {
 		if err := s.insertHealth(ctx, b.Health); err != nil {
@@ -210,8 +220,7 @@ func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows [
 		}
 		q := fmt.Sprintf("SELECT id FROM %s WHERE %s >= toDateTime(%d) AND %s <= toDateTime(%d) AND id IN (%s)",
 			tbl, timeCol, lo.Unix(), timeCol, hi.Unix()+1, sb.String())
-		qctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": len(q) + 1024}))
-		res, err := s.conn.Query(qctx, q)
+		res, err := s.conn.Query(bigQuery(ctx, len(q)), q)
 		if err != nil {
 			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
 		}
@@ -393,8 +402,8 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 		if days == 0 {
 			continue
 		}
-		day, err := time.Parse("20060102", p.partition)
-		if err != nil {
+		day, ok := partitionDay(p.partition)
+		if !ok {
 			continue
 		}
 		// A day's partition goes once its last second is older than the retention.
@@ -408,6 +417,23 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 		s.log.Info("analytics partition dropped (retention)", "table", p.table, "partition", p.partition, "retention_days", days)
 	}
 	return errors.Join(errs...)
+}
+
+// partitionDay is the day of a partition by day (20261121), or the last
+// day of one by days ((20261120,20261121): cases_flat's creation and
+// opening days).
+func partitionDay(p string) (time.Time, bool) {
+	var last time.Time
+	for d := range strings.SplitSeq(strings.Trim(p, "()"), ",") {
+		day, err := time.Parse("20060102", strings.TrimSpace(d))
+		if err != nil {
+			return time.Time{}, false
+		}
+		if day.After(last) {
+			last = day
+		}
+	}
+	return last, true
 }
 
 // applyTTL sets each table's TTL where the server has TTL (19.6 and later).

@@ -30,12 +30,20 @@
 //     months can begin in any time zone;
 //   - each case as it stands, kept as its case events arrive so that the
 //     case questions read one row per case instead of rebuilding it from
-//     its history: cases_current (SQLite: one row per case by a trigger;
-//     ClickHouse: argMax-by-seq and sum states in an AggregatingMergeTree
-//     fed by a materialized view, so rows may arrive in any order) and, on
-//     ClickHouse, cases_opened (each case's seq = 1 row, where the
-//     questions choose their cases). Their migrations fill them from the
-//     rows already stored.
+//     its history: SQLite's cases_current (one row per case, by a
+//     trigger); on ClickHouse, cases_flat (the same columns, one live row
+//     per case: after each insert the store cancels the live row of every
+//     case the batch touched and writes the case as cases_current now
+//     holds it, so rows may arrive in any order and a retried batch
+//     repairs a sync cut short), which the case questions read, fed by
+//     cases_current (argMax-by-seq and sum states in an
+//     AggregatingMergeTree kept by a materialized view) and cases_opened
+//     (each case's seq = 1 row, where the questions that need no more
+//     choose their cases). Their migrations fill them from the rows
+//     already stored;
+//   - on ClickHouse, events.type_hash (cityHash64 of the type, written at
+//     insert) and event_types naming the hashes: the raw events are
+//     grouped by type without reading ten million strings.
 //
 // ClickHouse's schema keeps to what 18.16 has (no TTL, DateTime64, Map or
 // codecs) and adds LowCardinality columns, codecs and TTL where the server
@@ -55,7 +63,8 @@
 // hand-over, a retried one, and those after a batch that held stored rows)
 // is checked against the store and what it already holds is skipped, so
 // replays count once in the tables, the rollups and cases_current (the
-// views and triggers see only rows actually inserted). Messages that do
+// views and triggers see only rows actually inserted) and cases_flat
+// (whose sync writes nothing for a case already in line). Messages that do
 // not decode go to sharpeye.deadletter with the reason, and are counted.
 //
 // # The questions

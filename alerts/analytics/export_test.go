@@ -32,6 +32,11 @@ func (s *CHStore) Remigrate(ctx context.Context, version int) error {
 				return err
 			}
 		}
+		if m.run != nil {
+			if err := m.run(ctx, s, s.conn); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -57,4 +62,10 @@ func (s *LiteStore) Remigrate(ctx context.Context, version int64) error {
 // Quantiles is the dialect's nearest-rank percentiles of x on driver.
 func Quantiles(driver, x, cond string, pcts ...int) []string {
 	return dialect{ch: driver == ClickHouse}.quantiles(x, cond, pcts...)
+}
+
+// Exec runs a statement on the store's native connection (tests reach
+// past the store to damage or rebuild its tables).
+func (s *CHStore) Exec(ctx context.Context, query string) error {
+	return s.conn.Exec(ctx, query)
 }

@@ -30,9 +30,8 @@ import (
 //     ceil(p·n/100) of the sorted values, NULL when there are none:
 //     quantilesExactIf at levels just under p/100 on ClickHouse (see
 //     quantiles), sharpeye_quantile on SQLite.
-//   - A case as opened and as it stands (caseView): cases_opened joined
-//     with the merged aggregate states of cases_current on ClickHouse,
-//     the one row of cases_current on SQLite.
+//   - A case as opened and as it stands (caseView): the live row of
+//     cases_flat on ClickHouse, the row of cases_current on SQLite.
 //   - Arrays (camera faults): Array(String) on ClickHouse, JSON text on
 //     SQLite.
 //
@@ -174,11 +173,7 @@ func truncRegion(r string, depth int) string {
 func (d dialect) quantiles(x, cond string, pcts ...int) []string {
 	out := make([]string, len(pcts))
 	if d.ch {
-		levels := make([]string, len(pcts))
-		for i, p := range pcts {
-			levels[i] = strconv.FormatFloat(float64(p)/100-1e-10, 'f', 10, 64)
-		}
-		all := fmt.Sprintf("quantilesExactIf(%s)(%s, %s)", strings.Join(levels, ", "), x, cond)
+		all := fmt.Sprintf("quantilesExactIf(%s)(%s, %s)", chLevels(pcts...), x, cond)
 		for i := range pcts {
 			out[i] = fmt.Sprintf("if(countIf(%s) = 0, NULL, arrayElement(%s, %d))", cond, all, i+1)
 		}
@@ -188,6 +183,16 @@ func (d dialect) quantiles(x, cond string, pcts ...int) []string {
 		out[i] = fmt.Sprintf("sharpeye_quantile(CASE WHEN %s THEN %s END, %d)", cond, x, p)
 	}
 	return out
+}
+
+// chLevels are the levels of quantilesExact that give the nearest-rank
+// pct-th percentiles (see quantiles).
+func chLevels(pcts ...int) string {
+	levels := make([]string, len(pcts))
+	for i, p := range pcts {
+		levels[i] = strconv.FormatFloat(float64(p)/100-1e-10, 'f', 10, 64)
+	}
+	return strings.Join(levels, ", ")
 }
 
 // nearestRank is sharpeye_quantile on sorted values.
@@ -250,8 +255,9 @@ func (d dialect) openedConds() conds {
 	return c
 }
 
-// caseView is one row per case of the opened table (d.opened) that where
-// (with its args) selects, with the columns cols of:
+// caseView is one row per case that the conditions c (on the opened
+// columns: time, category, region, source, rule, grid; started with
+// openedConds) select, with the columns cols of:
 //
 //   - the case as it was opened: c_opened, c_category, c_region,
 //     c_source, c_rule, c_grid;
@@ -264,71 +270,53 @@ func (d dialect) openedConds() conds {
 //     c_dissatisfied: every 回访 counts, also one that was dissatisfied and
 //     re-opened the case).
 //
-// The store keeps all of it as case events arrive (cases_opened and
-// cases_current), so nothing is rebuilt from the case's history here. On
-// ClickHouse only the states asked for are merged, and cases_opened is
-// joined only when its columns are asked for. It returns the query and
-// its arguments.
-func (d dialect) caseView(where string, args []any, cols ...string) (string, []any) {
+// The store keeps all of it as case events arrive, one row per case, so
+// nothing is rebuilt from the case's history here: SQLite's cases_current
+// and ClickHouse's cases_flat, whose live rows are those not cancelled
+// (sign 1 and a row_id no cancel in the same range names). It returns the
+// query and its arguments.
+func (d dialect) caseView(c conds, cols ...string) (string, []any) {
+	sel := []string{"case_id"}
+	for _, col := range cols {
+		sel = append(sel, caseCols[col]+" AS "+col)
+	}
 	if !d.ch {
-		sel := []string{"case_id"}
-		for _, c := range cols {
-			sel = append(sel, caseCols[c].lite+" AS "+c)
-		}
-		return "SELECT " + strings.Join(sel, ", ") + " FROM cases_current" + where, slices.Clone(args)
+		return "SELECT " + strings.Join(sel, ", ") + " FROM cases_current" + c.where(), slices.Clone(c.args)
 	}
-	opened := []string{"case_id"}
-	merged := []string{"case_id"}
-	for _, c := range cols {
-		if col := caseCols[c]; col.opened {
-			opened = append(opened, col.lite+" AS "+c)
-		} else {
-			merged = append(merged, col.ch+" AS "+c)
-		}
-	}
-	// The states of the cases chosen (PREWHERE: the other columns are read
-	// only where they are, and case ids begin with their time).
-	current := "SELECT " + strings.Join(merged, ", ") + " FROM cases_current PREWHERE case_id IN (SELECT case_id FROM cases_opened" + where + ") GROUP BY case_id"
-	if len(opened) == 1 {
-		return current, slices.Clone(args)
-	}
-	all := append([]string{"case_id"}, cols...)
-	return "SELECT " + strings.Join(all, ", ") + " FROM (SELECT " + strings.Join(opened, ", ") + " FROM cases_opened" + where + ") ANY INNER JOIN (" + current + ") USING case_id",
-		append(slices.Clone(args), args...)
+	live, cancels := c, c
+	live.parts = append(slices.Clone(c.parts), "sign = 1")
+	cancels.parts = append(slices.Clone(c.parts), "sign = -1")
+	return "SELECT " + strings.Join(sel, ", ") + " FROM cases_flat" + live.where() +
+			" AND row_id NOT IN (SELECT row_id FROM cases_flat" + cancels.where() + ")",
+		append(slices.Clone(c.args), c.args...)
 }
 
-// caseCol is a column of caseView: its expression in SQLite's
-// cases_current (and ClickHouse's cases_opened when opened), and in
-// ClickHouse's cases_current.
-type caseCol struct {
-	lite, ch string
-	opened   bool
-}
-
-var caseCols = map[string]caseCol{
-	"c_opened":       {lite: "time", opened: true},
-	"c_category":     {lite: "category", opened: true},
-	"c_region":       {lite: "region", opened: true},
-	"c_source":       {lite: "source", opened: true},
-	"c_rule":         {lite: "rule", opened: true},
-	"c_grid":         {lite: "grid", opened: true},
-	"c_state":        {lite: "state", ch: "argMaxMerge(s_state)"},
-	"c_colour":       {lite: "colour", ch: "argMaxMerge(s_colour)"},
-	"c_department":   {lite: "department", ch: "argMaxMerge(s_department)"},
-	"c_created":      {lite: "created", ch: "argMaxMerge(s_created)"},
-	"c_dispatched":   {lite: "dispatched", ch: "argMaxMerge(s_dispatched)"},
-	"c_accepted":     {lite: "accepted", ch: "argMaxMerge(s_accepted)"},
-	"c_resolved":     {lite: "resolved", ch: "argMaxMerge(s_resolved)"},
-	"c_urges":        {lite: "urge_count", ch: "argMaxMerge(s_urges)"},
-	"c_escalations":  {lite: "escalations", ch: "argMaxMerge(s_escalations)"},
-	"c_alerts":       {lite: "alert_count", ch: "argMaxMerge(s_alerts)"},
-	"c_satisfaction": {lite: "satisfaction", ch: "argMaxMerge(s_satisfaction)"},
-	"c_outcome":      {lite: "outcome", ch: "argMaxMerge(s_outcome)"},
-	"c_on_time":      {lite: "on_time", ch: "sumMerge(n_on_time)"},
-	"c_late":         {lite: "late", ch: "sumMerge(n_late)"},
-	"c_satisfied":    {lite: "satisfied", ch: "sumMerge(n_satisfied)"},
-	"c_basically":    {lite: "basically", ch: "sumMerge(n_basically)"},
-	"c_dissatisfied": {lite: "dissatisfied", ch: "sumMerge(n_dissatisfied)"},
+// caseCols are the columns of caseView in SQLite's cases_current and
+// ClickHouse's cases_flat (which have the same names).
+var caseCols = map[string]string{
+	"c_opened":       "time",
+	"c_category":     "category",
+	"c_region":       "region",
+	"c_source":       "source",
+	"c_rule":         "rule",
+	"c_grid":         "grid",
+	"c_state":        "state",
+	"c_colour":       "colour",
+	"c_department":   "department",
+	"c_created":      "created",
+	"c_dispatched":   "dispatched",
+	"c_accepted":     "accepted",
+	"c_resolved":     "resolved",
+	"c_urges":        "urge_count",
+	"c_escalations":  "escalations",
+	"c_alerts":       "alert_count",
+	"c_satisfaction": "satisfaction",
+	"c_outcome":      "outcome",
+	"c_on_time":      "on_time",
+	"c_late":         "late",
+	"c_satisfied":    "satisfied",
+	"c_basically":    "basically",
+	"c_dissatisfied": "dissatisfied",
 }
 
 // twice follows a FROM clause: every row comes twice, with t_ = 0 and 1.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -471,6 +472,9 @@ func (q *Questions) counts(ctx context.Context, cq countQuery) ([]countRow, bool
 	if cq.bucket != "" {
 		group = append(group, "b_")
 	}
+	// The raw events are grouped by type_hash rather than type on
+	// ClickHouse, and the hashes named afterwards (eventTypesDDL).
+	byHash := -1
 	for i, name := range cq.by {
 		dm, _ := findDim(cq.subject, name)
 		col := dm.col
@@ -480,8 +484,12 @@ func (q *Questions) counts(ctx context.Context, cq countQuery) ([]countRow, bool
 		if name == "region" {
 			col = d.region(col, cq.depth)
 		}
-		b.f("%s AS k%d_, ", col, i)
-		group = append(group, fmt.Sprintf("k%d_", i))
+		key := fmt.Sprintf("k%d_", i)
+		if name == "type" && d.ch && cq.subject == Events && !useRollup {
+			byHash, col, key = i, "type_hash", "h_"
+		}
+		b.f("%s AS %s, ", col, key)
+		group = append(group, key)
 	}
 	b.f("%s AS cnt_ FROM ", count)
 	if view {
@@ -494,7 +502,7 @@ func (q *Questions) counts(ctx context.Context, cq countQuery) ([]countRow, bool
 				cols = append(cols, dm.view)
 			}
 		}
-		v, args := d.caseView(inner.where(), inner.args, cols...)
+		v, args := d.caseView(inner, cols...)
 		b.f("(%s)%s", v, outer.where())
 		b.args = append(b.args, args...)
 		b.args = append(b.args, outer.args...)
@@ -503,11 +511,27 @@ func (q *Questions) counts(ctx context.Context, cq countQuery) ([]countRow, bool
 		b.args = append(b.args, inner.args...)
 	}
 	if len(group) > 0 {
-		b.f(" GROUP BY %s", strings.Join(group, ", "))
+		// cases_hourly also holds hours where cases only closed.
+		b.f(" GROUP BY %s HAVING cnt_ > 0", strings.Join(group, ", "))
+	}
+	if byHash >= 0 {
+		cols := []string{"b_"}
+		for i := range cq.by {
+			if i == byHash {
+				cols = append(cols, "n_ AS k"+strconv.Itoa(i)+"_")
+			} else {
+				cols = append(cols, "k"+strconv.Itoa(i)+"_")
+			}
+		}
+		cols = append(cols, "cnt_")
+		named := "SELECT " + strings.Join(cols, ", ") + " FROM (" + b.String() +
+			") ANY LEFT JOIN (SELECT type_hash AS h_, any(type) AS n_ FROM event_types GROUP BY h_) USING h_"
+		b.Reset()
+		b.f("%s", named)
+		group[slices.Index(group, "h_")] = "k" + strconv.Itoa(byHash) + "_"
 	}
 	if len(group) > 0 {
-		// cases_hourly also holds hours where cases only closed.
-		b.f(" HAVING cnt_ > 0 ORDER BY %s", strings.Join(group, ", "))
+		b.f(" ORDER BY %s", strings.Join(group, ", "))
 	}
 	res, truncated, err := q.rows(ctx, b.String(), b.args...)
 	if err != nil {

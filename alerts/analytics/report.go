@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"sharpeye/console/auth"
 )
 
@@ -76,57 +78,84 @@ func (q *Questions) Report(ctx context.Context, kind string, date time.Time, sco
 		return Report{}, err
 	}
 	r = Report{Kind: kind, From: cur.From, To: cur.To, Region: scope}
-	add := func(name string, t Table, err error) error {
-		if err != nil {
-			return fmt.Errorf("report section %s: %w", name, err)
-		}
-		r.Sections = append(r.Sections, Section{Name: name, Table: t})
-		return nil
-	}
-	byCat, err := q.countTable(ctx, Cases, []string{"category", "colour"}, cur, scope)
-	if err := add("cases_by_category_colour", byCat, err); err != nil {
-		return Report{}, err
-	}
-	bySource, err := q.countTable(ctx, Cases, []string{"source"}, cur, scope)
-	if err := add("cases_by_source", bySource, err); err != nil {
-		return Report{}, err
-	}
-	total, err := q.performance(ctx, PerformanceParams{Range: cur}, scope)
-	if err := add("performance_total", total, err); err != nil {
-		return Report{}, err
-	}
-	byDept, err := q.performance(ctx, PerformanceParams{Range: cur, By: "department"}, scope)
-	if err := add("performance_by_department", byDept, err); err != nil {
-		return Report{}, err
-	}
-	hot, err := q.hotspots(ctx, Cases, cur, prev, 10, "", scope, "this_period", "previous_period")
-	if err := add("hot_grids", hot, err); err != nil {
-		return Report{}, err
-	}
 	// One level below the caller's region: townships for the county.
 	depth := 2
 	if scope != "" {
 		depth = min(strings.Count(scope, "/")+2, auth.MaxRegionDepth)
 	}
-	fleet, err := q.cameras(ctx, CamerasParams{Range: cur, By: "region", RegionDepth: depth}, scope)
-	if err := add("cameras_by_region", fleet, err); err != nil {
+	one := func(t Table, err error) ([]Table, error) { return []Table{t}, err }
+	jobs := []struct {
+		sections []string
+		ask      func(ctx context.Context) ([]Table, error)
+	}{
+		{[]string{"cases_by_category_colour"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.countTable(ctx, Cases, []string{"category", "colour"}, cur, scope))
+		}},
+		{[]string{"cases_by_source"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.countTable(ctx, Cases, []string{"source"}, cur, scope))
+		}},
+		// The total is the last row of the table by department (one pass
+		// over the cases for both sections).
+		{[]string{"performance_total", "performance_by_department"}, func(ctx context.Context) ([]Table, error) {
+			t, err := q.performance(ctx, PerformanceParams{Range: cur, By: "department"}, scope)
+			return []Table{totalOf(t), t}, err
+		}},
+		{[]string{"hot_grids"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.hotspots(ctx, Cases, cur, prev, 10, "", scope, "this_period", "previous_period"))
+		}},
+		{[]string{"cameras_by_region"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.cameras(ctx, CamerasParams{Range: cur, By: "region", RegionDepth: depth}, scope))
+		}},
+		{[]string{"worst_cameras"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.worstCameras(ctx, WorstParams{Range: cur, Limit: 10}, scope))
+		}},
+		{[]string{"rules"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.rules(ctx, RulesParams{Range: cur}, scope))
+		}},
+		{[]string{"compare_by_category"}, func(ctx context.Context) ([]Table, error) {
+			return one(q.compare(ctx, cur, prev, scope))
+		}},
+	}
+	if kind == Daily {
+		jobs = jobs[:len(jobs)-1] // no comparison of single days
+	}
+	// The sections are independent: a few are asked at a time, each
+	// waiting on the store for most of its time.
+	tables := make([][]Table, len(jobs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(reportQueries)
+	for i, j := range jobs {
+		g.Go(func() error {
+			ts, err := j.ask(gctx)
+			if err != nil {
+				return fmt.Errorf("report section %s: %w", j.sections[0], err)
+			}
+			tables[i] = ts
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return Report{}, err
 	}
-	worst, err := q.worstCameras(ctx, WorstParams{Range: cur, Limit: 10}, scope)
-	if err := add("worst_cameras", worst, err); err != nil {
-		return Report{}, err
-	}
-	rules, err := q.rules(ctx, RulesParams{Range: cur}, scope)
-	if err := add("rules", rules, err); err != nil {
-		return Report{}, err
-	}
-	if kind != Daily {
-		cmp, err := q.compare(ctx, cur, prev, scope)
-		if err := add("compare_by_category", cmp, err); err != nil {
-			return Report{}, err
+	for i, j := range jobs {
+		for k, name := range j.sections {
+			r.Sections = append(r.Sections, Section{Name: name, Table: tables[i][k]})
 		}
 	}
 	return r, nil
+}
+
+// reportQueries is how many of a report's sections are asked at once.
+const reportQueries = 3
+
+// totalOf is the performance table of the total alone (By ""), taken from
+// a performance table split by a key, whose last row is the total.
+func totalOf(t Table) Table {
+	out := Table{Columns: append([]string{"total"}, PerformanceColumns...), Rows: [][]any{}}
+	if n := len(t.Rows); n > 0 && t.Rows[n-1][0] == TotalKey {
+		out.Rows = append(out.Rows, t.Rows[n-1])
+	}
+	return out
 }
 
 // countTable counts a subject in rng per dims (rollups when they answer).

@@ -11,9 +11,9 @@ import (
 // Store is where the rows go: ClickHouse in production, SQLite embedded.
 // Both hold the same tables (events, case_events, camera_health, the
 // hourly rollups events_hourly, camera_events_hourly, cases_hourly and
-// camera_health_hourly, and
-// each case as it stands, cases_current, with cases_opened on ClickHouse)
-// and answer the same questions through DB.
+// camera_health_hourly, and each case as it stands, cases_current, with
+// cases_opened, cases_flat and event_types on ClickHouse) and answer the
+// same questions through DB.
 type Store interface {
 	// Driver is SQLite or ClickHouse.
 	Driver() string
@@ -70,6 +70,7 @@ var tables = []table{
 	// row of the case carries, which its partitions are by).
 	{"cases_opened", "time", func(r Retention) int { return r.CaseEvents }, ClickHouse},
 	{"cases_current", "created", func(r Retention) int { return r.CaseEvents }, ClickHouse},
+	{"cases_flat", "time", func(r Retention) int { return r.CaseEvents }, ClickHouse},
 	{"cases_current", "time", func(r Retention) int { return r.CaseEvents }, SQLite},
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -624,5 +625,68 @@ func TestEmbeddedGroupCommit(t *testing.T) {
 	}
 	if len(got) != publishers*each || len(last) != publishers {
 		t.Fatalf("%d messages from %d publishers, want %d from %d", len(got), len(last), publishers*each, publishers)
+	}
+}
+
+// TestEmbeddedUpgradesSchema1: a log written by schema 1 (a WITHOUT ROWID
+// table) is moved to schema 2 at start, every message kept and readable.
+func TestEmbeddedUpgradesSchema1(t *testing.T) {
+	leak.Check(t)
+	dir := t.TempDir()
+	b := start(t, testConfig(), dir)
+	if err := b.Publish(t.Context(), messages("t", 50, 0)...); err != nil {
+		t.Fatal(err)
+	}
+	b.stop(t)
+
+	// Back to schema 1's layout.
+	db, err := sql.Open("sqlite", filepath.Join(dir, "bus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE log_v1 (topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL, key TEXT NOT NULL,
+			value BLOB, headers BLOB, time INTEGER NOT NULL, ins INTEGER NOT NULL, size INTEGER NOT NULL,
+			PRIMARY KEY (topic, part, off)) WITHOUT ROWID`,
+		`INSERT INTO log_v1 SELECT topic, part, off, key, value, headers, time, ins, size FROM log`,
+		`DROP TABLE log`,
+		`ALTER TABLE log_v1 RENAME TO log`,
+		`UPDATE meta SET v = '1' WHERE k = 'schema'`,
+	} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = start(t, testConfig(), dir)
+	if got := collect(t, b, "g", "t", 50); len(got) != 50 {
+		t.Fatalf("after the upgrade the group got %d of 50 messages", len(got))
+	}
+	if err := b.Publish(t.Context(), messages("t", 10, 50)...); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, b, "g", "t", 10); len(got) != 10 {
+		t.Fatalf("got %d of the 10 messages published after the upgrade", len(got))
+	}
+	b.stop(t)
+
+	db, err = sql.Open("sqlite", filepath.Join(dir, "bus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var version, ddl string
+	var indexes int
+	if err := db.QueryRow(`SELECT v FROM meta WHERE k = 'schema'`).Scan(&version); err != nil || version != "2" {
+		t.Fatalf("schema %q, %v", version, err)
+	}
+	if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log'`).Scan(&ddl); err != nil || strings.Contains(strings.ToUpper(ddl), "WITHOUT ROWID") {
+		t.Fatalf("log table after the upgrade: %s %v", ddl, err)
+	}
+	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'log_offset'`).Scan(&indexes); err != nil || indexes != 1 {
+		t.Fatalf("log_offset index: %d %v", indexes, err)
 	}
 }

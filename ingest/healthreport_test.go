@@ -174,18 +174,7 @@ func startIngest(t testing.TB, cfg Config, cams []camera.Camera, out bus.Produce
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := in.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ingest: %v", err)
-		}
-	})
+	startRunning(t, in)
 	return in
 }
 

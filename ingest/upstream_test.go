@@ -107,7 +107,7 @@ func TestPullFromUpstreamRefused(t *testing.T) {
 }
 
 // startRunning starts and runs in until the test ends.
-func startRunning(t *testing.T, in *Ingest) {
+func startRunning(t testing.TB, in *Ingest) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := in.Start(ctx); err != nil {

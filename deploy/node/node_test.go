@@ -36,6 +36,13 @@ var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 // database, and returns it once it answers.
 func startNode(t *testing.T, driver string, mutate ...func(*Config)) *Node {
 	t.Helper()
+	return startRoles(t, driver, nil, mutate...)
+}
+
+// startRoles runs a node with the given roles (all when none) until the
+// test ends.
+func startRoles(t *testing.T, driver string, roles []string, mutate ...func(*Config)) *Node {
+	t.Helper()
 	cfg := Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTP.Listen = "127.0.0.1:0"
@@ -46,7 +53,7 @@ func startNode(t *testing.T, driver string, mutate ...func(*Config)) *Node {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	n := New(cfg, Options{}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
+	n := New(cfg, Options{Roles: roles}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := n.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -15,33 +15,6 @@ import (
 	"sharpeye/relay"
 )
 
-// startRoles runs a node with only the given roles.
-func startRoles(t *testing.T, roles []string, mutate func(*Config)) *Node {
-	t.Helper()
-	cfg := Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
-	cfg.Relay.UDPListen = "127.0.0.1:0"
-	cfg.MQTT.Listen = "127.0.0.1:0"
-	cfg.CaseDB = casedbtest.Config(t, "sqlite")
-	mutate(&cfg)
-	n := New(cfg, Options{Roles: roles}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("node stopped with %v", err)
-		}
-	})
-	return n
-}
-
 // token issues an API token on n for a new user.
 func token(t *testing.T, n *Node, u auth.NewUser) string {
 	t.Helper()
@@ -63,10 +36,10 @@ func token(t *testing.T, n *Node, u auth.NewUser) string {
 func TestRelayNodePullsFromIngestNode(t *testing.T) {
 	sim := startSim(t, simcam.Config{}, map[string]string{"gate": "street-360p.h264"})
 	cams := []camera.Camera{{ID: "gate", Name: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "lanxi/dongcheng"}}
-	ingestNode := startRoles(t, []string{Ingest}, func(c *Config) { c.Cameras = cams })
+	ingestNode := startRoles(t, "sqlite", []string{Ingest}, func(c *Config) { c.Cameras = cams })
 	relayToken := token(t, ingestNode, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
 
-	relayNode := startRoles(t, []string{Relay}, func(c *Config) {
+	relayNode := startRoles(t, "sqlite", []string{Relay}, func(c *Config) {
 		c.Cameras = cams
 		c.Relay.Upstream = relay.Upstream{URL: "rtsp://" + ingestNode.ingest.RTSPAddr(), Username: "relay-1", Password: conf.Secret(relayToken), Transport: "tcp"}
 	})

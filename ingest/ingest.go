@@ -98,7 +98,7 @@ type Ingest struct {
 
 	// upstream, set by PullFrom, is where the cameras are pulled from
 	// instead of from themselves.
-	upstream *Upstream
+	upstream *rtsp.Upstream
 
 	health *healthMetrics
 }

@@ -46,7 +46,7 @@ func TestPullFromUpstream(t *testing.T) {
 	cfg := Defaults()
 	cfg.Pull.OnDemandIdle = conf.Duration(200 * time.Millisecond)
 	edge := New(cfg, cams, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	edge.PullFrom(Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_relay_token", Transport: "tcp"})
+	edge.PullFrom(rtsp.Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_relay_token", Transport: "tcp"})
 	edge.cfg.RTSPServer.Listen = ""
 	startRunning(t, edge)
 
@@ -88,7 +88,7 @@ func TestPullFromUpstreamRefused(t *testing.T) {
 	cams := []camera.Camera{{ID: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "north"}}
 	up := startUpstream(t, cams)
 	edge := New(Defaults(), cams, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	edge.PullFrom(Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_wrong_token", Transport: "tcp"})
+	edge.PullFrom(rtsp.Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_wrong_token", Transport: "tcp"})
 	edge.cfg.RTSPServer.Listen = ""
 	startRunning(t, edge)
 	waitState(t, edge, "gate", rtsp.StateIdle, true)

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"sharpeye/configs/conf"
+	"sharpeye/ingest/rtsp"
 )
 
 // Config is the relay section of the configuration.
@@ -61,24 +62,7 @@ type Config struct {
 	Queue int `yaml:"queue"`
 	// Upstream is where a node that runs the relay role without the ingest
 	// role takes its cameras from: an ingest node's RTSP re-serve.
-	Upstream Upstream `yaml:"upstream"`
-}
-
-// Upstream is an ingest node's RTSP re-serve. A relay-only node pulls each
-// camera from it (rtsp://HOST:8554/{camera-id}) while someone watches, so
-// that a camera has one session at its ingest node however many relays
-// play it.
-type Upstream struct {
-	// URL is the re-serve's base, rtsp://ingest-1:8554 ("" = none: the
-	// relay role then needs the ingest role in the same process).
-	URL string `yaml:"url"`
-	// Username and Password log in to the re-serve: a console user whose
-	// region covers the cameras, or any name with an API token as the
-	// password.
-	Username string      `yaml:"username"`
-	Password conf.Secret `yaml:"password"`
-	// Transport is tcp, udp or auto (UDP, falling back to TCP).
-	Transport string `yaml:"transport"`
+	Upstream rtsp.Upstream `yaml:"upstream"`
 }
 
 // TURNServer is a TURN server and its long-term credentials.
@@ -105,7 +89,7 @@ func Defaults() Config {
 		TrackWait:           conf.Duration(8 * time.Second),
 		NACKBuffer:          256,
 		Queue:               128,
-		Upstream:            Upstream{Transport: "tcp"},
+		Upstream:            rtsp.DefaultUpstream(),
 	}
 }
 
@@ -173,22 +157,6 @@ func (c *Config) Validate(v *conf.V) {
 	}
 	if c.Queue < 1 || c.Queue > 10000 {
 		v.Errorf("queue", "must be between 1 and 10000")
-	}
-	if c.Upstream.URL != "" {
-		u, err := url.Parse(c.Upstream.URL)
-		switch {
-		case err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "":
-			v.Errorf("upstream.url", "must be an ingest node's RTSP re-serve such as rtsp://ingest-1:8554")
-		case u.User != nil:
-			v.Errorf("upstream.url", "must not hold credentials: use upstream.username and upstream.password")
-		case u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "":
-			v.Errorf("upstream.url", "must be scheme://host:port only: the camera id is added to it")
-		}
-	}
-	switch c.Upstream.Transport {
-	case "tcp", "udp", "auto":
-	default:
-		v.Errorf("upstream.transport", "must be tcp, udp or auto")
 	}
 }
 

@@ -356,7 +356,7 @@ func (n *Node) startUpstream(ctx context.Context) (*ingest.Ingest, error) {
 	cfg.RTSPServer.Listen = ""
 	cfg.HealthReport = 0
 	up := ingest.New(cfg, n.cfg.Cameras, n.db, nil, n.reg, n.logs.For(Relay).With("component", "upstream"))
-	up.PullFrom(ingest.Upstream{URL: u.URL, Username: u.Username, Password: u.Password.Reveal(), Transport: u.Transport})
+	up.PullFrom(u)
 	if err := up.Start(ctx); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"sharpeye/configs/conf"
 	"sharpeye/console/auth"
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/simcam"
 	"sharpeye/relay"
 )
@@ -41,7 +42,7 @@ func TestRelayNodePullsFromIngestNode(t *testing.T) {
 
 	relayNode := startRoles(t, "sqlite", []string{Relay}, func(c *Config) {
 		c.Cameras = cams
-		c.Relay.Upstream = relay.Upstream{URL: "rtsp://" + ingestNode.ingest.RTSPAddr(), Username: "relay-1", Password: conf.Secret(relayToken), Transport: "tcp"}
+		c.Relay.Upstream = rtsp.Upstream{URL: "rtsp://" + ingestNode.ingest.RTSPAddr(), Username: "relay-1", Password: conf.Secret(relayToken), Transport: "tcp"}
 	})
 	viewerToken := token(t, relayNode, auth.NewUser{Username: "wall-1", Password: "wall-password-1", Role: auth.Commander, Region: "lanxi"})
 
@@ -65,7 +66,7 @@ func TestRelayNodePullsFromIngestNode(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no keyframe at the relay node's viewer")
 	}
-	if st, _ := relayNode.upstream.Status("gate"); !strings.HasPrefix(string(st.Status.State), "online") {
+	if st, _ := relayNode.upstream.Status("gate"); st.Status.State != rtsp.StateOnline {
 		t.Errorf("relay node's upstream pull is %s", st.Status.State)
 	}
 	if _, _, readers := sim.Stats("gate"); readers != 1 {

@@ -11,6 +11,7 @@ import (
 
 	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/analytics/analyticstest"
+	"sharpeye/deploy/testpeer"
 )
 
 // TestCasesCurrentExact: the case questions read each case as the store
@@ -136,6 +137,16 @@ func checkFlat(t *testing.T, s analytics.Store, n int) {
 	}
 }
 
+// openClickHouse opens a new, empty ClickHouse store, or skips the test
+// when ClickHouse is not among the test peers.
+func openClickHouse(t *testing.T) (analytics.Config, analytics.Store, *analytics.CHStore) {
+	t.Helper()
+	testpeer.Require(t, testpeer.ClickHouse)
+	cfg := analyticstest.Config(t, analytics.ClickHouse)
+	s := analyticstest.OpenConfig(t, cfg)
+	return cfg, s, s.(*analytics.CHStore)
+}
+
 // TestCasesFlatRepaired: a batch delivered again after the sync of
 // cases_flat failed (here: the table emptied, or a case holding a second,
 // wrong live row as after two syncs raced) brings it back in line, though
@@ -143,64 +154,55 @@ func checkFlat(t *testing.T, s analytics.Store, n int) {
 func TestCasesFlatRepaired(t *testing.T) {
 	f := buildFixture()
 	ctx := context.Background()
-	for _, driver := range analyticstest.Drivers() {
-		if driver != analytics.ClickHouse {
-			continue
-		}
-		t.Run(driver, func(t *testing.T) {
-			cfg := analyticstest.Config(t, driver)
-			s := analyticstest.OpenConfig(t, cfg)
-			st := s.(*analytics.CHStore)
-			q := analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
-			b := analytics.Batch{Cases: slices.Clone(f.batch.Cases)}
-			if _, err := s.Insert(ctx, &b, false); err != nil {
+	cfg, s, st := openClickHouse(t)
+	q := analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
+	b := analytics.Batch{Cases: slices.Clone(f.batch.Cases)}
+	if _, err := s.Insert(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	damage := map[string]string{
+		"emptied": "TRUNCATE TABLE cases_flat",
+		"second live row": `INSERT INTO cases_flat SELECT case_id, time, category, region, source, rule, grid, 'closed', 'green',
+			department, created, dispatched, accepted, resolved, urge_count + 1, escalations, alert_count, satisfaction, outcome,
+			on_time, late, satisfied, basically, dissatisfied, generateUUIDv4(), version, 1 FROM cases_flat WHERE sign = 1 AND case_id IN ('case-02', 'case-07')`,
+	}
+	for _, name := range []string{"emptied", "second live row"} {
+		t.Run(name, func(t *testing.T) {
+			if err := st.Exec(ctx, damage[name]); err != nil {
 				t.Fatal(err)
 			}
-			damage := map[string]string{
-				"emptied": "TRUNCATE TABLE cases_flat",
-				"second live row": `INSERT INTO cases_flat SELECT case_id, time, category, region, source, rule, grid, 'closed', 'green',
-					department, created, dispatched, accepted, resolved, urge_count + 1, escalations, alert_count, satisfaction, outcome,
-					on_time, late, satisfied, basically, dissatisfied, generateUUIDv4(), version, 1 FROM cases_flat WHERE sign = 1 AND case_id IN ('case-02', 'case-07')`,
+			// Without the cases' seq = 1 rows: their opening is read
+			// from cases_opened when cases_flat lacks it.
+			var replay analytics.Batch
+			for _, r := range f.batch.Cases {
+				if r.Seq > 1 {
+					replay.Cases = append(replay.Cases, r)
+				}
 			}
-			for _, name := range []string{"emptied", "second live row"} {
-				t.Run(name, func(t *testing.T) {
-					if err := st.Exec(ctx, damage[name]); err != nil {
-						t.Fatal(err)
-					}
-					// Without the cases' seq = 1 rows: their opening is read
-					// from cases_opened when cases_flat lacks it.
-					var replay analytics.Batch
-					for _, r := range f.batch.Cases {
-						if r.Seq > 1 {
-							replay.Cases = append(replay.Cases, r)
-						}
-					}
-					n, err := s.Insert(ctx, &replay, true)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if n.Cases != 0 {
-						t.Fatalf("replay stored %d case events again", n.Cases)
-					}
-					checkFlat(t, s, caseCount)
-					for _, by := range []string{"department", "category", ""} {
-						perf, err := q.Performance(ctx, analytics.PerformanceParams{Range: all, By: by}, "")
-						if err != nil {
-							t.Fatal(err)
-						}
-						checkPerformance(t, f, perf, by, "")
-					}
-					for _, by := range []string{"state", "colour"} {
-						p := analytics.SeriesParams{Subject: analytics.Cases, Bucket: analytics.Day, Range: all, By: by}
-						got, err := q.Series(ctx, p, "")
-						if err != nil {
-							t.Fatal(err)
-						}
-						if want := refSeries(f, p, ""); !equalTables(got, want) {
-							t.Errorf("cases by %s:\n got %v\nwant %v", by, brief(got), brief(want))
-						}
-					}
-				})
+			n, err := s.Insert(ctx, &replay, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n.Cases != 0 {
+				t.Fatalf("replay stored %d case events again", n.Cases)
+			}
+			checkFlat(t, s, caseCount)
+			for _, by := range []string{"department", "category", ""} {
+				perf, err := q.Performance(ctx, analytics.PerformanceParams{Range: all, By: by}, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkPerformance(t, f, perf, by, "")
+			}
+			for _, by := range []string{"state", "colour"} {
+				p := analytics.SeriesParams{Subject: analytics.Cases, Bucket: analytics.Day, Range: all, By: by}
+				got, err := q.Series(ctx, p, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := refSeries(f, p, ""); !equalTables(got, want) {
+					t.Errorf("cases by %s:\n got %v\nwant %v", by, brief(got), brief(want))
+				}
 			}
 		})
 	}
@@ -214,66 +216,57 @@ func TestCasesFlatRepaired(t *testing.T) {
 func TestEventTypeHash(t *testing.T) {
 	f := buildFixture()
 	ctx := context.Background()
-	for _, driver := range analyticstest.Drivers() {
-		if driver != analytics.ClickHouse {
-			continue
+	cfg, s, st := openClickHouse(t)
+	b := analytics.Batch{Events: slices.Clone(f.batch.Events)}
+	if _, err := s.Insert(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	q := analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
+	series := func(t *testing.T, path string) analytics.Table {
+		t.Helper()
+		got, err := q.Series(ctx, analytics.SeriesParams{Subject: analytics.Events, Bucket: analytics.Day, Range: all, By: "type", Path: path}, "")
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(driver, func(t *testing.T) {
-			cfg := analyticstest.Config(t, driver)
-			s := analyticstest.OpenConfig(t, cfg)
-			st := s.(*analytics.CHStore)
-			b := analytics.Batch{Events: slices.Clone(f.batch.Events)}
-			if _, err := s.Insert(ctx, &b, false); err != nil {
-				t.Fatal(err)
-			}
-			q := analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
-			series := func(t *testing.T, path string) analytics.Table {
-				t.Helper()
-				got, err := q.Series(ctx, analytics.SeriesParams{Subject: analytics.Events, Bucket: analytics.Day, Range: all, By: "type", Path: path}, "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				return got
-			}
-			want := series(t, analytics.PathRollup)
-			if len(want.Rows) == 0 {
-				t.Fatal("no events by type")
-			}
-			check := func(t *testing.T) {
-				t.Helper()
-				if got := series(t, analytics.PathRaw); !equalTables(got, want) {
-					t.Errorf("raw events by type:\n got %v\nwant %v", brief(got), brief(want))
-				}
-			}
-			parts := func(t *testing.T) (all, hashed int) {
-				t.Helper()
-				return count(t, s.DB(), "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active"),
-					count(t, s.DB(), "SELECT count() FROM system.parts_columns WHERE database = currentDatabase() AND table = 'events' AND active AND column = 'type_hash'")
-			}
-			check(t)
-			// The store as it was before the column: parts without it.
-			for _, stmt := range []string{"ALTER TABLE events DROP COLUMN type_hash", "ALTER TABLE events ADD COLUMN type_hash UInt64 MATERIALIZED cityHash64(type)"} {
-				if err := st.Exec(ctx, stmt); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if n, hashed := parts(t); n == 0 || hashed != 0 {
-				t.Fatalf("%d of %d parts hold type_hash after it was dropped, want none", hashed, n)
-			}
-			t.Run("computed", check)
-			for _, run := range []string{"backfilled", "again"} {
-				if err := st.Remigrate(ctx, 5); err != nil {
-					t.Fatal(err)
-				}
-				if n, hashed := parts(t); hashed != n {
-					t.Fatalf("%s: %d of %d parts hold type_hash", run, hashed, n)
-				}
-				t.Run(run, check)
-			}
-			if got := count(t, s.DB(), "SELECT uniqExact(type) FROM event_types"); got != 4+2 {
-				t.Errorf("event_types names %d types, want 6", got)
-			}
-		})
+		return got
+	}
+	want := series(t, analytics.PathRollup)
+	if len(want.Rows) == 0 {
+		t.Fatal("no events by type")
+	}
+	check := func(t *testing.T) {
+		t.Helper()
+		if got := series(t, analytics.PathRaw); !equalTables(got, want) {
+			t.Errorf("raw events by type:\n got %v\nwant %v", brief(got), brief(want))
+		}
+	}
+	parts := func(t *testing.T) (all, hashed int) {
+		t.Helper()
+		return count(t, s.DB(), "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active"),
+			count(t, s.DB(), "SELECT count() FROM system.parts_columns WHERE database = currentDatabase() AND table = 'events' AND active AND column = 'type_hash'")
+	}
+	check(t)
+	// The store as it was before the column: parts without it.
+	for _, stmt := range []string{"ALTER TABLE events DROP COLUMN type_hash", "ALTER TABLE events ADD COLUMN type_hash UInt64 MATERIALIZED cityHash64(type)"} {
+		if err := st.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, hashed := parts(t); n == 0 || hashed != 0 {
+		t.Fatalf("%d of %d parts hold type_hash after it was dropped, want none", hashed, n)
+	}
+	t.Run("computed", check)
+	for _, run := range []string{"backfilled", "again"} {
+		if err := st.Remigrate(ctx, 5); err != nil {
+			t.Fatal(err)
+		}
+		if n, hashed := parts(t); hashed != n {
+			t.Fatalf("%s: %d of %d parts hold type_hash", run, hashed, n)
+		}
+		t.Run(run, check)
+	}
+	if got := count(t, s.DB(), "SELECT uniqExact(type) FROM event_types"); got != 4+2 {
+		t.Errorf("event_types names %d types, want 6", got)
 	}
 }
 

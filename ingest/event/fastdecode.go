@@ -3,7 +3,8 @@ package event
 import (
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
+
+	"sharpeye/ingest/internal/jsonscan"
 )
 
 // decodeFast decodes the JSON object data into an event without
@@ -20,120 +21,25 @@ import (
 // every event on the bus, and encoding/json spends most of its time in
 // reflection and in scanning each value twice.
 func decodeFast(data []byte) (*Event, bool) {
-	d := fastDecoder{data: data}
+	d := fastDecoder{jsonscan.New(data)}
 	e := new(Event)
 	if !d.event(e) {
 		return nil, false
 	}
-	d.space()
-	return e, d.pos == len(d.data)
+	return e, d.End()
 }
 
-type fastDecoder struct {
-	data []byte
-	pos  int
-}
-
-func (d *fastDecoder) space() {
-	for d.pos < len(d.data) {
-		switch d.data[d.pos] {
-		case ' ', '\t', '\n', '\r':
-			d.pos++
-		default:
-			return
-		}
-	}
-}
-
-// next skips space and reports whether the next byte is c, consuming it.
-func (d *fastDecoder) next(c byte) bool {
-	d.space()
-	if d.pos < len(d.data) && d.data[d.pos] == c {
-		d.pos++
-		return true
-	}
-	return false
-}
-
-// peek skips space and returns the next byte (0 at the end).
-func (d *fastDecoder) peek() byte {
-	d.space()
-	if d.pos < len(d.data) {
-		return d.data[d.pos]
-	}
-	return 0
-}
-
-// text reads a string without escapes and returns its bytes (a slice of
-// the input).
-func (d *fastDecoder) text() ([]byte, bool) {
-	if !d.next('"') {
-		return nil, false
-	}
-	start := d.pos
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			s := d.data[start:d.pos]
-			d.pos++
-			return s, utf8.Valid(s)
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-		d.pos++
-	}
-	return nil, false
-}
+// fastDecoder is the scanner with the event's own readers.
+type fastDecoder struct{ jsonscan.Scanner }
 
 func (d *fastDecoder) str(dst *string) bool {
-	b, ok := d.text()
+	b, ok := d.Text()
 	*dst = string(b)
 	return ok
 }
 
-// number reads a JSON number and returns its literal.
-func (d *fastDecoder) number() ([]byte, bool) {
-	d.space()
-	b, i := d.data, d.pos
-	digits := func() bool {
-		n := i
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-		return i > n
-	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case !digits():
-		return nil, false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if !digits() {
-			return nil, false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return nil, false
-		}
-	}
-	lit := b[d.pos:i]
-	d.pos = i
-	return lit, true
-}
-
 func (d *fastDecoder) float(dst **float64) bool {
-	lit, ok := d.number()
+	lit, ok := d.Number()
 	if !ok {
 		return false
 	}
@@ -143,64 +49,6 @@ func (d *fastDecoder) float(dst **float64) bool {
 	}
 	*dst = &f
 	return true
-}
-
-// literal reads true, false or null.
-func (d *fastDecoder) literal(word string) bool {
-	d.space()
-	if len(d.data)-d.pos >= len(word) && string(d.data[d.pos:d.pos+len(word)]) == word {
-		d.pos += len(word)
-		return true
-	}
-	return false
-}
-
-// object reads an object, calling member for each name (the value is
-// next). Members refuse a name they have seen (encoding/json would merge
-// or overwrite): see once.
-func (d *fastDecoder) object(member func(name []byte) bool) bool {
-	if !d.next('{') {
-		return false
-	}
-	if d.next('}') {
-		return true
-	}
-	for {
-		name, ok := d.text()
-		if !ok || !d.next(':') {
-			return false
-		}
-		if !member(name) {
-			return false
-		}
-		if d.next('}') {
-			return true
-		}
-		if !d.next(',') {
-			return false
-		}
-	}
-}
-
-// array reads an array, calling elem for each element.
-func (d *fastDecoder) array(elem func() bool) bool {
-	if !d.next('[') {
-		return false
-	}
-	if d.next(']') {
-		return true
-	}
-	for {
-		if !elem() {
-			return false
-		}
-		if d.next(']') {
-			return true
-		}
-		if !d.next(',') {
-			return false
-		}
-	}
 }
 
 // once records member bit in seen and reports whether it is new.
@@ -222,13 +70,13 @@ var members = map[string]uint16{
 
 func (d *fastDecoder) event(e *Event) bool {
 	var seen uint16
-	return d.object(func(name []byte) bool {
+	return d.Object(func(name []byte) bool {
 		if !once(&seen, members[string(name)]) {
 			return false
 		}
 		switch string(name) {
 		case "schema":
-			lit, ok := d.number()
+			lit, ok := d.Number()
 			if !ok {
 				return false
 			}
@@ -236,14 +84,14 @@ func (d *fastDecoder) event(e *Event) bool {
 			e.Schema = n
 			return err == nil
 		case "id":
-			b, ok := d.text()
+			b, ok := d.Text()
 			return ok && e.ID.UnmarshalText(b) == nil
 		case "time":
-			b, ok := d.text()
+			b, ok := d.Text()
 			return ok && e.Time.UnmarshalText(b) == nil
 		case "source":
 			var seen uint16
-			return d.object(func(name []byte) bool {
+			return d.Object(func(name []byte) bool {
 				if !once(&seen, members[string(name)]) {
 					return false
 				}
@@ -269,7 +117,7 @@ func (d *fastDecoder) event(e *Event) bool {
 			return ok
 		case "location":
 			var seen uint16
-			return d.object(func(name []byte) bool {
+			return d.Object(func(name []byte) bool {
 				if !once(&seen, members[string(name)]) {
 					return false
 				}
@@ -289,9 +137,9 @@ func (d *fastDecoder) event(e *Event) bool {
 			if e.Attributes == nil {
 				e.Attributes = map[string]any{}
 			}
-			return d.object(func(name []byte) bool {
+			return d.Object(func(name []byte) bool {
 				var v any
-				switch d.peek() {
+				switch d.Peek() {
 				case '"':
 					var s string
 					if !d.str(&s) {
@@ -300,16 +148,16 @@ func (d *fastDecoder) event(e *Event) bool {
 					v = s
 				case 't':
 					v = true
-					if !d.literal("true") {
+					if !d.Literal("true") {
 						return false
 					}
 				case 'f':
 					v = false
-					if !d.literal("false") {
+					if !d.Literal("false") {
 						return false
 					}
 				default:
-					lit, ok := d.number()
+					lit, ok := d.Number()
 					if !ok {
 						return false
 					}
@@ -323,7 +171,7 @@ func (d *fastDecoder) event(e *Event) bool {
 			})
 		case "tags":
 			e.Tags = []string{}
-			return d.array(func() bool {
+			return d.Array(func() bool {
 				var s string
 				ok := d.str(&s)
 				e.Tags = append(e.Tags, s)
@@ -331,10 +179,10 @@ func (d *fastDecoder) event(e *Event) bool {
 			})
 		case "evidence":
 			e.Evidence = []Evidence{}
-			return d.array(func() bool {
+			return d.Array(func() bool {
 				var ev Evidence
 				var seen uint16
-				ok := d.object(func(name []byte) bool {
+				ok := d.Object(func(name []byte) bool {
 					if !once(&seen, members[string(name)]) {
 						return false
 					}
@@ -349,7 +197,7 @@ func (d *fastDecoder) event(e *Event) bool {
 					case "content_type":
 						return d.str(&ev.ContentType)
 					case "time":
-						b, ok := d.text()
+						b, ok := d.Text()
 						if !ok {
 							return false
 						}

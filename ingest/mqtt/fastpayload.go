@@ -1,9 +1,9 @@
 package mqtt
 
 import (
-	"bytes"
-	"encoding/json"
-	"unicode/utf8"
+	"slices"
+
+	"sharpeye/ingest/internal/jsonscan"
 )
 
 // decodeTelemetryFast decodes the usual telemetry message without
@@ -15,202 +15,95 @@ import (
 // fast one answers (FuzzTelemetryFast holds them to it). Strings with
 // escapes, nested values and repeated keys all take the slow path.
 func decodeTelemetryFast(data []byte) (*Telemetry, bool) {
-	s := scanner{b: data}
+	s := jsonscan.New(data)
 	var tel Telemetry
 	var seenTS, seenReadings bool
-	if !s.next('{') {
-		return nil, false
-	}
-	for first := true; ; first = false {
-		if s.next('}') {
-			if first || !seenReadings || !s.end() {
-				return nil, false
-			}
-			return &tel, true
-		}
-		if !first && !s.next(',') {
-			return nil, false
-		}
-		name, ok := s.plain()
-		if !ok || !s.next(':') {
-			return nil, false
-		}
+	ok := s.Object(func(name []byte) bool {
 		switch string(name) {
 		case "ts":
-			raw, ok := s.scalar()
-			if !ok || seenTS {
-				return nil, false
+			if seenTS {
+				return false
 			}
 			seenTS = true
-			ts, rej := timestamp(raw, "ts")
-			if rej != nil {
-				return nil, false
+			kind, raw, ok := scalar(&s)
+			if !ok {
+				return false
 			}
+			if kind == '"' {
+				raw = append(append([]byte{'"'}, raw...), '"') // timestamp takes the JSON text
+			}
+			ts, rej := timestamp(raw, "ts")
 			tel.TS = ts
+			return rej == nil
 		case "readings":
 			if seenReadings {
-				return nil, false
+				return false
 			}
 			seenReadings = true
-			if tel.Readings, ok = s.readings(MaxReadings); !ok {
-				return nil, false
-			}
-		default:
-			return nil, false
+			var ok bool
+			tel.Readings, ok = readings(&s, MaxReadings)
+			return ok
 		}
+		return false
+	})
+	if !ok || !seenReadings || !s.End() {
+		return nil, false
 	}
+	return &tel, true
 }
 
 // readings scans an object of at most limit scalar readings that pass the
 // checks, at least one.
-func (s *scanner) readings(limit int) (map[string]any, bool) {
-	if !s.next('{') {
-		return nil, false
-	}
+func readings(s *jsonscan.Scanner, limit int) (map[string]any, bool) {
 	out := make(map[string]any, 4)
-	for first := true; ; first = false {
-		if s.next('}') {
-			return out, !first
-		}
-		if !first && !s.next(',') {
-			return nil, false
-		}
-		key, ok := s.plain()
-		if !ok || !s.next(':') {
-			return nil, false
-		}
+	ok := s.Object(func(key []byte) bool {
 		k := string(key)
-		if _, dup := out[k]; dup || len(out) == limit || checkKey(k) != "" || isReserved(k) {
-			return nil, false
+		if _, dup := out[k]; dup || len(out) == limit || checkKey(k) != "" || slices.Contains(reserved, k) {
+			return false
 		}
-		raw, ok := s.scalar()
+		kind, raw, ok := scalar(s)
 		if !ok {
-			return nil, false
+			return false
 		}
-		switch raw[0] {
+		switch kind {
 		case 't':
 			out[k] = true
 		case 'f':
 			out[k] = false
 		case '"':
-			v := string(raw[1 : len(raw)-1])
+			v := string(raw)
 			if checkText(v, MaxTextValue) != "" {
-				return nil, false
+				return false
 			}
 			out[k] = v
 		case 'n':
-			return nil, false
+			return false
 		default:
 			f, rej := number(raw, k)
 			if rej != nil {
-				return nil, false
+				return false
 			}
 			out[k] = f
 		}
-	}
-}
-
-func isReserved(k string) bool {
-	for _, r := range reserved {
-		if r == k {
-			return true
-		}
-	}
-	return false
-}
-
-// scanner reads JSON tokens; every method skips leading white space and
-// reports false on anything it does not take.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\r', '\n':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// next takes the byte c.
-func (s *scanner) next(c byte) bool {
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
 		return true
-	}
-	return false
+	})
+	return out, ok && len(out) > 0
 }
 
-// end reports whether only white space is left.
-func (s *scanner) end() bool {
-	s.space()
-	return s.i == len(s.b)
-}
-
-// plain takes a string without escapes or control characters, valid
-// UTF-8, and returns its content.
-func (s *scanner) plain() ([]byte, bool) {
-	s.space()
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false
-	}
-	start := s.i + 1
-	end := bytes.IndexByte(s.b[start:], '"')
-	if end < 0 {
-		return nil, false
-	}
-	v := s.b[start : start+end]
-	for _, c := range v {
-		if c < 0x20 || c == '\\' {
-			return nil, false
-		}
-	}
-	if !utf8.Valid(v) {
-		return nil, false
-	}
-	s.i = start + end + 1
-	return v, true
-}
-
-// scalar takes a number, true, false, null or a plain string and returns
-// its text (a string with its quotes).
-func (s *scanner) scalar() ([]byte, bool) {
-	s.space()
-	if s.i >= len(s.b) {
-		return nil, false
-	}
-	start := s.i
-	switch c := s.b[s.i]; {
-	case c == '"':
-		if _, ok := s.plain(); !ok {
-			return nil, false
-		}
-	case c == 't' || c == 'f' || c == 'n':
+// scalar reads a number, true, false, null or a plain string: kind is
+// its first byte ('"' for a string, whose content is lit), lit its text.
+func scalar(s *jsonscan.Scanner) (kind byte, lit []byte, ok bool) {
+	switch kind = s.Peek(); kind {
+	case '"':
+		lit, ok = s.Text()
+		return kind, lit, ok
+	case 't', 'f', 'n':
 		for _, w := range []string{"true", "false", "null"} {
-			if bytes.HasPrefix(s.b[s.i:], []byte(w)) {
-				s.i += len(w)
-				break
+			if w[0] == kind {
+				return kind, []byte(w), s.Literal(w)
 			}
 		}
-		if s.i == start {
-			return nil, false
-		}
-	case c == '-' || '0' <= c && c <= '9':
-		for s.i < len(s.b) && bytes.IndexByte([]byte("+-.0123456789eE"), s.b[s.i]) >= 0 {
-			s.i++
-		}
-		// The characters are right; json.Valid checks their order.
-		if !json.Valid(s.b[start:s.i]) {
-			return nil, false
-		}
-	default:
-		return nil, false
 	}
-	return s.b[start:s.i], true
+	lit, ok = s.Number()
+	return '0', lit, ok
 }

@@ -116,43 +116,38 @@ var ElementNames = []string{"when", "where", "who", "what", "circumstances", "ca
 // Set sets the element named name (ElementNames) to v; other names are
 // ignored.
 func (e *Elements) Set(name, v string) {
-	switch name {
-	case "when":
-		e.When = v
-	case "where":
-		e.Where = v
-	case "who":
-		e.Who = v
-	case "what":
-		e.What = v
-	case "circumstances":
-		e.Circumstances = v
-	case "cause":
-		e.Cause = v
-	case "object":
-		e.Object = v
+	if p := e.field(name); p != nil {
+		*p = v
 	}
 }
 
 // Get returns the element named name.
 func (e Elements) Get(name string) string {
-	switch name {
-	case "when":
-		return e.When
-	case "where":
-		return e.Where
-	case "who":
-		return e.Who
-	case "what":
-		return e.What
-	case "circumstances":
-		return e.Circumstances
-	case "cause":
-		return e.Cause
-	case "object":
-		return e.Object
+	if p := e.field(name); p != nil {
+		return *p
 	}
 	return ""
+}
+
+// field is the element named name, nil for another name.
+func (e *Elements) field(name string) *string {
+	switch name {
+	case "when":
+		return &e.When
+	case "where":
+		return &e.Where
+	case "who":
+		return &e.Who
+	case "what":
+		return &e.What
+	case "circumstances":
+		return &e.Circumstances
+	case "cause":
+		return &e.Cause
+	case "object":
+		return &e.Object
+	}
+	return nil
 }
 
 // Missing returns which of required are empty.

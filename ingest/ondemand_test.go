@@ -48,7 +48,8 @@ func TestDetectorsWatchOnDemandCamerasPassively(t *testing.T) {
 
 	viewer.Close()
 	waitState(t, in, "lazy", rtsp.StateIdle, true)
-	time.Sleep(2 * time.Second) // past offline_after
+	past := time.Now().Add(2 * cfg.Detect.Health.OfflineAfter.D())
+	waitFor(t, "the detector's checks past offline_after", func() bool { return det.Checked().After(past) })
 	out.mu.Lock()
 	defer out.mu.Unlock()
 	for _, b := range out.batches {

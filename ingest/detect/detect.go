@@ -246,6 +246,8 @@ type Detector struct {
 
 	started                           atomic.Bool
 	units, analysedN, dropped, resubs atomic.Uint64
+	// checked is when the conditions were last checked (Unix nanoseconds).
+	checked atomic.Int64
 	queued, done                      atomic.Uint64 // findings given to the publisher, and those it is through with
 	lastErrLog                        time.Time     // publisher's
 }
@@ -259,6 +261,16 @@ type analysed struct {
 
 // ID is the camera's id.
 func (d *Detector) ID() string { return d.id }
+
+// Checked is when the detector last checked the camera's conditions (zero
+// before the first check): a test waits for it to pass a time instead of
+// sleeping and hoping the checks ran.
+func (d *Detector) Checked() time.Time {
+	if n := d.checked.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
 
 // Units is how many access units of the stream the detector has handled.
 func (d *Detector) Units() uint64 { return d.units.Load() }
@@ -360,6 +372,7 @@ func (d *Detector) loop(ctx context.Context) error {
 			d.analysed(r)
 		case now := <-ticker.C:
 			d.onTick(now)
+			d.checked.Store(now.UnixNano())
 		}
 	}
 }

@@ -56,8 +56,9 @@ func TestStateSurvivesRestartHealth(t *testing.T) {
 
 	second := newHarness(t, cfg, harnessOpts{status: status, setup: fast, state: dir})
 	waitFor(t, "the offline condition carried over", func() bool { return slices.Equal(second.d.Active(), []string{TypeOffline}) })
-	// Still offline well past offline_after: nothing new.
-	time.Sleep(1500 * time.Millisecond)
+	// Still offline, checked well past offline_after: nothing new.
+	past := time.Now().Add(cfg.Health.OfflineAfter.D() * 3 / 2)
+	waitFor(t, "checks past offline_after", func() bool { return second.d.Checked().After(past) })
 	if evs := second.out.all(t); len(evs) != 0 {
 		t.Fatalf("restart raised %v again", evs[0].Type)
 	}

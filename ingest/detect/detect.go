@@ -247,9 +247,9 @@ type Detector struct {
 	started                           atomic.Bool
 	units, analysedN, dropped, resubs atomic.Uint64
 	// checked is when the conditions were last checked (Unix nanoseconds).
-	checked atomic.Int64
-	queued, done                      atomic.Uint64 // findings given to the publisher, and those it is through with
-	lastErrLog                        time.Time     // publisher's
+	checked      atomic.Int64
+	queued, done atomic.Uint64 // findings given to the publisher, and those it is through with
+	lastErrLog   time.Time     // publisher's
 }
 
 // analysed is a decoded keyframe back from the decoders (frame nil: it

@@ -34,6 +34,14 @@
 // between them.
 // The consumer groups' offsets are in the same database.
 //
+// Messages are stored in record batches, as Kafka stores them: a
+// transaction writes one row per partition it touches, holding that
+// partition's messages (at most 256, or 256 KiB). The bus lists the rows
+// of each partition in memory (about 50 bytes a row), so the database
+// needs no index, and each transaction writes little more than its
+// messages' pages. A database of an earlier schema (a row per message) is
+// converted when the bus opens.
+//
 // Each topic is split into partitions (partitions, 8 by default) by an
 // FNV-1a hash of the key; messages without a key go round robin. Within a
 // group, the partitions of each topic are divided among the members in the
@@ -67,9 +75,10 @@
 // (sharpeye_bus_expired_unconsumed_total) and logged: retention is the
 // operator's bound on how far a group may fall behind.
 //
-// A row that cannot be decoded (a damaged database) is skipped, committed
-// past and counted (sharpeye_bus_corrupt_total); damaged partition bounds
-// are repaired from the rows present when the bus opens.
+// A batch row that cannot be decoded (a damaged database) is skipped from
+// where it is damaged, committed past and counted
+// (sharpeye_bus_corrupt_total); damaged partition bounds are repaired from
+// the rows present when the bus opens.
 //
 // # Memory
 //

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -26,9 +27,9 @@ import (
 // retentionInterval is how often Run deletes expired messages.
 const retentionInterval = time.Minute
 
-// msgOverhead is added to each message's key, value and headers to count
-// its size against max_bytes: the row's other columns and its share of
-// the b-tree.
+// msgOverhead is added to each message's encoding (its key, value and
+// headers, with their lengths) to count its size against max_bytes: its
+// share of the batch row and of the b-tree.
 const msgOverhead = 48
 
 // Embedded is the default bus: an append-only log per topic in an SQLite
@@ -71,6 +72,7 @@ type Embedded struct {
 	reserved int64 // admitted by Publish, being written
 	groups   map[string]*group
 	rr       atomic.Uint32 // partition for the next message without a key
+	nextRow  int64         // the id of the next batch row; guarded by wmu
 }
 
 var (
@@ -95,9 +97,28 @@ func compareTP(a, b topicPart) int {
 	return a.part - b.part
 }
 
-// partLog is one partition of a topic: its messages are [start, next).
+// partLog is one partition of a topic: its messages are [start, next),
+// in the batch rows listed in rows (in offset order).
 type partLog struct {
 	start, next int64
+	rows        []rowRef
+}
+
+// rowRef is what the bus keeps in memory of a batch row: enough to find
+// the rows to read, delete or expire without an index in the database,
+// which cost each transaction a page written per partition.
+type rowRef struct {
+	id, off, last int64
+	n             int64
+	size          int64
+	ins           int64
+}
+
+// firstRow is the index in pl.rows of the first row ending at or
+// after off.
+func (pl *partLog) firstRow(off int64) int {
+	i, _ := slices.BinarySearchFunc(pl.rows, off, func(r rowRef, off int64) int { return cmp.Compare(r.last, off) })
+	return i
 }
 
 // group is a consumer group: its committed offsets (for every partition of
@@ -318,34 +339,27 @@ func (e *Embedded) open(ctx context.Context) error {
 	return nil
 }
 
-// logColumns are the log's columns. Schema 2 keeps the messages in a rowid
-// table, appended in the order they are written, and finds them by the
-// unique index log_offset; schema 1 clustered them by (topic, part, off)
-// in a WITHOUT ROWID table, where every insert into any partition split
-// pages in the middle of the tree (a third slower to publish).
-const logColumns = `
-	topic   TEXT    NOT NULL,
-	part    INTEGER NOT NULL,
-	off     INTEGER NOT NULL,
-	key     TEXT    NOT NULL,
-	value   BLOB,
-	headers BLOB,
-	time    INTEGER NOT NULL, -- the message's time, Unix nanoseconds
-	ins     INTEGER NOT NULL, -- when it was stored, Unix milliseconds, for retention
-	size    INTEGER NOT NULL  -- counted against max_bytes
-`
-
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	k TEXT PRIMARY KEY,
 	v TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS log (` + logColumns + `);
+CREATE TABLE IF NOT EXISTS batches (
+	id    INTEGER PRIMARY KEY,
+	topic TEXT    NOT NULL,
+	part  INTEGER NOT NULL,
+	off   INTEGER NOT NULL, -- the offset of the row's first message
+	last  INTEGER NOT NULL, -- the offset of its last
+	n     INTEGER NOT NULL, -- its messages
+	ins   INTEGER NOT NULL, -- when it was stored, Unix milliseconds, for retention
+	size  INTEGER NOT NULL, -- its messages' sizes, counted against max_bytes
+	data  BLOB    NOT NULL  -- the messages (see batchFormat)
+);
 CREATE TABLE IF NOT EXISTS parts (
 	topic TEXT    NOT NULL,
 	part  INTEGER NOT NULL,
 	start INTEGER NOT NULL, -- the first offset kept
-	next  INTEGER NOT NULL, -- the offset of the next message
+	next  INTEGER NOT NULL, -- the offset of the next message, when the last rows were deleted
 	PRIMARY KEY (topic, part)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (
@@ -358,32 +372,11 @@ CREATE TABLE IF NOT EXISTS offsets (
 `
 
 // schemaVersion is stored in meta; a database from a newer version is
-// refused rather than misread, one of schema 1 is upgraded.
-const schemaVersion = "2"
-
-// upgradeLog moves a schema 1 log into schema 2's table, in one
-// transaction: a crash in the middle leaves schema 1 to upgrade again.
-func upgradeLog(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, stmt := range []string{
-		`DROP TABLE IF EXISTS log_v2`,
-		`CREATE TABLE log_v2 (` + logColumns + `)`,
-		`INSERT INTO log_v2(topic, part, off, key, value, headers, time, ins, size)
-			SELECT topic, part, off, key, value, headers, time, ins, size FROM log ORDER BY topic, part, off`,
-		`DROP TABLE log`,
-		`ALTER TABLE log_v2 RENAME TO log`,
-		`UPDATE meta SET v = '2' WHERE k = 'schema'`,
-	} {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
+// refused rather than misread. Schema 3 keeps the messages in batch rows
+// (see batchFormat), listed in memory (partLog.rows); schemas 1 and
+// 2 kept a row per message in a table named log (schema 1 clustered by
+// offset, schema 2 in a rowid table) and are upgraded when the bus opens.
+const schemaVersion = "3"
 
 func (e *Embedded) load(ctx context.Context, db *sql.DB) error {
 	if _, err := db.ExecContext(ctx, schema); err != nil {
@@ -412,17 +405,14 @@ func (e *Embedded) load(ctx context.Context, db *sql.DB) error {
 	}
 	switch meta["schema"] {
 	case schemaVersion:
-	case "1":
+	case "1", "2":
 		start := time.Now()
-		if err := upgradeLog(ctx, db); err != nil {
+		if err := e.upgradeLog(ctx, db); err != nil {
 			return fmt.Errorf("upgrade bus database %s to schema %s: %w", e.where(), schemaVersion, err)
 		}
 		e.log.Info("bus database upgraded", "path", e.path, "schema", schemaVersion, "took", time.Since(start))
 	default:
 		return fmt.Errorf("bus database %s has schema %q; this version reads %q", e.where(), meta["schema"], schemaVersion)
-	}
-	if _, err := db.ExecContext(ctx, `CREATE UNIQUE INDEX IF NOT EXISTS log_offset ON log(topic, part, off)`); err != nil {
-		return fmt.Errorf("index bus database %s: %w", e.where(), err)
 	}
 	parts, err := strconv.Atoi(meta["partitions"])
 	if err != nil || parts < 1 || parts > 1024 {
@@ -473,29 +463,53 @@ func (e *Embedded) loadParts(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("read bus partitions: %w", err)
 	}
 
-	rows, err = db.QueryContext(ctx, `SELECT topic, part, MIN(off), MAX(off), COUNT(*), COALESCE(SUM(size), 0) FROM log GROUP BY topic, part`)
+	rows, err = db.QueryContext(ctx, `SELECT id, topic, part, off, last, n, ins, size FROM batches ORDER BY id`)
 	if err != nil {
 		return fmt.Errorf("read bus log: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var tp topicPart
-		var lo, hi, n, size int64
-		if err := rows.Scan(&tp.topic, &tp.part, &lo, &hi, &n, &size); err != nil {
+		var r rowRef
+		if err := rows.Scan(&r.id, &tp.topic, &tp.part, &r.off, &r.last, &r.n, &r.ins, &r.size); err != nil {
 			return fmt.Errorf("read bus log: %w", err)
 		}
 		pl := e.partLocked(tp)
-		if pl.next <= hi || pl.start > lo {
-			// The bounds were lost or damaged: the messages present win.
+		if k := len(pl.rows); k > 0 && pl.rows[k-1].last >= r.off {
 			e.metrics.corrupt.Inc()
-			e.log.Error("bus partition bounds do not match its messages; repaired",
-				"partition", tp.String(), "start", pl.start, "next", pl.next, "first", lo, "last", hi)
-			pl.start, pl.next = min(pl.start, lo), max(pl.next, hi+1)
+			e.log.Error("bus batch row overlaps the one before it; skipped", "partition", tp.String(), "offsets", fmt.Sprintf("%d-%d", r.off, r.last))
+			continue
 		}
-		e.bytes += size
-		e.count += n
+		pl.rows = append(pl.rows, r)
+		e.nextRow = max(e.nextRow, r.id+1)
+		e.bytes += r.size
+		e.count += r.n
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read bus log: %w", err)
+	}
+	for tp, pl := range e.logs {
+		if pl.next < pl.start {
+			e.metrics.corrupt.Inc()
+			e.log.Error("bus partition bounds reversed; repaired", "partition", tp.String(), "start", pl.start, "next", pl.next)
+			pl.next = pl.start
+		}
+		if len(pl.rows) == 0 {
+			continue
+		}
+		// The next offset is past the last row: parts has it only from the
+		// last deletion. The first row may begin before start (its first
+		// messages were consumed and the rest were not), never end before.
+		first, last := pl.rows[0], pl.rows[len(pl.rows)-1]
+		pl.next = max(pl.next, last.last+1)
+		if pl.start > first.last {
+			e.metrics.corrupt.Inc()
+			e.log.Error("bus partition start is past its first messages; repaired",
+				"partition", tp.String(), "start", pl.start, "first", first.off)
+			pl.start = first.off
+		}
+	}
+	return nil
 }
 
 func (e *Embedded) loadOffsets(ctx context.Context, db *sql.DB) error {
@@ -536,15 +550,13 @@ func (e *Embedded) partition(key string, parts int) int {
 	return int(h.Sum32() % uint32(parts))
 }
 
-// row is a message ready to be stored.
+// row is a message ready to be stored: enc is its encoding without its
+// offset (see batchFormat).
 type row struct {
-	tp      topicPart
-	off     int64
-	key     string
-	value   []byte
-	headers []byte
-	time    int64
-	size    int64
+	tp   topicPart
+	off  int64
+	enc  []byte
+	size int64
 }
 
 // Publish stores msgs in one transaction and returns once it is committed
@@ -575,24 +587,32 @@ func (e *Embedded) Publish(ctx context.Context, msgs ...Message) error {
 	e.mu.Lock()
 	parts := e.parts
 	e.mu.Unlock()
+	// The messages are encoded here, by each publisher, into one buffer:
+	// the writer, which has one transaction at a time, only copies them.
 	rows := make([]row, len(msgs))
-	var size int64
+	ends := make([]int, len(msgs))
+	n := 0
+	for i := range msgs {
+		n += bodySize(msgs[i].Key, msgs[i].Headers, msgs[i].Value)
+	}
+	buf := make([]byte, 0, n)
 	for i, m := range msgs {
-		r := row{
-			tp:    topicPart{m.Topic, e.partition(m.Key, parts)},
-			key:   m.Key,
-			value: m.Value,
-			time:  m.Time.UnixNano(),
-		}
+		t := m.Time.UnixNano()
 		if m.Time.IsZero() {
-			r.time = now.UnixNano()
+			t = now.UnixNano()
 		}
-		if len(m.Headers) > 0 {
-			r.headers = encodeHeaders(m.Headers)
-		}
-		r.size = int64(len(r.key)+len(r.value)+len(r.headers)+len(m.Topic)) + msgOverhead
+		buf = appendBody(buf, t, m.Key, m.Headers, m.Value)
+		ends[i] = len(buf)
+		rows[i].tp = topicPart{m.Topic, e.partition(m.Key, parts)}
+	}
+	var size int64
+	from := 0
+	for i := range rows {
+		r := &rows[i]
+		r.enc = buf[from:ends[i]:ends[i]]
+		from = ends[i]
+		r.size = int64(len(r.enc)) + msgOverhead
 		size += r.size
-		rows[i] = r
 	}
 	if err := e.admit(ctx, size); err != nil {
 		return err
@@ -687,7 +707,7 @@ func (e *Embedded) append(rows []row, size int64, now time.Time) error {
 
 	// The transaction is not cancelled with the caller's context: a
 	// commit interrupted half way would leave the offsets in doubt.
-	err := e.writeRows(context.Background(), all, next, now)
+	written, err := e.writeRows(context.Background(), all, now)
 	e.metrics.groupCommit.Observe(float64(len(group)))
 	e.mu.Lock()
 	e.reserved -= total
@@ -697,6 +717,11 @@ func (e *Embedded) append(rows []row, size int64, now time.Time) error {
 	} else {
 		for tp, off := range next {
 			e.partLocked(tp).next = off
+		}
+		ins := now.UnixMilli()
+		for _, b := range written {
+			pl := e.partLocked(b.tp)
+			pl.rows = append(pl.rows, rowRef{id: b.id, off: b.off, last: b.last, n: int64(b.n), size: b.size, ins: ins})
 		}
 		e.bytes += total
 		e.count += int64(len(all))
@@ -716,74 +741,60 @@ type write struct {
 	done chan error
 }
 
-// insertChunk is the most rows one INSERT statement writes: fewer
-// statements cost less than one per row, and 64 rows of 9 values stay far
+// insertChunk is the most batch rows one INSERT statement writes: fewer
+// statements cost less than one per row, and 64 rows of 8 values stay far
 // under SQLite's limit on parameters.
 const insertChunk = 64
 
-// insertRows is the INSERT statement of n rows.
-func insertRows(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO log(topic, part, off, key, value, headers, time, ins, size) VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
+// insertBatches[n] is the INSERT statement of n batch rows.
+var insertBatches = func() (ins [insertChunk + 1]string) {
+	for n := 1; n <= insertChunk; n++ {
+		var b strings.Builder
+		b.WriteString(`INSERT INTO batches(id, topic, part, off, last, n, ins, size, data) VALUES `)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		}
-		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		ins[n] = b.String()
 	}
-	return b.String()
-}
+	return ins
+}()
 
-var insertFull = insertRows(insertChunk)
-
-func (e *Embedded) writeRows(ctx context.Context, rows []row, next map[topicPart]int64, now time.Time) error {
+// writeRows writes rows, which have their offsets, as batch rows in one
+// transaction, and returns the rows written. The partitions' next offsets
+// are not written: they follow from the last rows (parts has them when the
+// last rows were deleted). The caller holds wmu.
+func (e *Embedded) writeRows(ctx context.Context, rows []row, now time.Time) ([]rowBatch, error) {
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tx.Rollback()
-	var full *sql.Stmt
 	ins := now.UnixMilli()
-	args := make([]any, 0, 9*insertChunk)
-	for len(rows) > 0 {
-		chunk := rows[:min(len(rows), insertChunk)]
-		rows = rows[len(chunk):]
+	batches := batchRows(rows)
+	id := e.nextRow
+	args := make([]any, 0, 9*min(len(batches), insertChunk))
+	for rest := batches; len(rest) > 0; {
+		chunk := rest[:min(len(rest), insertChunk)]
+		rest = rest[len(chunk):]
 		args = args[:0]
 		for i := range chunk {
-			r := &chunk[i]
-			var headers any
-			if r.headers != nil {
-				headers = r.headers
-			}
-			value := r.value
-			if value == nil {
-				value = []byte{}
-			}
-			args = append(args, r.tp.topic, r.tp.part, r.off, r.key, value, headers, r.time, ins, r.size)
+			b := &chunk[i]
+			b.id = id
+			id++
+			args = append(args, b.id, b.tp.topic, b.tp.part, b.off, b.last, b.n, ins, b.size, b.data)
 		}
-		if len(chunk) < insertChunk {
-			if _, err := tx.ExecContext(ctx, insertRows(len(chunk)), args...); err != nil {
-				return err
-			}
-			continue
-		}
-		if full == nil {
-			if full, err = tx.PrepareContext(ctx, insertFull); err != nil {
-				return err
-			}
-			defer full.Close()
-		}
-		if _, err := full.ExecContext(ctx, args...); err != nil {
-			return err
+		if _, err := tx.ExecContext(ctx, insertBatches[len(chunk)], args...); err != nil {
+			return nil, err
 		}
 	}
-	for tp, off := range next {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO parts(topic, part, start, next) VALUES (?, ?, 0, ?)
-			ON CONFLICT(topic, part) DO UPDATE SET next = excluded.next`, tp.topic, tp.part, off); err != nil {
-			return err
-		}
+	if err := tx.Commit(); err != nil {
+		return nil, err
 	}
-	return tx.Commit()
+	e.nextRow = id
+	return batches, nil
 }
 
 // trim deletes the messages every consumer group has committed, when the
@@ -843,31 +854,50 @@ func (e *Embedded) trim(ctx context.Context, size int64) (int64, error) {
 	return freed, nil
 }
 
-// deleteBefore deletes the messages of tp before off and moves its start
-// there; it returns the bytes and messages deleted. The caller holds wmu.
+// deleteBefore deletes the batch rows of tp that end before off and moves
+// its start to off; it returns the bytes and messages deleted. A row that
+// begins before off and ends after it stays whole until a later call: its
+// first messages are no longer read (they are before start) but still
+// counted as stored. The caller holds wmu.
 func (e *Embedded) deleteBefore(ctx context.Context, tp topicPart, off int64) (int64, int64, error) {
+	e.mu.Lock()
+	pl := e.partLocked(tp)
+	k := pl.firstRow(off) // pl.rows[:k] end before off
+	ids := make([]any, k)
+	var size, n int64
+	for i, r := range pl.rows[:k] {
+		ids[i] = r.id
+		size += r.size
+		n += r.n
+	}
+	next := pl.next
+	e.mu.Unlock()
+
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer tx.Rollback()
-	var size, n int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0), COUNT(*) FROM log WHERE topic = ? AND part = ? AND off < ?`,
-		tp.topic, tp.part, off).Scan(&size, &n); err != nil {
-		return 0, 0, err
+	const chunk = 500
+	for rest := ids; len(rest) > 0; {
+		c := rest[:min(len(rest), chunk)]
+		rest = rest[len(c):]
+		if _, err := tx.ExecContext(ctx, `DELETE FROM batches WHERE id IN (?`+strings.Repeat(", ?", len(c)-1)+`)`, c...); err != nil {
+			return 0, 0, err
+		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM log WHERE topic = ? AND part = ? AND off < ?`, tp.topic, tp.part, off); err != nil {
-		return 0, 0, err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE parts SET start = ? WHERE topic = ? AND part = ? AND start < ?`, off, tp.topic, tp.part, off); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO parts(topic, part, start, next) VALUES (?, ?, ?, ?)
+		ON CONFLICT(topic, part) DO UPDATE SET start = max(start, excluded.start), next = max(next, excluded.next)`,
+		tp.topic, tp.part, off, next); err != nil {
 		return 0, 0, err
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, 0, err
 	}
 	e.mu.Lock()
-	pl := e.partLocked(tp)
 	pl.start = max(pl.start, off)
+	// Only this function removes rows, under wmu: the first k are those.
+	pl.rows = slices.Clone(pl.rows[k:])
 	e.bytes -= size
 	e.count -= n
 	e.broadcastLocked()
@@ -894,22 +924,20 @@ func (e *Embedded) expire(ctx context.Context) {
 		e.mu.Lock()
 		pl := *e.partLocked(tp)
 		e.mu.Unlock()
-		var first sql.NullInt64
-		err := e.db.QueryRowContext(ctx, `SELECT off FROM log WHERE topic = ? AND part = ? AND ins >= ? ORDER BY off LIMIT 1`,
-			tp.topic, tp.part, cutoff).Scan(&first)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			first = sql.NullInt64{Int64: pl.next, Valid: true}
-		case err != nil:
-			if ctx.Err() == nil {
-				e.log.Error("expire messages", "partition", tp.String(), "err", err)
+		// The first row stored since the cutoff: the rows before it go.
+		first := pl.next
+		e.mu.Lock()
+		for _, r := range e.partLocked(tp).rows {
+			if r.ins >= cutoff {
+				first = r.off
+				break
 			}
-			return
 		}
-		if first.Int64 <= pl.start {
+		e.mu.Unlock()
+		if first <= pl.start {
 			continue
 		}
-		_, n, err := e.deleteBefore(ctx, tp, first.Int64)
+		_, n, err := e.deleteBefore(ctx, tp, first)
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Error("expire messages", "partition", tp.String(), "err", err)
@@ -919,8 +947,8 @@ func (e *Embedded) expire(ctx context.Context) {
 		deleted += n
 		e.mu.Lock()
 		for _, g := range e.groups {
-			if off, ok := g.committed[tp]; ok && off < first.Int64 {
-				lost += first.Int64 - max(off, pl.start)
+			if off, ok := g.committed[tp]; ok && off < first {
+				lost += first - max(off, pl.start)
 			}
 		}
 		e.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -448,51 +449,83 @@ func (e *Embedded) read(ctx context.Context, m *member, work []pending, maxBatch
 			break
 		}
 		n := int(min(int64(room), w.to-w.from))
-		rows, err := e.db.QueryContext(ctx, `SELECT off, key, value, headers, time FROM log
-			WHERE topic = ? AND part = ? AND off >= ? AND off < ? ORDER BY off LIMIT ?`, w.tp.topic, w.tp.part, w.from, w.to, n)
+		next, err := e.readPart(ctx, w, n, &b)
 		if err != nil {
-			return batch{}, fmt.Errorf("read %s: %w", w.tp, err)
+			return batch{}, err
 		}
-		last := int64(-1)
-		for rows.Next() {
-			var (
-				off     int64
-				key     string
-				value   []byte
-				headers []byte
-				ts      int64
-			)
-			if err := rows.Scan(&off, &key, &value, &headers, &ts); err != nil {
-				rows.Close()
-				return batch{}, fmt.Errorf("read %s: %w", w.tp, err)
-			}
-			last = off
-			msg := Message{Topic: w.tp.topic, Key: key, Value: value, Time: time.Unix(0, ts), Partition: w.tp.part, Offset: off}
-			if len(headers) > 0 {
-				hs, err := decodeHeaders(headers)
-				if err != nil {
-					// Skipped and committed past: retrying cannot mend it.
-					e.metrics.corrupt.Inc()
-					e.log.Error("corrupt message in the bus log skipped", "partition", w.tp.String(), "offset", off, "err", err)
-					continue
-				}
-				msg.Headers = hs
-			}
-			b.msgs = append(b.msgs, msg)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return batch{}, fmt.Errorf("read %s: %w", w.tp, err)
-		}
-		switch {
-		case last >= 0:
-			b.next[w.tp] = last + 1
-		default:
-			// Every message of the run expired meanwhile.
-			b.next[w.tp] = w.to
-		}
+		b.next[w.tp] = next
 	}
 	return b, nil
+}
+
+// readPart appends to b up to n messages of the run w and returns the
+// offset to commit once they are handled: past the last one read when n
+// were, past the run (or as far as it looked) otherwise. A batch row that
+// cannot be decoded is skipped from where it is damaged, and counted.
+func (e *Embedded) readPart(ctx context.Context, w pending, n int, b *batch) (int64, error) {
+	// Every row holds at least one message of the run, so n rows hold n
+	// messages, save gaps left by an upgrade.
+	e.mu.Lock()
+	pl := e.partLocked(w.tp)
+	var ids []any
+	complete := true // the rows listed reach the end of the run
+	for _, r := range pl.rows[pl.firstRow(w.from):] {
+		if r.off >= w.to {
+			break
+		}
+		if len(ids) == n {
+			complete = false
+			break
+		}
+		ids = append(ids, r.id)
+	}
+	e.mu.Unlock()
+	if len(ids) == 0 {
+		return w.to, nil // expired meanwhile
+	}
+	rows, err := e.db.QueryContext(ctx, `SELECT off, last, data FROM batches WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) ORDER BY id`, ids...)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", w.tp, err)
+	}
+	defer rows.Close()
+	pos, got := w.from, 0
+	for got < n && rows.Next() {
+		var off, last int64
+		var data []byte
+		if err := rows.Scan(&off, &last, &data); err != nil {
+			return 0, fmt.Errorf("read %s: %w", w.tp, err)
+		}
+		br, err := newBatchReader(w.tp, off, last, data)
+		for err == nil && got < n {
+			var m Message
+			var ok bool
+			if m, ok, err = br.next(); !ok || err != nil || m.Offset >= w.to {
+				break
+			}
+			if m.Offset < w.from {
+				continue
+			}
+			b.msgs = append(b.msgs, m)
+			got++
+			pos = m.Offset + 1
+		}
+		if err != nil {
+			// Skipped and committed past: retrying cannot mend it.
+			e.metrics.corrupt.Inc()
+			e.log.Error("corrupt batch in the bus log skipped", "partition", w.tp.String(), "offsets", fmt.Sprintf("%d-%d", off, last), "err", err)
+		}
+		if got < n {
+			pos = max(pos, min(last+1, w.to))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read %s: %w", w.tp, err)
+	}
+	if got < n && complete {
+		// The run was read to its end; what is missing expired meanwhile.
+		pos = w.to
+	}
+	return pos, nil
 }
 
 // commit records the offsets of a handled batch.
@@ -529,16 +562,7 @@ func (e *Embedded) commit(m *member, next map[topicPart]int64) error {
 	return nil
 }
 
-// encodeHeaders stores headers as a JSON object.
-func encodeHeaders(h map[string]string) []byte {
-	b, err := json.Marshal(h)
-	if err != nil {
-		// A map of strings always marshals; keep the message regardless.
-		return nil
-	}
-	return b
-}
-
+// decodeHeaders reads the headers of a schema 1 or 2 message (JSON).
 func decodeHeaders(b []byte) (map[string]string, error) {
 	var h map[string]string
 	if err := json.Unmarshal(b, &h); err != nil {

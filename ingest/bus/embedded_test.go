@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -271,6 +270,39 @@ func TestEmbeddedTrimsConsumed(t *testing.T) {
 	}
 }
 
+// TestEmbeddedOffsetsAfterTrim: once every row of the log was deleted,
+// the offsets still continue where they were after a restart (the
+// partitions' next offsets are kept with the deletion, not in each write).
+func TestEmbeddedOffsetsAfterTrim(t *testing.T) {
+	leak.Check(t)
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.MaxBytes = 64 << 10
+	b := start(t, cfg, dir)
+	last := map[int]int64{}
+	for r := range 4 {
+		publishKiB(t, b, "t", 30, r*30)
+		for _, m := range collect(t, b, "g", "t", 30) {
+			last[m.Partition] = max(last[m.Partition], m.Offset)
+		}
+	}
+	publishKiB(t, b, "t", 30, 120) // room made by deleting everything read
+	if got := apitest.Metric(t, b.reg, "sharpeye_bus_log_messages"); got > 30 {
+		t.Fatalf("%v messages kept, want the last 30", got)
+	}
+	for _, m := range collect(t, b, "g", "t", 30) {
+		last[m.Partition] = max(last[m.Partition], m.Offset)
+	}
+	b.stop(t)
+	b = start(t, cfg, dir)
+	publishKiB(t, b, "t", 10, 150)
+	for _, m := range collect(t, b, "g", "t", 10) {
+		if m.Offset <= last[m.Partition] {
+			t.Errorf("after the restart partition %d reused offset %d (was at %d)", m.Partition, m.Offset, last[m.Partition])
+		}
+	}
+}
+
 // TestEmbeddedRetention: messages past the retention are deleted, and
 // those a group had not read are counted.
 func TestEmbeddedRetention(t *testing.T) {
@@ -330,14 +362,18 @@ func TestEmbeddedRetention(t *testing.T) {
 	}
 }
 
-// TestEmbeddedCorruptRow: a row whose headers cannot be decoded is skipped
+// TestEmbeddedCorruptRow: a batch row that cannot be decoded is skipped
 // and counted; the others are delivered.
 func TestEmbeddedCorruptRow(t *testing.T) {
 	leak.Check(t)
 	dir := t.TempDir()
 	b := start(t, testConfig(), dir)
-	if err := b.Publish(t.Context(), messages("t", 10, 0)...); err != nil {
-		t.Fatal(err)
+	// Event 3 is published alone, so that it has a batch row of its own.
+	ms := messages("t", 10, 0)
+	for _, part := range [][]bus.Message{ms[:3], ms[3:4], ms[4:]} {
+		if err := b.Publish(t.Context(), part...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b.stop(t)
 
@@ -346,7 +382,8 @@ func TestEmbeddedCorruptRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	res, err := db.Exec(`UPDATE log SET headers = x'7b7b7b' WHERE CAST(value AS TEXT) = 'event 3'`)
+	// The row holding event 3 is cut short in the middle of a message.
+	res, err := db.Exec(`UPDATE batches SET data = substr(data, 1, instr(data, CAST('event 3' AS BLOB)) + 2) WHERE instr(data, CAST('event 3' AS BLOB)) > 0`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,8 +391,10 @@ func TestEmbeddedCorruptRow(t *testing.T) {
 		t.Fatalf("corrupted %d rows", n)
 	}
 	// Damaged bounds are repaired from the rows present.
-	if _, err := db.Exec(`UPDATE parts SET next = 0`); err != nil {
-		t.Fatal(err)
+	for p := range bus.Defaults().Partitions {
+		if _, err := db.Exec(`INSERT OR REPLACE INTO parts(topic, part, start, next) VALUES ('t', ?, 1000, 0)`, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -628,65 +667,156 @@ func TestEmbeddedGroupCommit(t *testing.T) {
 	}
 }
 
-// TestEmbeddedUpgradesSchema1: a log written by schema 1 (a WITHOUT ROWID
-// table) is moved to schema 2 at start, every message kept and readable.
-func TestEmbeddedUpgradesSchema1(t *testing.T) {
+// TestEmbeddedUpgrades: a log written by schema 1 (a row per message in a
+// WITHOUT ROWID table) or schema 2 (the same in a rowid table) is moved
+// into batch rows when the bus opens: every message kept, readable, with
+// its offset; a message whose headers cannot be decoded left out and
+// counted; new messages after the old ones.
+func TestEmbeddedUpgrades(t *testing.T) {
+	for _, tc := range []struct {
+		schema, table string
+	}{
+		{"1", ", PRIMARY KEY (topic, part, off)) WITHOUT ROWID"},
+		{"2", ")"},
+	} {
+		t.Run("schema "+tc.schema, func(t *testing.T) {
+			leak.Check(t)
+			dir := t.TempDir()
+			b := start(t, testConfig(), dir)
+			if err := b.Publish(t.Context(), messages("other", 1, 0)...); err != nil { // the database is open
+				t.Fatal(err)
+			}
+			b.stop(t)
+
+			// The old layout, by hand: 50 messages over 8 partitions, the
+			// one with id 7 with damaged headers.
+			db, err := sql.Open("sqlite", filepath.Join(dir, "bus.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, stmt := range []string{
+				`DELETE FROM batches`,
+				`DELETE FROM parts`,
+				`CREATE TABLE log (topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL, key TEXT NOT NULL,
+					value BLOB, headers BLOB, time INTEGER NOT NULL, ins INTEGER NOT NULL, size INTEGER NOT NULL` + tc.table,
+				`UPDATE meta SET v = '` + tc.schema + `' WHERE k = 'schema'`,
+			} {
+				if _, err := db.Exec(stmt); err != nil {
+					t.Fatalf("%s: %v", stmt, err)
+				}
+			}
+			ins := time.Now().UnixMilli()
+			for i := range 50 {
+				headers := fmt.Sprintf(`{"id":"%d","seq":"%d"}`, i, i)
+				if i == 7 {
+					headers = "{{{"
+				}
+				if _, err := db.Exec(`INSERT INTO log VALUES ('t', ?, ?, ?, ?, ?, ?, ?, 100)`,
+					i%8, i/8, "k"+strconv.Itoa(i), []byte("event "+strconv.Itoa(i)), []byte(headers), int64(i)*1e9, ins); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for p := range 8 {
+				if _, err := db.Exec(`INSERT INTO parts VALUES ('t', ?, 0, ?)`, p, (50-p+7)/8); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			b = start(t, testConfig(), dir)
+			got := collect(t, b, "g", "t", 49)
+			if len(got) != 49 {
+				t.Fatalf("after the upgrade the group got %d of 49 messages", len(got))
+			}
+			if c := apitest.Metric(t, b.reg, "sharpeye_bus_corrupt_total"); c != 1 {
+				t.Errorf("corrupt counter %v, want 1", c)
+			}
+			for _, m := range got {
+				id, _ := strconv.Atoi(m.Headers["id"])
+				if m.Headers["id"] == "7" || m.Partition != id%8 || m.Offset != int64(id/8) ||
+					string(m.Value) != "event "+m.Headers["id"] || m.Key != "k"+m.Headers["id"] || m.Time.UnixNano() != int64(id)*1e9 {
+					t.Errorf("message %+v after the upgrade", m)
+				}
+			}
+			if err := b.Publish(t.Context(), messages("t", 10, 50)...); err != nil {
+				t.Fatal(err)
+			}
+			if got := collect(t, b, "g", "t", 10); len(got) != 10 {
+				t.Fatalf("got %d of the 10 messages published after the upgrade", len(got))
+			}
+			b.stop(t)
+
+			db, err = sql.Open("sqlite", filepath.Join(dir, "bus.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var version string
+			var tables, rows int
+			if err := db.QueryRow(`SELECT v FROM meta WHERE k = 'schema'`).Scan(&version); err != nil || version != "3" {
+				t.Fatalf("schema %q, %v", version, err)
+			}
+			if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'log'`).Scan(&tables); err != nil || tables != 0 {
+				t.Fatalf("the old log is still there: %d %v", tables, err)
+			}
+			if err := db.QueryRow(`SELECT COUNT(*) FROM batches WHERE ins = ?`, ins).Scan(&rows); err != nil || rows != 8 {
+				t.Fatalf("the 49 old messages are in %d rows, want one per partition: %v", rows, err)
+			}
+		})
+	}
+}
+
+// TestEmbeddedBatchRows: a Publish of 1,000 messages of one key is stored
+// in rows of at most 256; a group reading 7 at a time, stopped in the
+// middle of a row and started again, gets each message once, in order.
+func TestEmbeddedBatchRows(t *testing.T) {
 	leak.Check(t)
 	dir := t.TempDir()
 	b := start(t, testConfig(), dir)
-	if err := b.Publish(t.Context(), messages("t", 50, 0)...); err != nil {
+	ms := messages("t", 1000, 0)
+	for i := range ms {
+		ms[i].Key = "one"
+	}
+	if err := b.Publish(t.Context(), ms...); err != nil {
 		t.Fatal(err)
 	}
+	var got []bus.Message
+	read := func(stopAt int) {
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		err := b.Consume(ctx, "g", []string{"t"}, 7, time.Millisecond, func(_ context.Context, batch []bus.Message) error {
+			got = append(got, batch...)
+			if len(got) >= stopAt {
+				cancel()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	read(300) // 43 batches of 7: the last one ends in the second row
 	b.stop(t)
-
-	// Back to schema 1's layout.
+	b = start(t, testConfig(), dir)
+	read(1000)
+	if len(got) != 1000 {
+		t.Fatalf("got %d messages, want 1000", len(got))
+	}
+	for i, m := range got {
+		if m.Offset != int64(i) || m.Headers["id"] != strconv.Itoa(i) {
+			t.Fatalf("message %d is offset %d, id %s", i, m.Offset, m.Headers["id"])
+		}
+	}
+	b.stop(t)
 	db, err := sql.Open("sqlite", filepath.Join(dir, "bus.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, stmt := range []string{
-		`CREATE TABLE log_v1 (topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL, key TEXT NOT NULL,
-			value BLOB, headers BLOB, time INTEGER NOT NULL, ins INTEGER NOT NULL, size INTEGER NOT NULL,
-			PRIMARY KEY (topic, part, off)) WITHOUT ROWID`,
-		`INSERT INTO log_v1 SELECT topic, part, off, key, value, headers, time, ins, size FROM log`,
-		`DROP TABLE log`,
-		`ALTER TABLE log_v1 RENAME TO log`,
-		`UPDATE meta SET v = '1' WHERE k = 'schema'`,
-	} {
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	b = start(t, testConfig(), dir)
-	if got := collect(t, b, "g", "t", 50); len(got) != 50 {
-		t.Fatalf("after the upgrade the group got %d of 50 messages", len(got))
-	}
-	if err := b.Publish(t.Context(), messages("t", 10, 50)...); err != nil {
-		t.Fatal(err)
-	}
-	if got := collect(t, b, "g", "t", 10); len(got) != 10 {
-		t.Fatalf("got %d of the 10 messages published after the upgrade", len(got))
-	}
-	b.stop(t)
-
-	db, err = sql.Open("sqlite", filepath.Join(dir, "bus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer db.Close()
-	var version, ddl string
-	var indexes int
-	if err := db.QueryRow(`SELECT v FROM meta WHERE k = 'schema'`).Scan(&version); err != nil || version != "2" {
-		t.Fatalf("schema %q, %v", version, err)
-	}
-	if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'log'`).Scan(&ddl); err != nil || strings.Contains(strings.ToUpper(ddl), "WITHOUT ROWID") {
-		t.Fatalf("log table after the upgrade: %s %v", ddl, err)
-	}
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'log_offset'`).Scan(&indexes); err != nil || indexes != 1 {
-		t.Fatalf("log_offset index: %d %v", indexes, err)
+	var rows, most int
+	if err := db.QueryRow(`SELECT COUNT(*), MAX(n) FROM batches`).Scan(&rows, &most); err != nil || rows != 4 || most != 256 {
+		t.Fatalf("%d rows of at most %d messages, want 4 of 256: %v", rows, most, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sync/errgroup"
 
 	"sharpeye/configs/conf"
 	"sharpeye/ingest/bus"
@@ -174,58 +175,71 @@ func BenchmarkIntakeEmbeddedBusRate(b *testing.B) {
 	benchReport(b, lb, h)
 }
 
+// pacers is how many goroutines publishPaced drives the devices with, so
+// that the load keeps its schedule on a machine busy with the intake.
+const pacers = 4
+
 // publishPaced has the devices publish n messages between them, rate a
 // second: device i's k-th message is due at (k*devices + i)/rate after the
-// start. One goroutine drives them all, waking every millisecond to write
-// each device the messages that have fallen due (as devices on other
+// start. A few goroutines drive them all, each waking every millisecond to
+// write its devices the messages that have fallen due (as devices on other
 // machines would, without a timer per device on this one). It then waits
 // for every PUBACK.
 func publishPaced(devs []*rawDevice, topics []string, n, rate int, epoch time.Time) error {
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) * float64(len(devs)) / float64(rate))
-	type state struct {
-		k, n int
-		id   uint16
-	}
-	st := make([]state, len(devs))
-	for i := range st {
-		st[i].n = share(n, len(devs), i)
-	}
-	var payload, pkt []byte
-	for left := n; left > 0; {
-		now := time.Now()
-		for i, d := range devs {
-			s := &st[i]
-			first := start.Add(time.Duration(float64(time.Second) * float64(i) / float64(rate)))
-			pkt = pkt[:0]
-			for ; s.k < s.n; s.k++ {
-				due := first.Add(time.Duration(s.k) * interval)
-				if due.After(now) {
-					break
-				}
-				if s.id++; s.id == 0 {
-					s.id = 1
-				}
-				payload = benchPayloadAt(payload[:0], s.k, due.Sub(epoch))
-				pkt = appendPublish(pkt, topics[i], s.id, payload)
-				left--
+	var g errgroup.Group
+	for p := range pacers {
+		g.Go(func() error {
+			type state struct {
+				i, k, n int
+				id      uint16
+				first   time.Time
 			}
-			if len(pkt) > 0 {
-				if _, err := d.conn.Write(pkt); err != nil {
-					return err
+			var st []state
+			left := 0
+			for i := p; i < len(devs); i += pacers {
+				s := state{i: i, n: share(n, len(devs), i), first: start.Add(time.Duration(float64(time.Second) * float64(i) / float64(rate)))}
+				st = append(st, s)
+				left += s.n
+			}
+			var payload, pkt []byte
+			for left > 0 {
+				now := time.Now()
+				for j := range st {
+					s := &st[j]
+					pkt = pkt[:0]
+					for ; s.k < s.n; s.k++ {
+						due := s.first.Add(time.Duration(s.k) * interval)
+						if due.After(now) {
+							break
+						}
+						if s.id++; s.id == 0 {
+							s.id = 1
+						}
+						payload = benchPayloadAt(payload[:0], s.k, due.Sub(epoch))
+						pkt = appendPublish(pkt, topics[s.i], s.id, payload)
+						left--
+					}
+					if len(pkt) > 0 {
+						if _, err := devs[s.i].conn.Write(pkt); err != nil {
+							return err
+						}
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+			for _, s := range st {
+				for range s.n {
+					if _, ok := <-devs[s.i].acks; !ok {
+						return fmt.Errorf("connection closed: %v", <-devs[s.i].done)
+					}
 				}
 			}
-		}
-		time.Sleep(time.Millisecond)
+			return nil
+		})
 	}
-	for i, d := range devs {
-		for range st[i].n {
-			if _, ok := <-d.acks; !ok {
-				return fmt.Errorf("connection closed: %v", <-d.done)
-			}
-		}
-	}
-	return nil
+	return g.Wait()
 }
 
 // BenchmarkIntakePaho is BenchmarkIntake with paho clients as the devices

@@ -51,8 +51,13 @@ type broker struct {
 
 // ackItem is a pipelined message to acknowledge.
 type ackItem struct {
-	cl       *mochi.Client
-	pk       packets.Packet
+	cl  *mochi.Client
+	id  uint16 // the packet id to acknowledge
+	qos byte
+	// fwd is the message, when it is to be passed to the broker's
+	// subscribers (retained, or someone subscribed when it came): a
+	// packet is large, and most messages go to nobody but the intake.
+	fwd      *packets.Packet
 	rejected bool
 }
 
@@ -272,12 +277,18 @@ func (b *broker) publish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	j := b.in.handle(inbound{topic: pk.TopicName, payload: pk.Payload, received: time.Now(), dev: &e, client: cl.ID})
 	if pk.FixedHeader.Qos < 2 {
+		a := ackItem{cl: cl, id: pk.PacketID, qos: pk.FixedHeader.Qos}
+		if pk.FixedHeader.Retain || atomic.LoadInt64(&b.srv.Info.Subscriptions) > 0 {
+			fwd := pk
+			a.fwd = &fwd
+		}
 		j.done = func(err error) {
 			if err != nil {
 				return
 			}
+			a.rejected = j.rejected
 			select {
-			case b.acks <- ackItem{cl, pk, j.rejected}:
+			case b.acks <- a:
 			case <-b.done: // stopping: the device sends it again
 			}
 		}
@@ -306,7 +317,7 @@ func (b *broker) ackLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case a := <-b.acks:
-			b.acknowledge(a.cl, a.pk, a.rejected)
+			b.acknowledge(a)
 		}
 	}
 }
@@ -314,19 +325,20 @@ func (b *broker) ackLoop(ctx context.Context) {
 // acknowledge answers a pipelined message that is durable (or
 // dead-lettered), and passes an accepted one on to the broker's
 // subscribers, if any, as mochi would have.
-func (b *broker) acknowledge(cl *mochi.Client, pk packets.Packet, rejected bool) {
-	if pk.FixedHeader.Qos == 1 {
-		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID}
-		if err := cl.WritePacket(ack); err != nil && !errors.Is(err, mochi.ErrConnectionClosed) {
-			b.in.log.Debug("MQTT acknowledgement not sent", "client", cl.ID, "err", err)
+func (b *broker) acknowledge(a ackItem) {
+	if a.qos == 1 {
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: a.id}
+		if err := a.cl.WritePacket(ack); err != nil && !errors.Is(err, mochi.ErrConnectionClosed) {
+			b.in.log.Debug("MQTT acknowledgement not sent", "client", a.cl.ID, "err", err)
 		}
 	}
-	if rejected || (!pk.FixedHeader.Retain && atomic.LoadInt64(&b.srv.Info.Subscriptions) == 0) {
+	if a.rejected || a.fwd == nil {
 		return
 	}
+	pk := *a.fwd
 	pk.FixedHeader.Dup = false
 	if err := b.srv.InjectPacket(b.inline, pk); err != nil {
-		b.in.log.Debug("MQTT message not passed to subscribers", "client", cl.ID, "err", err)
+		b.in.log.Debug("MQTT message not passed to subscribers", "client", a.cl.ID, "err", err)
 	}
 }
 

@@ -100,10 +100,35 @@ func TestPullFromUpstreamRefused(t *testing.T) {
 	defer sub.Close()
 	waitState(t, edge, "gate", rtsp.StateError, true)
 	st, _ := edge.Status("gate")
-	if st.Status.Reason == "" || strings.Contains(st.Status.Reason, "sey_wrong_token") {
-		t.Fatalf("reason %q", st.Status.Reason)
+	if !strings.Contains(st.Status.Reason, "upstream ingest node") || strings.Contains(st.Status.Reason, "sey_wrong_token") {
+		t.Fatalf("reason %q, want the upstream named and no password", st.Status.Reason)
 	}
 	t.Logf("the edge says: %s", st.Status.Reason)
+}
+
+// A camera the upstream does not have: the edge says so, naming the
+// upstream rather than the camera.
+func TestPullFromUpstreamUnknownCamera(t *testing.T) {
+	sim := startSim(t, "gate")
+	cams := []camera.Camera{{ID: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "north"}}
+	up := startUpstream(t, cams)
+	edgeCams := append(cams, camera.Camera{ID: "ghost", URL: sim.URL("ghost"), Transport: "tcp", Region: "north"})
+	edge := New(Defaults(), edgeCams, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	edge.PullFrom(rtsp.Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_relay_token", Transport: "tcp"})
+	edge.cfg.RTSPServer.Listen = ""
+	startRunning(t, edge)
+	waitState(t, edge, "ghost", rtsp.StateIdle, true)
+	hub, _, _ := edge.Lookup("ghost")
+	sub, err := hub.Subscribe(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitState(t, edge, "ghost", rtsp.StateError, true)
+	st, _ := edge.Status("ghost")
+	if !strings.Contains(st.Status.Reason, "not found on the upstream ingest node") {
+		t.Fatalf("reason %q", st.Status.Reason)
+	}
 }
 
 // startRunning starts and runs in until the test ends.

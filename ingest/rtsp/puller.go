@@ -114,6 +114,9 @@ type Puller struct {
 	hub *stream.Hub
 	cfg PullConfig
 	log *slog.Logger
+	// upstream is set when the puller dials an ingest node's re-serve
+	// rather than the camera: its errors then name that node.
+	upstream bool
 
 	mu     sync.Mutex
 	status Status
@@ -134,6 +137,11 @@ func NewPuller(cam camera.Camera, hub *stream.Hub, cfg PullConfig, log *slog.Log
 	}
 	return p
 }
+
+// FromUpstream tells the puller that it dials an ingest node's re-serve
+// (relay.upstream), not the camera, so that its errors name the right
+// peer. Call it before Run.
+func (p *Puller) FromUpstream() { p.upstream = true }
 
 // Camera is the record the puller runs for.
 func (p *Puller) Camera() camera.Camera { return p.cam }
@@ -280,7 +288,7 @@ func (p *Puller) session(ctx context.Context) error {
 
 	desc, _, err := c.Describe(u)
 	if err != nil {
-		return describeError(err)
+		return p.describeError(err)
 	}
 	medi, track, decode, err := findVideo(desc)
 	if err != nil {
@@ -350,12 +358,17 @@ func (p *Puller) session(ctx context.Context) error {
 	}
 }
 
-func describeError(err error) error {
+func (p *Puller) describeError(err error) error {
 	msg := err.Error()
-	if strings.Contains(msg, "401") || strings.Contains(strings.ToLower(msg), "unauthorized") {
+	unauthorized := strings.Contains(msg, "401") || strings.Contains(strings.ToLower(msg), "unauthorized")
+	switch {
+	case unauthorized && p.upstream:
+		return &camError{"authentication refused by the upstream ingest node (check relay.upstream username and password)"}
+	case unauthorized:
 		return &camError{"authentication refused by the camera (check username and password)"}
-	}
-	if strings.Contains(msg, "404") {
+	case strings.Contains(msg, "404") && p.upstream:
+		return &camError{"camera not found on the upstream ingest node (is it in that node's registry, and not disabled?)"}
+	case strings.Contains(msg, "404"):
 		return &camError{"stream not found on the camera (check the URL path)"}
 	}
 	return fmt.Errorf("describe: %w", err)

@@ -82,53 +82,46 @@ func TestPullFromUpstream(t *testing.T) {
 }
 
 // Wrong credentials at the upstream: the camera is in error at the edge,
-// with a reason that names no password.
+// with a reason that names the upstream and no password.
 func TestPullFromUpstreamRefused(t *testing.T) {
-	sim := startSim(t, "gate")
-	cams := []camera.Camera{{ID: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "north"}}
-	up := startUpstream(t, cams)
-	edge := New(Defaults(), cams, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	edge.PullFrom(rtsp.Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_wrong_token", Transport: "tcp"})
-	edge.cfg.RTSPServer.Listen = ""
-	startRunning(t, edge)
-	waitState(t, edge, "gate", rtsp.StateIdle, true)
-	hub, _, _ := edge.Lookup("gate")
-	sub, err := hub.Subscribe(8)
-	if err != nil {
-		t.Fatal(err)
+	reason := edgeError(t, "gate", "sey_wrong_token")
+	if !strings.Contains(reason, "upstream ingest node") || strings.Contains(reason, "sey_wrong_token") {
+		t.Fatalf("reason %q, want the upstream named and no password", reason)
 	}
-	defer sub.Close()
-	waitState(t, edge, "gate", rtsp.StateError, true)
-	st, _ := edge.Status("gate")
-	if !strings.Contains(st.Status.Reason, "upstream ingest node") || strings.Contains(st.Status.Reason, "sey_wrong_token") {
-		t.Fatalf("reason %q, want the upstream named and no password", st.Status.Reason)
-	}
-	t.Logf("the edge says: %s", st.Status.Reason)
+	t.Logf("the edge says: %s", reason)
 }
 
 // A camera the upstream does not have: the edge says so, naming the
 // upstream rather than the camera.
 func TestPullFromUpstreamUnknownCamera(t *testing.T) {
+	if reason := edgeError(t, "ghost", "sey_relay_token"); !strings.Contains(reason, "not found on the upstream ingest node") {
+		t.Fatalf("reason %q", reason)
+	}
+}
+
+// edgeError runs an upstream with the camera "gate" and an edge pulling
+// from it with password, whose registry has "gate" and "ghost"; it has a
+// viewer watch camera id at the edge until the puller fails, and returns
+// the reason the edge gives.
+func edgeError(t *testing.T, id, password string) string {
 	sim := startSim(t, "gate")
 	cams := []camera.Camera{{ID: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "north"}}
 	up := startUpstream(t, cams)
-	edgeCams := append(cams, camera.Camera{ID: "ghost", URL: sim.URL("ghost"), Transport: "tcp", Region: "north"})
+	edgeCams := []camera.Camera{cams[0], {ID: "ghost", URL: sim.URL("ghost"), Transport: "tcp", Region: "north"}}
 	edge := New(Defaults(), edgeCams, nil, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	edge.PullFrom(rtsp.Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: "sey_relay_token", Transport: "tcp"})
+	edge.PullFrom(rtsp.Upstream{URL: "rtsp://" + up.RTSPAddr(), Username: "relay-1", Password: conf.Secret(password), Transport: "tcp"})
 	edge.cfg.RTSPServer.Listen = ""
 	startRunning(t, edge)
-	waitState(t, edge, "ghost", rtsp.StateIdle, true)
-	hub, _, _ := edge.Lookup("ghost")
+	waitState(t, edge, id, rtsp.StateIdle, true)
+	hub, _, _ := edge.Lookup(id)
 	sub, err := hub.Subscribe(8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	waitState(t, edge, "ghost", rtsp.StateError, true)
-	st, _ := edge.Status("ghost")
-	if !strings.Contains(st.Status.Reason, "not found on the upstream ingest node") {
-		t.Fatalf("reason %q", st.Status.Reason)
-	}
+	waitState(t, edge, id, rtsp.StateError, true)
+	st, _ := edge.Status(id)
+	return st.Status.Reason
 }
 
 // startRunning starts and runs in until the test ends.

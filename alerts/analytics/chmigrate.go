@@ -171,6 +171,7 @@ var chMigrations = []chMigration{
 	{3, "camera_health_hourly: each camera's hours", cameraHealthHourlyDDL, nil},
 	{4, "cases_flat: each case as it stands, one live row", casesFlatDDL, nil},
 	{5, "events.type_hash and event_types: the raw events grouped by type", eventTypesDDL, addTypeHash},
+	{6, "rollup_repairs: hours whose rollups a retried insert may have left short", rollupRepairsDDL, nil},
 }
 
 // cameraHealthHourlyDDL sums each camera's minutes per hour (hours, not

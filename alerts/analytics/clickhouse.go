@@ -174,18 +174,31 @@ func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, e
 // dropStored removes from b the rows whose ids the store already holds
 // (and duplicates within b), looking only in the partitions the batch's
 // times fall in.
+// The hours of the rows found stored are noted for repair (see
+// RepairRollups): the insert that stored them may have stopped before
+// their rollups.
 func (s *CHStore) dropStored(ctx context.Context, b *Batch) (int, error) {
 	before := b.Len()
 	var err error
-	b.Events, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time })
+	var hours map[time.Time]bool
+	b.Events, hours, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time })
+	if err == nil {
+		err = s.noteRepairs(ctx, "events", hours)
+	}
 	if err != nil {
 		return 0, err
 	}
-	b.Cases, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time })
+	b.Cases, hours, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time })
+	if err == nil {
+		err = s.noteRepairs(ctx, "case_events", hours)
+	}
 	if err != nil {
 		return 0, err
 	}
-	b.Health, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute })
+	b.Health, hours, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute })
+	if err == nil {
+		err = s.noteRepairs(ctx, "camera_health", hours)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -196,9 +209,11 @@ func (s *CHStore) dropStored(ctx context.Context, b *Batch) (int, error) {
 // under the server's max_query_size, raised per query below).
 const idChunk = 5000
 
-func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows []R, key func(R) (string, time.Time)) ([]R, error) {
+// keepNew returns the rows whose ids tbl does not hold, and the hours of
+// those it does.
+func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows []R, key func(R) (string, time.Time)) ([]R, map[time.Time]bool, error) {
 	if len(rows) == 0 {
-		return rows, nil
+		return rows, nil, nil
 	}
 	stored := map[string]bool{}
 	for start := 0; start < len(rows); start += idChunk {
@@ -222,32 +237,37 @@ func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows [
 			tbl, timeCol, lo.Unix(), timeCol, hi.Unix()+1, sb.String())
 		res, err := s.conn.Query(bigQuery(ctx, len(q)), q)
 		if err != nil {
-			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
+			return nil, nil, fmt.Errorf("look up stored %s: %w", tbl, err)
 		}
 		for res.Next() {
 			var id string
 			if err := res.Scan(&id); err != nil {
 				res.Close()
-				return nil, err
+				return nil, nil, err
 			}
 			stored[id] = true
 		}
 		err = res.Err()
 		res.Close()
 		if err != nil {
-			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
+			return nil, nil, fmt.Errorf("look up stored %s: %w", tbl, err)
 		}
 	}
+	var hours map[time.Time]bool
 	out := rows[:0]
 	for _, r := range rows {
-		id, _ := key(r)
+		id, t := key(r)
 		if stored[id] {
+			if hours == nil {
+				hours = map[time.Time]bool{}
+			}
+			hours[t.UTC().Truncate(time.Hour)] = true
 			continue
 		}
 		stored[id] = true // a duplicate within the batch
 		out = append(out, r)
 	}
-	return out, nil
+	return out, hours, nil
 }
 
 // quote writes s as a ClickHouse string literal.

@@ -64,7 +64,12 @@
 // is checked against the store and what it already holds is skipped, so
 // replays count once in the tables, the rollups and cases_current (the
 // views and triggers see only rows actually inserted) and cases_flat
-// (whose sync writes nothing for a case already in line). Messages that do
+// (whose sync writes nothing for a case already in line). On ClickHouse a
+// view is written after its table, not with it, so an insert that failed
+// between the two leaves the rows stored and the hourly rollups without
+// them: the hours of rows a check finds stored are noted, and once over
+// their summed rollups are compared with the raw rows and made up
+// (CHStore.RepairRollups, run by the sink every minute). Messages that do
 // not decode go to sharpeye.deadletter with the reason, and are counted.
 //
 // # The questions

@@ -71,15 +71,47 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) expireLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Retention.Every.D())
 	defer t.Stop()
+	repair := time.NewTicker(repairEvery)
+	defer repair.Stop()
 	for {
 		if err := s.store.Expire(ctx, s.now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("expire analytics rows", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				break wait
+			case <-repair.C:
+				s.RepairRollups(ctx)
+			}
 		}
+	}
+}
+
+// repairEvery is how often the sink has the store check the rollups of
+// hours a replay touched.
+const repairEvery = time.Minute
+
+// rollupRepairer is a store whose rollups an interrupted insert may leave
+// short (ClickHouse's materialized views).
+type rollupRepairer interface {
+	RepairRollups(ctx context.Context, now time.Time) (hours, corrected int, err error)
+}
+
+// RepairRollups has the store check the rollups of the hours a replayed
+// batch touched, once they are over (exported for tests).
+func (s *Sink) RepairRollups(ctx context.Context) {
+	r, ok := s.store.(rollupRepairer)
+	if !ok {
+		return
+	}
+	_, n, err := r.RepairRollups(ctx, s.now())
+	s.m.repaired.Add(float64(n))
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("repair analytics rollups", "err", err)
 	}
 }
 
@@ -196,6 +228,7 @@ type sinkMetrics struct {
 	failures      prometheus.Counter
 	insertSeconds prometheus.Histogram
 	lag           prometheus.GaugeFunc
+	repaired      prometheus.Counter
 }
 
 func newSinkMetrics(reg prometheus.Registerer, lag func() time.Duration) *sinkMetrics {
@@ -222,7 +255,10 @@ func newSinkMetrics(reg prometheus.Registerer, lag func() time.Duration) *sinkMe
 		lag: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sharpeye_analytics_lag_seconds", Help: "Age of the newest bus message written to the store (how far it is behind the bus; grows while the store is down).",
 		}, func() float64 { return lag().Seconds() }),
+		repaired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_rollup_rows_repaired_total", Help: "Rows inserted into hourly rollups that an interrupted insert had left short (ClickHouse).",
+		}),
 	}
-	reg.MustRegister(m.rows, m.rejected, m.skipped, m.batches, m.failures, m.insertSeconds, m.lag)
+	reg.MustRegister(m.rows, m.rejected, m.skipped, m.batches, m.failures, m.insertSeconds, m.lag, m.repaired)
 	return m
 }

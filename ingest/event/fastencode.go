@@ -1,7 +1,6 @@
 package event
 
 import (
-	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -66,7 +65,13 @@ func (e *Event) appendFast(b []byte) ([]byte, bool) {
 	}
 	if len(e.Attributes) > 0 {
 		b = append(b, `,"attributes":{`...)
-		for i, k := range slices.Sorted(maps.Keys(e.Attributes)) {
+		var keyBuf [16]string // on the stack for the usual few attributes
+		keys := keyBuf[:0]
+		for k := range e.Attributes {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
 			if i > 0 {
 				b = append(b, ',')
 			}

@@ -470,10 +470,13 @@ func BenchmarkHandle(b *testing.B) {
 	payload := []byte(`{"ts": 1763707200123, "readings": {"smoke": 0.12, "battery": 87, "temperature": 21.5}}`)
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
+	size := 0
 	for b.Loop() {
 		j := in.handle(inbound{topic: "sharpeye/devices/smoke-1/telemetry", payload: payload, received: time.Now(), dev: &e, client: "smoke-1"})
 		if j.rejected || len(j.msgs) != 1 {
 			b.Fatalf("job %+v", j)
 		}
+		size = len(j.msgs[0].Value)
 	}
+	b.ReportMetric(float64(size), "event_bytes")
 }

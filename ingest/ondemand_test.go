@@ -24,7 +24,11 @@ func TestDetectorsWatchOnDemandCamerasPassively(t *testing.T) {
 
 	consumers := func() int { st, _ := in.Status("lazy"); return st.Stream.Subscribers }
 	waitFor(t, "the detector to watch the camera", func() bool { return consumers() == 1 })
-	time.Sleep(500 * time.Millisecond) // the puller has seen the subscription
+	hub, _, _ := in.Lookup("lazy")
+	in.mu.Lock()
+	puller := in.cams["lazy"].puller
+	in.mu.Unlock()
+	waitFor(t, "the puller to look at the detector's subscription", func() bool { return puller.IdleSince(hub.Changed()) })
 	if st, _ := in.Status("lazy"); st.Status.State != rtsp.StateIdle {
 		t.Fatalf("on-demand camera watched by its detector only is %s, want idle", st.Status.State)
 	}
@@ -32,7 +36,6 @@ func TestDetectorsWatchOnDemandCamerasPassively(t *testing.T) {
 		t.Fatalf("%d RTSP sessions at an on-demand camera nobody watches", readers)
 	}
 
-	hub, _, _ := in.Lookup("lazy")
 	viewer, err := hub.Subscribe(512)
 	if err != nil {
 		t.Fatal(err)

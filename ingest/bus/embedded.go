@@ -897,7 +897,12 @@ func (e *Embedded) deleteBefore(ctx context.Context, tp topicPart, off int64) (i
 	e.mu.Lock()
 	pl.start = max(pl.start, off)
 	// Only this function removes rows, under wmu: the first k are those.
-	pl.rows = slices.Clone(pl.rows[k:])
+	// The slice moves forward; appends reallocate it (copying only what is
+	// kept), or it is copied here once most of its array is dead.
+	pl.rows = pl.rows[k:]
+	if cap(pl.rows) > 1024 && len(pl.rows) < cap(pl.rows)/4 {
+		pl.rows = slices.Clone(pl.rows)
+	}
 	e.bytes -= size
 	e.count -= n
 	e.broadcastLocked()

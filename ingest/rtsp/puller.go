@@ -117,6 +117,9 @@ type Puller struct {
 	// upstream is set when the puller dials an ingest node's re-serve
 	// rather than the camera: its errors then name that node.
 	upstream bool
+	// idleOn is the hub's change signal at the last time the puller, on
+	// demand, looked for viewers and found none.
+	idleOn atomic.Value // <-chan struct{}
 
 	mu     sync.Mutex
 	status Status
@@ -142,6 +145,14 @@ func NewPuller(cam camera.Camera, hub *stream.Hub, cfg PullConfig, log *slog.Log
 // (relay.upstream), not the camera, so that its errors name the right
 // peer. Call it before Run.
 func (p *Puller) FromUpstream() { p.upstream = true }
+
+// IdleSince reports whether the puller, on demand, has looked for viewers
+// since the hub's last change (changed: the hub's Changed() now) and
+// stayed idle: what a test waits for before asserting it did not start.
+func (p *Puller) IdleSince(changed <-chan struct{}) bool {
+	ch, _ := p.idleOn.Load().(<-chan struct{})
+	return ch == changed
+}
 
 // Camera is the record the puller runs for.
 func (p *Puller) Camera() camera.Camera { return p.cam }
@@ -220,6 +231,7 @@ func (p *Puller) waitForViewers(ctx context.Context) bool {
 		if p.hub.Subscribers() > 0 {
 			return true
 		}
+		p.idleOn.Store(ch)
 		select {
 		case <-ctx.Done():
 			return false

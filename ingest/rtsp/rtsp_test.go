@@ -10,11 +10,13 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -429,6 +431,63 @@ func TestReserve(t *testing.T) {
 				t.Fatalf("got %v, want %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestReserveEachReaderStartsAtAKeyframe: a reader that joins while
+// another plays starts at the cached keyframe too, not wherever the
+// other reader is in the group of pictures.
+func TestReserveEachReaderStartsAtAKeyframe(t *testing.T) {
+	cams := camServer(t, simcam.Config{})
+	cams.Add(simcam.Camera{Path: "street", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
+	_, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: "tcp"})
+	s := reserve(t, hubs{"street": hub})
+	rawURL := "rtsp://viewer:sey_good@" + s.Addr() + "/street"
+
+	// The first reader plays on, past the cached keyframe.
+	u, err := base.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := gortsplib.TransportTCP
+	first := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp, ReadTimeout: 5 * time.Second}
+	if err := first.Start2(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	desc, _, err := first.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	var packets atomic.Int64
+	first.OnPacketRTPAny(func(*description.Media, format.Format, *rtp.Packet) { packets.Add(1) })
+	if _, err := first.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		// Three new units at the hub after the first reader began.
+		units := hub.Stats().Units
+		deadline := time.Now().Add(10 * time.Second)
+		for hub.Stats().Units == units {
+			if time.Now().After(deadline) {
+				t.Fatal("the camera stopped")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if packets.Load() == 0 {
+		t.Fatal("the first reader got nothing")
+	}
+
+	au, _, err := readKeyframe(t, rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h264.IsRandomAccess(au) {
+		t.Fatal("a reader joining another's stream started in the middle of a group of pictures")
 	}
 }
 

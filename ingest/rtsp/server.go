@@ -89,6 +89,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	feeds map[string]*feed
+	// playing is the session whose PLAY each connection is answering:
+	// its reader starts once the answer is sent (OnResponse), when the
+	// stream delivers to it.
+	playing map[*gortsplib.ServerConn]*sessionData
 
 	readers     atomic.Int64
 	writeErrors atomic.Uint64
@@ -100,7 +104,7 @@ type Server struct {
 
 // NewServer returns a re-serve; it binds nothing until Run.
 func NewServer(cfg ServeConfig, src Source, authz Authorizer, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, src: src, authz: authz, log: log, feeds: map[string]*feed{}}
+	s := &Server{cfg: cfg, src: src, authz: authz, log: log, feeds: map[string]*feed{}, playing: map[*gortsplib.ServerConn]*sessionData{}}
 	s.srv = &gortsplib.Server{
 		Handler:        s,
 		RTSPAddress:    cfg.Listen,
@@ -162,10 +166,12 @@ func (s *Server) Readers() int { return int(s.readers.Load()) }
 // sessionData is kept on each RTSP session.
 type sessionData struct {
 	feed    *feed
+	reader  *reader
 	playing bool
 }
 
-// OnSessionClose releases the session's hold on its feed.
+// OnSessionClose stops the session's reader and releases its hold on the
+// camera's feed.
 func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	d, ok := ctx.Session.UserData().(*sessionData)
 	if !ok || d.feed == nil {
@@ -174,6 +180,7 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	if d.playing {
 		s.readers.Add(-1)
 	}
+	d.reader.close()
 	s.release(d.feed)
 }
 
@@ -237,14 +244,20 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 		if d.feed.id != cameraID(ctx.Path) {
 			return &base.Response{StatusCode: base.StatusBadRequest}, nil, nil
 		}
-		return &base.Response{StatusCode: base.StatusOK}, d.feed.stream, nil
+		return &base.Response{StatusCode: base.StatusOK}, d.reader.stream, nil
 	}
 	f, res := s.acquire(cameraID(ctx.Path), allows)
 	if res != nil {
 		return res, nil, nil
 	}
-	ctx.Session.SetUserData(&sessionData{feed: f})
-	return &base.Response{StatusCode: base.StatusOK}, f.stream, nil
+	r, err := s.newReader(f)
+	if err != nil {
+		s.release(f)
+		s.log.Error("rtsp reader: stream not created", "camera", f.id, "err", err)
+		return &base.Response{StatusCode: base.StatusInternalServerError}, nil, nil
+	}
+	ctx.Session.SetUserData(&sessionData{feed: f, reader: r})
+	return &base.Response{StatusCode: base.StatusOK}, r.stream, nil
 }
 
 // OnPlay counts the reader.
@@ -252,16 +265,43 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 	if d, ok := ctx.Session.UserData().(*sessionData); ok && !d.playing {
 		d.playing = true
 		s.readers.Add(1)
+		s.mu.Lock()
+		s.playing[ctx.Conn] = d
+		s.mu.Unlock()
 	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// feed is one camera's stream on the RTSP server, fed from its hub by one
-// goroutine that packetizes each access unit once for every reader.
+// OnResponse starts a reader once its PLAY is answered: the session then
+// takes what is written to its stream, so the first unit it gets is the
+// camera's cached keyframe.
+func (s *Server) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	s.mu.Lock()
+	d, ok := s.playing[sc]
+	delete(s.playing, sc)
+	s.mu.Unlock()
+	if ok && res.StatusCode == base.StatusOK {
+		d.reader.start(s)
+	}
+}
+
+// OnConnClose forgets a connection that closed while answering a PLAY.
+func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	s.mu.Lock()
+	delete(s.playing, ctx.Conn)
+	s.mu.Unlock()
+}
+
+// feed is one camera on the RTSP server while readers have it: the
+// stream its DESCRIBE answers with, and a subscription to its hub that
+// keeps an on-demand camera pulled until the last reader has been gone
+// for the linger. Each reader (RTSP session) has a stream of its own,
+// fed from the hub from the cached keyframe on (see reader).
 type feed struct {
 	id      string
+	hub     *stream.Hub
+	track   stream.Track
 	stream  *gortsplib.ServerStream
-	media   *description.Media
 	sub     *stream.Sub
 	users   int
 	linger  *time.Timer
@@ -281,6 +321,56 @@ func (f *feed) close() {
 	f.sub.Close()
 	<-f.stopped
 	f.stream.Close()
+}
+
+// hold takes the feed's units and drops them: the subscription is there
+// to keep the camera pulled.
+func (f *feed) hold() {
+	defer close(f.stopped)
+	sub := f.sub
+	defer func() { sub.Close() }()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case _, ok := <-sub.Units():
+			if ok {
+				continue
+			}
+			if sub.Err() != stream.ErrSlowConsumer {
+				return
+			}
+			ns, err := f.hub.Subscribe(256)
+			if err != nil {
+				return
+			}
+			sub = ns
+		}
+	}
+}
+
+// describe is the stream description of a track, with an RTP encoder
+// of its access units.
+func describe(track stream.Track) (*description.Session, *description.Media, func([][]byte) ([]*rtp.Packet, error), error) {
+	media := &description.Media{Type: description.MediaTypeVideo}
+	var enc func([][]byte) ([]*rtp.Packet, error)
+	switch track.Codec {
+	case stream.H265:
+		forma := &format.H265{PayloadTyp: 96, VPS: track.VPS, SPS: track.SPS, PPS: track.PPS}
+		e, err := forma.CreateEncoder()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		media.Formats, enc = []format.Format{forma}, e.Encode
+	default:
+		forma := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: track.SPS, PPS: track.PPS}
+		e, err := forma.CreateEncoder()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		media.Formats, enc = []format.Format{forma}, e.Encode
+	}
+	return &description.Session{Medias: []*description.Media{media}}, media, enc, nil
 }
 
 // acquire returns the camera's feed, creating it (and waiting for the
@@ -313,32 +403,17 @@ func (s *Server) acquire(id string, allows func(string) bool) (*feed, *base.Resp
 		s.log.Info("rtsp reader: camera not streaming", "camera", id, "err", err)
 		return nil, &base.Response{StatusCode: base.StatusServiceUnavailable}
 	}
-	media := &description.Media{Type: description.MediaTypeVideo}
-	var enc func([][]byte) ([]*rtp.Packet, error)
-	switch track.Codec {
-	case stream.H265:
-		forma := &format.H265{PayloadTyp: 96, VPS: track.VPS, SPS: track.SPS, PPS: track.PPS}
-		e, err := forma.CreateEncoder()
-		if err != nil {
-			sub.Close()
-			return nil, &base.Response{StatusCode: base.StatusInternalServerError}
-		}
-		media.Formats, enc = []format.Format{forma}, e.Encode
-	default:
-		forma := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: track.SPS, PPS: track.PPS}
-		e, err := forma.CreateEncoder()
-		if err != nil {
-			sub.Close()
-			return nil, &base.Response{StatusCode: base.StatusInternalServerError}
-		}
-		media.Formats, enc = []format.Format{forma}, e.Encode
+	desc, _, _, err := describe(track)
+	if err != nil {
+		sub.Close()
+		return nil, &base.Response{StatusCode: base.StatusInternalServerError}
 	}
-	st := &gortsplib.ServerStream{Server: s.srv, Desc: &description.Session{Medias: []*description.Media{media}}}
+	st := &gortsplib.ServerStream{Server: s.srv, Desc: desc}
 	if err := st.Initialize(); err != nil {
 		sub.Close()
 		return nil, &base.Response{StatusCode: base.StatusInternalServerError}
 	}
-	f := &feed{id: id, stream: st, media: media, sub: sub, users: 1, stop: make(chan struct{}), stopped: make(chan struct{})}
+	f := &feed{id: id, hub: hub, track: track, stream: st, sub: sub, users: 1, stop: make(chan struct{}), stopped: make(chan struct{})}
 
 	s.mu.Lock()
 	if other, ok := s.feeds[id]; ok { // lost a race: use the other
@@ -354,9 +429,58 @@ func (s *Server) acquire(id string, allows func(string) bool) (*feed, *base.Resp
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.pump(f, hub, enc)
+		f.hold()
 	}()
 	return f, nil
+}
+
+// reader is one RTSP session's stream of a camera: its own packetizer
+// and timeline, fed from the hub by its own goroutine once it plays, so
+// that every reader starts at the cached keyframe (a stream shared by all
+// readers would start each new one wherever the others are, in the middle
+// of a group of pictures).
+type reader struct {
+	feed    *feed
+	stream  *gortsplib.ServerStream
+	media   *description.Media
+	enc     func([][]byte) ([]*rtp.Packet, error)
+	once    sync.Once
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func (s *Server) newReader(f *feed) (*reader, error) {
+	desc, media, enc, err := describe(f.track)
+	if err != nil {
+		return nil, err
+	}
+	st := &gortsplib.ServerStream{Server: s.srv, Desc: desc}
+	if err := st.Initialize(); err != nil {
+		return nil, err
+	}
+	return &reader{feed: f, stream: st, media: media, enc: enc, stop: make(chan struct{}), stopped: make(chan struct{})}, nil
+}
+
+// start runs the reader's pump (once).
+func (r *reader) start(s *Server) {
+	r.once.Do(func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r.pump()
+		}()
+	})
+}
+
+// close stops the pump, if it ran, and closes the stream.
+func (r *reader) close() {
+	started := true
+	r.once.Do(func() { started = false })
+	close(r.stop)
+	if started {
+		<-r.stopped
+	}
+	r.stream.Close()
 }
 
 // release drops a hold on a feed; the last one closes it after the linger.
@@ -397,10 +521,16 @@ func waitTrack(ctx context.Context, hub *stream.Hub, wait time.Duration) (stream
 	}
 }
 
-// pump packetizes the hub's units into the feed's stream, keeping RTP
-// timestamps continuous across camera reconnects and resubscriptions.
-func (s *Server) pump(f *feed, hub *stream.Hub, enc func([][]byte) ([]*rtp.Packet, error)) {
-	defer close(f.stopped)
+// pump packetizes the hub's units into the reader's stream, from the
+// cached keyframe on, keeping RTP timestamps continuous across camera
+// reconnects and resubscriptions.
+func (r *reader) pump() {
+	defer close(r.stopped)
+	sub, err := r.feed.hub.Subscribe(256)
+	if err != nil {
+		return
+	}
+	defer func() { sub.Close() }()
 	var (
 		base    uint32 // RTP time of the epoch's first unit
 		epoch   uint32
@@ -408,12 +538,11 @@ func (s *Server) pump(f *feed, hub *stream.Hub, enc func([][]byte) ([]*rtp.Packe
 		first   time.Duration
 		lastTS  uint32
 		waitKey = true
-		sub     = f.sub
 		dropped bool
 	)
 	for {
 		select {
-		case <-f.stop:
+		case <-r.stop:
 			return
 		case u, ok := <-sub.Units():
 			if !ok {
@@ -421,13 +550,10 @@ func (s *Server) pump(f *feed, hub *stream.Hub, enc func([][]byte) ([]*rtp.Packe
 					return
 				}
 				// Fell behind: start again from the cached keyframe.
-				ns, err := hub.Subscribe(256)
+				ns, err := r.feed.hub.Subscribe(256)
 				if err != nil {
 					return
 				}
-				s.mu.Lock()
-				f.sub = ns
-				s.mu.Unlock()
 				sub, waitKey, dropped = ns, true, true
 				continue
 			}
@@ -440,13 +566,13 @@ func (s *Server) pump(f *feed, hub *stream.Hub, enc func([][]byte) ([]*rtp.Packe
 				base, first, epoch, started, dropped = lastTS+3600, u.PTS, u.Epoch, true, false
 			}
 			ts := base + uint32((u.PTS-first)*90000/time.Second)
-			pkts, err := enc(u.NALUs)
+			pkts, err := r.enc(u.NALUs)
 			if err != nil {
 				continue
 			}
 			for _, p := range pkts {
 				p.Timestamp = ts
-				f.stream.WritePacketRTPWithNTP(f.media, p, u.Received)
+				r.stream.WritePacketRTPWithNTP(r.media, p, u.Received)
 			}
 			lastTS = ts
 		}

@@ -324,6 +324,17 @@ func reserve(t *testing.T, src hubs) *rtsp.Server {
 	return s
 }
 
+// tcpClient is a gortsplib client over TCP for rawURL, not started.
+func tcpClient(t *testing.T, rawURL string) (*gortsplib.Client, *base.URL) {
+	t.Helper()
+	u, err := base.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := gortsplib.TransportTCP
+	return &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp, ReadTimeout: 5 * time.Second}, u
+}
+
 // readKeyframe plays url with a gortsplib client and returns the first
 // access unit and the SDP's H.264 format.
 func readKeyframe(t *testing.T, rawURL string) ([][]byte, *format.H264, error) {
@@ -345,12 +356,7 @@ func readFirstUnit[F interface {
 	format.Format
 }](t *testing.T, rawURL, codec string, newDecoder func(F) (func(*rtp.Packet) ([][]byte, error), error), ignore ...error) ([][]byte, F, error) {
 	t.Helper()
-	u, err := base.ParseURL(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := gortsplib.TransportTCP
-	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp, ReadTimeout: 5 * time.Second}
+	c, u := tcpClient(t, rawURL)
 	if err := c.Start2(); err != nil {
 		return nil, nil, err
 	}
@@ -445,12 +451,7 @@ func TestReserveEachReaderStartsAtAKeyframe(t *testing.T) {
 	rawURL := "rtsp://viewer:sey_good@" + s.Addr() + "/street"
 
 	// The first reader plays on, past the cached keyframe.
-	u, err := base.ParseURL(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := gortsplib.TransportTCP
-	first := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp, ReadTimeout: 5 * time.Second}
+	first, u := tcpClient(t, rawURL)
 	if err := first.Start2(); err != nil {
 		t.Fatal(err)
 	}

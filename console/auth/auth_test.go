@@ -424,3 +424,36 @@ func TestSessionIdleExpiry(t *testing.T) {
 		t.Fatalf("session past its idle time: %d", res.StatusCode)
 	}
 }
+
+// TestRTSPPasswordRemembered: a player sending the user's password with
+// every RTSP request is not rate limited once the password has passed
+// (each request would otherwise count as a login), while a wrong one
+// still is, and a changed password takes effect at once.
+func TestRTSPPasswordRemembered(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	ctx := context.Background()
+	for i := range 3 * auth.Defaults().LoginBurst {
+		if _, err := e.svc.CheckRTSP(ctx, "admin", adminPassword, "10.0.0.7:5000"); err != nil {
+			t.Fatalf("request %d with the right password: %v", i+1, err)
+		}
+	}
+	refused := 0
+	for range 3 * auth.Defaults().LoginBurst {
+		if _, err := e.svc.CheckRTSP(ctx, "admin", "wrong password", "10.0.0.8:5000"); err != nil {
+			refused++
+		}
+	}
+	if refused != 3*auth.Defaults().LoginBurst {
+		t.Fatalf("%d wrong passwords refused of %d", refused, 3*auth.Defaults().LoginBurst)
+	}
+	// The right password still passes while its name is rate limited.
+	if _, err := e.svc.CheckRTSP(ctx, "admin", adminPassword, "10.0.0.7:5000"); err != nil {
+		t.Fatalf("the right password after the wrong ones: %v", err)
+	}
+	if _, err := e.svc.EnsureUser(ctx, auth.NewUser{Username: "admin", Password: "a new horse battery", Role: auth.Admin}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CheckRTSP(ctx, "admin", adminPassword, "10.0.0.7:5000"); err == nil {
+		t.Fatal("the old password still passes after the change")
+	}
+}

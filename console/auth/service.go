@@ -107,6 +107,7 @@ type Service struct {
 	csrf    *http.CrossOriginProtection
 	byName  *limiter
 	byAddr  *limiter
+	checked verified // password checks of the RTSP re-serve, remembered
 	logins  *prometheus.CounterVec
 	authn   *prometheus.CounterVec
 	touchIv time.Duration
@@ -469,7 +470,10 @@ func (s *Service) CreateToken(ctx context.Context, userID, name string, ttl time
 
 // Verify checks credentials given outside HTTP (RTSP Basic): secret is an
 // API token (the username is then only informative) or the user's own
-// password, rate limited like a login.
+// password, rate limited like a login. A password that passed is
+// remembered for verifiedTTL, still checked against the user's current
+// password hash and account, so that a player's every request does not
+// count as a login.
 func (s *Service) Verify(ctx context.Context, username, secret, remote string) (*Principal, error) {
 	if strings.HasPrefix(secret, TokenPrefix) {
 		u, t, err := s.store.tokenUser(ctx, secret)
@@ -479,6 +483,14 @@ func (s *Service) Verify(ctx context.Context, username, secret, remote string) (
 		return principal(u, "token", t.ID), nil
 	}
 	now := time.Now()
+	key := verifiedKey(username, secret)
+	if e, ok := s.checked.get(key, now); ok {
+		u, hash, err := s.store.userByName(ctx, username)
+		if err == nil && u.ID == e.userID && hash == e.hash && !u.Disabled {
+			return principal(u, "password", ""), nil
+		}
+		s.checked.drop(key)
+	}
 	if ok, _ := s.byAddr.allow("addr:"+remote, now); !ok {
 		return nil, ErrBadLogin
 	}
@@ -493,6 +505,7 @@ func (s *Service) Verify(ctx context.Context, username, secret, remote string) (
 		s.auditf(ctx, username, "rtsp.refused", "", remote, "")
 		return nil, ErrBadLogin
 	}
+	s.checked.put(key, verifiedEntry{userID: u.ID, hash: hash, until: now.Add(verifiedTTL)}, now)
 	return principal(u, "password", ""), nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -174,7 +175,11 @@ func (p *params) done() error {
 		return nil
 	}
 	slices.Sort(unknown)
-	return api.BadRequest(unknown[0], "unknown parameter (%s)", strings.Join(unknown, ", "))
+	// Every parameter the question looked for was marked seen: those are
+	// the ones it takes.
+	known := slices.Sorted(maps.Keys(p.seen))
+	return api.BadRequest(unknown[0], "unknown parameter (%s); this question takes %s",
+		strings.Join(unknown, ", "), strings.Join(known, ", "))
 }
 
 func scopeOf(r *http.Request) string {

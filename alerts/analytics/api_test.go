@@ -319,6 +319,11 @@ func TestAPIBadParameters(t *testing.T) {
 			t.Errorf("GET %s: %d %s, want 400 naming %s", c.path, code, body, c.field)
 		}
 	}
+	// An unknown parameter's answer lists those the question takes.
+	if _, _, body := apitest.Call(t, srv, "analyst", "GET", path("/api/v1/analytics/series", "measure", "events"), ""); !strings.Contains(body, "takes") ||
+		!strings.Contains(body, "subject") || !strings.Contains(body, "bucket") || strings.Contains(body, "measure,") {
+		t.Errorf("unknown parameter: %s, want the parameters series takes", body)
+	}
 	if code, _, _ := apitest.Call(t, srv, "analyst", "GET", "/api/v1/analytics/reports/yearly", ""); code != http.StatusNotFound {
 		t.Errorf("a yearly report: %d, want 404", code)
 	}

@@ -71,28 +71,12 @@ func TestCasesCurrentExact(t *testing.T) {
 					}
 					checkFlat(t, s, caseCount)
 				}
-				for _, by := range []string{"department", "category", ""} {
-					perf, err := q.Performance(ctx, analytics.PerformanceParams{Range: all, By: by}, "")
-					if err != nil {
-						t.Fatal(err)
-					}
-					checkPerformance(t, f, perf, by, "")
-				}
 				rules, err := q.Rules(ctx, analytics.RulesParams{Range: all}, "")
 				if err != nil {
 					t.Fatal(err)
 				}
 				checkRules(t, f, rules)
-				for _, by := range []string{"state", "colour", "department", "category"} {
-					p := analytics.SeriesParams{Subject: analytics.Cases, Bucket: analytics.Day, Range: all, By: by}
-					got, err := q.Series(ctx, p, "")
-					if err != nil {
-						t.Fatal(err)
-					}
-					if want := refSeries(f, p, ""); !equalTables(got, want) {
-						t.Errorf("cases by %s:\n got %v\nwant %v", by, brief(got), brief(want))
-					}
-				}
+				checkCaseQuestions(t, q, f, "state", "colour", "department", "category")
 			}
 			t.Run("late-and-replayed", check)
 
@@ -134,6 +118,31 @@ func checkFlat(t *testing.T, s analytics.Store, n int) {
 	}
 	if got := count(t, s.DB(), "SELECT count() FROM (SELECT case_id, sum(sign) AS n FROM cases_flat GROUP BY case_id HAVING n != 1)"); got != 0 {
 		t.Errorf("%d cases of cases_flat have signs that do not add up to 1", got)
+	}
+}
+
+// checkCaseQuestions compares the case performance (by department,
+// category and overall) and the daily case series split by each of
+// seriesBy with the fixture's reference answers.
+func checkCaseQuestions(t *testing.T, q *analytics.Questions, f fixture, seriesBy ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, by := range []string{"department", "category", ""} {
+		perf, err := q.Performance(ctx, analytics.PerformanceParams{Range: all, By: by}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPerformance(t, f, perf, by, "")
+	}
+	for _, by := range seriesBy {
+		p := analytics.SeriesParams{Subject: analytics.Cases, Bucket: analytics.Day, Range: all, By: by}
+		got, err := q.Series(ctx, p, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := refSeries(f, p, ""); !equalTables(got, want) {
+			t.Errorf("cases by %s:\n got %v\nwant %v", by, brief(got), brief(want))
+		}
 	}
 }
 
@@ -187,23 +196,7 @@ func TestCasesFlatRepaired(t *testing.T) {
 				t.Fatalf("replay stored %d case events again", n.Cases)
 			}
 			checkFlat(t, s, caseCount)
-			for _, by := range []string{"department", "category", ""} {
-				perf, err := q.Performance(ctx, analytics.PerformanceParams{Range: all, By: by}, "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				checkPerformance(t, f, perf, by, "")
-			}
-			for _, by := range []string{"state", "colour"} {
-				p := analytics.SeriesParams{Subject: analytics.Cases, Bucket: analytics.Day, Range: all, By: by}
-				got, err := q.Series(ctx, p, "")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if want := refSeries(f, p, ""); !equalTables(got, want) {
-					t.Errorf("cases by %s:\n got %v\nwant %v", by, brief(got), brief(want))
-				}
-			}
+			checkCaseQuestions(t, q, f, "state", "colour")
 		})
 	}
 }

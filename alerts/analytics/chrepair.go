@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // The hourly rollups on ClickHouse are filled by materialized views, which
@@ -111,30 +113,25 @@ func (r summedRollup) columns() string {
 	return strings.Join(cols, ", ")
 }
 
-// noteRepairs records that the rollups of these hours of source may miss
-// rows (a retried batch found some of its rows stored).
-func (s *CHStore) noteRepairs(ctx context.Context, source string, hours map[time.Time]bool) error {
+// recordRepairs records that the rollups of these hours of source may
+// miss rows (a retried batch found some of its rows stored), or, done,
+// that they were checked.
+func (s *CHStore) recordRepairs(ctx context.Context, source string, hours []time.Time, done bool) error {
 	if len(hours) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO rollup_repairs")
-	if err != nil {
-		return fmt.Errorf("note rollup repairs: %w", err)
-	}
 	now := time.Now()
-	for h := range hours {
-		if err := b.Append(source, h, now, uint8(0), uint64(now.UnixNano())); err != nil {
-			b.Abort()
-			return fmt.Errorf("note rollup repairs: %w", err)
+	return s.send(ctx, "rollup_repairs", len(hours), func(b driver.Batch) error {
+		for _, h := range hours {
+			if err := b.Append(source, h, now, b2u(done), uint64(now.UnixNano())); err != nil {
+				return err
+			}
 		}
-	}
-	if err := b.Send(); err != nil {
-		return fmt.Errorf("note rollup repairs: %w", err)
-	}
-	return nil
+		return nil
+	})
 }
 
-// RepairRollups checks the rollups of the hours noted by noteRepairs that
+// RepairRollups checks the rollups of the hours recordRepairs noted that
 // ended repairSettle before now, inserting what they miss, and marks the
 // hours done. It returns the hours checked and the rollup rows inserted.
 func (s *CHStore) RepairRollups(ctx context.Context, now time.Time) (hours, corrected int, err error) {
@@ -180,15 +177,7 @@ func (s *CHStore) RepairRollups(ctx context.Context, now time.Time) (hours, corr
 			s.log.Warn("analytics rollup repaired: an insert had stopped between the table and its views",
 				"rollup", r.table, "hour", d.hour.UTC().Format(time.RFC3339), "rows", n)
 		}
-		b, err := s.conn.PrepareBatch(ctx, "INSERT INTO rollup_repairs")
-		if err == nil {
-			if err = b.Append(d.source, d.hour, time.Now(), uint8(1), uint64(time.Now().UnixNano())); err == nil {
-				err = b.Send()
-			} else {
-				b.Abort()
-			}
-		}
-		if err != nil {
+		if err := s.recordRepairs(ctx, d.source, []time.Time{d.hour}, true); err != nil {
 			return hours, corrected, fmt.Errorf("mark rollup repair done: %w", err)
 		}
 		hours++

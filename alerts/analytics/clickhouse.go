@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,33 +174,19 @@ func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, e
 
 // dropStored removes from b the rows whose ids the store already holds
 // (and duplicates within b), looking only in the partitions the batch's
-// times fall in.
-// The hours of the rows found stored are noted for repair (see
-// RepairRollups): the insert that stored them may have stopped before
+// times fall in. The hours of the rows found stored are noted for repair
+// (see RepairRollups): the insert that stored them may have stopped before
 // their rollups.
 func (s *CHStore) dropStored(ctx context.Context, b *Batch) (int, error) {
 	before := b.Len()
 	var err error
-	var hours map[time.Time]bool
-	b.Events, hours, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time })
-	if err == nil {
-		err = s.noteRepairs(ctx, "events", hours)
-	}
-	if err != nil {
+	if b.Events, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time }); err != nil {
 		return 0, err
 	}
-	b.Cases, hours, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time })
-	if err == nil {
-		err = s.noteRepairs(ctx, "case_events", hours)
-	}
-	if err != nil {
+	if b.Cases, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time }); err != nil {
 		return 0, err
 	}
-	b.Health, hours, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute })
-	if err == nil {
-		err = s.noteRepairs(ctx, "camera_health", hours)
-	}
-	if err != nil {
+	if b.Health, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute }); err != nil {
 		return 0, err
 	}
 	return before - b.Len(), nil
@@ -209,11 +196,11 @@ func (s *CHStore) dropStored(ctx context.Context, b *Batch) (int, error) {
 // under the server's max_query_size, raised per query below).
 const idChunk = 5000
 
-// keepNew returns the rows whose ids tbl does not hold, and the hours of
-// those it does.
-func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows []R, key func(R) (string, time.Time)) ([]R, map[time.Time]bool, error) {
+// keepNew returns the rows whose ids tbl does not hold, and notes the
+// hours of those it does for repair.
+func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows []R, key func(R) (string, time.Time)) ([]R, error) {
 	if len(rows) == 0 {
-		return rows, nil, nil
+		return rows, nil
 	}
 	stored := map[string]bool{}
 	for start := 0; start < len(rows); start += idChunk {
@@ -237,37 +224,37 @@ func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows [
 			tbl, timeCol, lo.Unix(), timeCol, hi.Unix()+1, sb.String())
 		res, err := s.conn.Query(bigQuery(ctx, len(q)), q)
 		if err != nil {
-			return nil, nil, fmt.Errorf("look up stored %s: %w", tbl, err)
+			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
 		}
 		for res.Next() {
 			var id string
 			if err := res.Scan(&id); err != nil {
 				res.Close()
-				return nil, nil, err
+				return nil, err
 			}
 			stored[id] = true
 		}
 		err = res.Err()
 		res.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("look up stored %s: %w", tbl, err)
+			return nil, fmt.Errorf("look up stored %s: %w", tbl, err)
 		}
 	}
-	var hours map[time.Time]bool
+	hours := map[time.Time]bool{}
 	out := rows[:0]
 	for _, r := range rows {
 		id, t := key(r)
 		if stored[id] {
-			if hours == nil {
-				hours = map[time.Time]bool{}
-			}
 			hours[t.UTC().Truncate(time.Hour)] = true
 			continue
 		}
 		stored[id] = true // a duplicate within the batch
 		out = append(out, r)
 	}
-	return out, hours, nil
+	if err := s.recordRepairs(ctx, tbl, slices.Collect(maps.Keys(hours)), false); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // quote writes s as a ClickHouse string literal.

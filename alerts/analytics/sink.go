@@ -73,21 +73,22 @@ func (s *Sink) expireLoop(ctx context.Context) {
 	defer t.Stop()
 	repair := time.NewTicker(repairEvery)
 	defer repair.Stop()
+	s.expire(ctx)
 	for {
-		if err := s.store.Expire(ctx, s.now()); err != nil && ctx.Err() == nil {
-			s.log.Warn("expire analytics rows", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.expire(ctx)
+		case <-repair.C:
+			s.repairRollups(ctx)
 		}
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				break wait
-			case <-repair.C:
-				s.RepairRollups(ctx)
-			}
-		}
+	}
+}
+
+func (s *Sink) expire(ctx context.Context) {
+	if err := s.store.Expire(ctx, s.now()); err != nil && ctx.Err() == nil {
+		s.log.Warn("expire analytics rows", "err", err)
 	}
 }
 
@@ -101,9 +102,9 @@ type rollupRepairer interface {
 	RepairRollups(ctx context.Context, now time.Time) (hours, corrected int, err error)
 }
 
-// RepairRollups has the store check the rollups of the hours a replayed
-// batch touched, once they are over (exported for tests).
-func (s *Sink) RepairRollups(ctx context.Context) {
+// repairRollups has the store check the rollups of the hours a replayed
+// batch touched, once they are over.
+func (s *Sink) repairRollups(ctx context.Context) {
 	r, ok := s.store.(rollupRepairer)
 	if !ok {
 		return

@@ -557,6 +557,7 @@ type row struct {
 	off  int64
 	enc  []byte
 	size int64
+	ins  int64 // when it is stored, Unix milliseconds
 }
 
 // Publish stores msgs in one transaction and returns once it is committed
@@ -587,37 +588,35 @@ func (e *Embedded) Publish(ctx context.Context, msgs ...Message) error {
 	e.mu.Lock()
 	parts := e.parts
 	e.mu.Unlock()
-	// The messages are encoded here, by each publisher, into one buffer:
-	// the writer, which has one transaction at a time, only copies them.
-	rows := make([]row, len(msgs))
-	ends := make([]int, len(msgs))
+	// The messages are encoded here, by each publisher, into one buffer
+	// sized for them all (so that it never moves and each row keeps its
+	// slice): the writer, which has one transaction at a time, only
+	// copies them.
 	n := 0
 	for i := range msgs {
 		n += bodySize(msgs[i].Key, msgs[i].Headers, msgs[i].Value)
 	}
 	buf := make([]byte, 0, n)
+	rows := make([]row, len(msgs))
+	var size int64
 	for i, m := range msgs {
 		t := m.Time.UnixNano()
 		if m.Time.IsZero() {
 			t = now.UnixNano()
 		}
+		from := len(buf)
 		buf = appendBody(buf, t, m.Key, m.Headers, m.Value)
-		ends[i] = len(buf)
-		rows[i].tp = topicPart{m.Topic, e.partition(m.Key, parts)}
-	}
-	var size int64
-	from := 0
-	for i := range rows {
 		r := &rows[i]
-		r.enc = buf[from:ends[i]:ends[i]]
-		from = ends[i]
+		r.tp = topicPart{m.Topic, e.partition(m.Key, parts)}
+		r.enc = buf[from:len(buf):len(buf)]
 		r.size = int64(len(r.enc)) + msgOverhead
+		r.ins = now.UnixMilli()
 		size += r.size
 	}
 	if err := e.admit(ctx, size); err != nil {
 		return err
 	}
-	if err := e.append(rows, size, now); err != nil {
+	if err := e.append(rows, size); err != nil {
 		return err
 	}
 	e.metrics.published.Add(float64(len(msgs)))
@@ -661,7 +660,7 @@ func (e *Embedded) admit(ctx context.Context, size int64) error {
 }
 
 // append writes rows in one transaction, giving them their offsets.
-func (e *Embedded) append(rows []row, size int64, now time.Time) error {
+func (e *Embedded) append(rows []row, size int64) error {
 	// Group commit: the Publish calls waiting for the writer share its
 	// next transaction (and its sync), so that many publishers with a
 	// message each cost one commit, not one each.
@@ -707,7 +706,7 @@ func (e *Embedded) append(rows []row, size int64, now time.Time) error {
 
 	// The transaction is not cancelled with the caller's context: a
 	// commit interrupted half way would leave the offsets in doubt.
-	written, err := e.writeRows(context.Background(), all, now)
+	written, err := e.writeRows(context.Background(), all)
 	e.metrics.groupCommit.Observe(float64(len(group)))
 	e.mu.Lock()
 	e.reserved -= total
@@ -718,10 +717,9 @@ func (e *Embedded) append(rows []row, size int64, now time.Time) error {
 		for tp, off := range next {
 			e.partLocked(tp).next = off
 		}
-		ins := now.UnixMilli()
 		for _, b := range written {
 			pl := e.partLocked(b.tp)
-			pl.rows = append(pl.rows, rowRef{id: b.id, off: b.off, last: b.last, n: int64(b.n), size: b.size, ins: ins})
+			pl.rows = append(pl.rows, rowRef{id: b.id, off: b.off, last: b.last, n: int64(b.n), size: b.size, ins: b.ins})
 		}
 		e.bytes += total
 		e.count += int64(len(all))
@@ -766,15 +764,27 @@ var insertBatches = func() (ins [insertChunk + 1]string) {
 // transaction, and returns the rows written. The partitions' next offsets
 // are not written: they follow from the last rows (parts has them when the
 // last rows were deleted). The caller holds wmu.
-func (e *Embedded) writeRows(ctx context.Context, rows []row, now time.Time) ([]rowBatch, error) {
+func (e *Embedded) writeRows(ctx context.Context, rows []row) ([]rowBatch, error) {
 	tx, err := e.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	ins := now.UnixMilli()
 	batches := batchRows(rows)
-	id := e.nextRow
+	id, err := insertBatchRows(ctx, tx, batches, e.nextRow)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	e.nextRow = id
+	return batches, nil
+}
+
+// insertBatchRows inserts batches, giving them ids from id on, and returns
+// the id after the last.
+func insertBatchRows(ctx context.Context, tx *sql.Tx, batches []rowBatch, id int64) (int64, error) {
 	args := make([]any, 0, 9*min(len(batches), insertChunk))
 	for rest := batches; len(rest) > 0; {
 		chunk := rest[:min(len(rest), insertChunk)]
@@ -784,17 +794,13 @@ func (e *Embedded) writeRows(ctx context.Context, rows []row, now time.Time) ([]
 			b := &chunk[i]
 			b.id = id
 			id++
-			args = append(args, b.id, b.tp.topic, b.tp.part, b.off, b.last, b.n, ins, b.size, b.data)
+			args = append(args, b.id, b.tp.topic, b.tp.part, b.off, b.last, b.n, b.ins, b.size, b.data)
 		}
 		if _, err := tx.ExecContext(ctx, insertBatches[len(chunk)], args...); err != nil {
-			return nil, err
+			return id, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	e.nextRow = id
-	return batches, nil
+	return id, nil
 }
 
 // trim deletes the messages every consumer group has committed, when the

@@ -72,6 +72,7 @@ type rowBatch struct {
 	off, last int64
 	n         int
 	size      int64
+	ins       int64 // the latest of its messages' storage times
 	data      []byte
 }
 
@@ -98,6 +99,7 @@ func batchRows(rows []row) []rowBatch {
 		b.last = r.off
 		b.n++
 		b.size += r.size
+		b.ins = max(b.ins, r.ins)
 	}
 	for _, n := range need {
 		total += n
@@ -222,93 +224,52 @@ func (e *Embedded) upgradeLog(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	defer tx.Rollback()
-	var (
-		cur      *rowBatch
-		curIns   int64
-		after    = topicPart{}
-		afterOff = int64(-1)
-		first    = true
-		skipped  int
-	)
-	flush := func() error {
-		if cur == nil {
-			return nil
-		}
-		b := cur
-		cur = nil
-		_, err := tx.ExecContext(ctx, `INSERT INTO batches(topic, part, off, last, n, ins, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			b.tp.topic, b.tp.part, b.off, b.last, b.n, curIns, b.size, b.data)
-		return err
-	}
+	after := topicPart{} // every topic name sorts after ""
+	afterOff, id, skipped := int64(-1), int64(1), 0
 	for {
-		q := `SELECT topic, part, off, key, value, headers, time, ins FROM log`
-		args := []any{}
-		if !first {
-			q += ` WHERE (topic, part, off) > (?, ?, ?)`
-			args = append(args, after.topic, after.part, afterOff)
-		}
-		q += ` ORDER BY topic, part, off LIMIT ` + fmt.Sprint(upgradeChunk)
-		rows, err := tx.QueryContext(ctx, q, args...)
+		rows, err := tx.QueryContext(ctx, `SELECT topic, part, off, key, value, headers, time, ins FROM log
+			WHERE (topic, part, off) > (?, ?, ?) ORDER BY topic, part, off LIMIT ?`, after.topic, after.part, afterOff, upgradeChunk)
 		if err != nil {
 			return err
 		}
-		type old struct {
-			tp      topicPart
-			off     int64
-			key     string
-			value   []byte
-			headers []byte
-			time    int64
-			ins     int64
-		}
-		var got []old
+		var chunk []row
+		read := 0
 		for rows.Next() {
-			var o old
-			if err := rows.Scan(&o.tp.topic, &o.tp.part, &o.off, &o.key, &o.value, &o.headers, &o.time, &o.ins); err != nil {
+			read++
+			var (
+				r          row
+				key        string
+				value, hdr []byte
+				t          int64
+			)
+			if err := rows.Scan(&r.tp.topic, &r.tp.part, &r.off, &key, &value, &hdr, &t, &r.ins); err != nil {
 				rows.Close()
 				return err
 			}
-			got = append(got, o)
+			after, afterOff = r.tp, r.off
+			var hs map[string]string
+			if len(hdr) > 0 {
+				if hs, err = decodeHeaders(hdr); err != nil {
+					skipped++
+					e.metrics.corrupt.Inc()
+					e.log.Error("corrupt message left out of the upgraded bus log", "partition", r.tp.String(), "offset", r.off, "err", err)
+					continue
+				}
+			}
+			r.enc = appendBody(nil, t, key, hs, value)
+			r.size = int64(len(r.enc)) + msgOverhead
+			chunk = append(chunk, r)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if len(got) == 0 {
+		if read == 0 {
 			break
 		}
-		first = false
-		for _, o := range got {
-			after, afterOff = o.tp, o.off
-			var hs map[string]string
-			if len(o.headers) > 0 {
-				if hs, err = decodeHeaders(o.headers); err != nil {
-					skipped++
-					e.metrics.corrupt.Inc()
-					e.log.Error("corrupt message left out of the upgraded bus log", "partition", o.tp.String(), "offset", o.off, "err", err)
-					continue
-				}
-			}
-			enc := appendBody(nil, o.time, o.key, hs, o.value)
-			if cur != nil && (cur.tp != o.tp || cur.n >= maxRowMessages || len(cur.data)+len(enc) > maxRowBytes) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			if cur == nil {
-				cur = &rowBatch{tp: o.tp, off: o.off, data: []byte{batchFormat}}
-				curIns = o.ins
-			}
-			cur.data = binary.AppendUvarint(cur.data, uint64(o.off-cur.off))
-			cur.data = append(cur.data, enc...)
-			cur.last = o.off
-			cur.n++
-			cur.size += int64(len(enc)) + msgOverhead
-			curIns = max(curIns, o.ins)
+		if id, err = insertBatchRows(ctx, tx, batchRows(chunk), id); err != nil {
+			return err
 		}
-	}
-	if err := flush(); err != nil {
-		return err
 	}
 	for _, stmt := range []string{
 		`DROP TABLE log`,

@@ -244,10 +244,7 @@ func (in *Ingest) reconcile(ctx context.Context) {
 }
 
 func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.Hub) {
-	p := rtsp.NewPuller(in.pullTarget(e.Camera), hub, in.cfg.Pull, in.log)
-	if in.upstream != nil {
-		p.FromUpstream()
-	}
+	p := in.newPuller(e.Camera, hub)
 	rctx, cancel := context.WithCancel(ctx)
 	r := &running{entry: e, hub: hub, puller: p, cancel: cancel, done: make(chan struct{})}
 	in.cams[e.ID] = r

@@ -3,6 +3,7 @@ package ingest
 import (
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
+	"sharpeye/ingest/stream"
 )
 
 // PullFrom makes the role pull every camera of the registry from up
@@ -14,11 +15,14 @@ import (
 // without detectors and without a re-serve of its own.
 func (in *Ingest) PullFrom(up rtsp.Upstream) { in.upstream = &up }
 
-// pullTarget is what a camera's puller dials: the camera, or its feed at
-// the upstream re-serve.
-func (in *Ingest) pullTarget(c camera.Camera) camera.Camera {
+// newPuller is the puller of camera c feeding hub: it dials the camera,
+// or the camera's feed at the upstream re-serve (and then names that node
+// in its errors).
+func (in *Ingest) newPuller(c camera.Camera, hub *stream.Hub) *rtsp.Puller {
 	if in.upstream == nil {
-		return c
+		return rtsp.NewPuller(c, hub, in.cfg.Pull, in.log)
 	}
-	return in.upstream.Camera(c)
+	p := rtsp.NewPuller(in.upstream.Camera(c), hub, in.cfg.Pull, in.log)
+	p.FromUpstream()
+	return p
 }

@@ -341,6 +341,16 @@ func TestSinkSurvivesClickHouseRestart(t *testing.T) {
 	srv.start(t)
 	waitCount(t, s, "SELECT count() FROM events", total)
 	waitCount(t, s, "SELECT uniqExact(id) FROM events", total)
+	// The table's rows are visible before the insert has written its
+	// views: the rollups are read once the sink has seen every insert
+	// return (written, or found stored by a retry).
+	for deadline := time.Now().Add(60 * time.Second); apitest.Metric(t, reg, "sharpeye_analytics_rows_total", "table", "events")+
+		apitest.Metric(t, reg, "sharpeye_analytics_replayed_rows_total") < total; {
+		if time.Now().After(deadline) {
+			t.Fatal("the sink never accounted for every event")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// The hourly rollup is written by a materialized view after the table:
 	// 18.16 does not make the two one write, so an insert that fails
 	// between them (the kill, or a failure while the server comes back)

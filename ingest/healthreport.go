@@ -74,8 +74,8 @@ func (in *Ingest) healthSources() []healthSource {
 	defer in.mu.Unlock()
 	out := make([]healthSource, 0, len(in.cams))
 	for _, r := range in.cams {
-		if r.entry.Disabled {
-			continue
+		if r.entry.Disabled || r.source != pullDirect {
+			continue // another node's camera: its owner reports it
 		}
 		s := healthSource{entry: r.entry, hub: r.hub, puller: r.puller}
 		if r.det != nil {

@@ -47,6 +47,8 @@ type Config struct {
 	// HealthReport is the window of the camera.health samples (see
 	// event.TypeCameraHealth); 0 turns them off.
 	HealthReport conf.Duration `yaml:"health_report"`
+	// Cluster shares the cameras among several ingest nodes.
+	Cluster ClusterConfig `yaml:"cluster"`
 }
 
 // Defaults returns the compiled defaults.
@@ -61,6 +63,7 @@ func Defaults() Config {
 		Detect:       detect.Defaults(),
 		Blobs:        blob.Defaults(),
 		HealthReport: conf.Duration(time.Minute),
+		Cluster:      DefaultClusterConfig(),
 	}
 }
 
@@ -84,6 +87,7 @@ func (c *Config) Validate(v *conf.V) {
 type Ingest struct {
 	cfg  Config
 	reg  *camera.Registry
+	db   *casedb.DB
 	rtsp *rtsp.Server
 	log  *slog.Logger
 
@@ -99,18 +103,23 @@ type Ingest struct {
 	// upstream, set by PullFrom, is where the cameras are pulled from
 	// instead of from themselves.
 	upstream *rtsp.Upstream
+	// cluster, set by JoinCluster or FollowCluster, decides which cameras
+	// this node pulls itself and where it pulls the others from.
+	cluster *cluster
 
 	health *healthMetrics
 }
 
 // running is one camera being pulled.
 type running struct {
-	entry  camera.Entry
-	hub    *stream.Hub
-	puller *rtsp.Puller
-	det    *detect.Detector // nil when detectors are off for the camera
-	cancel context.CancelFunc
-	done   chan struct{}
+	entry   camera.Entry
+	source  string // where it is pulled from: see pullFrom
+	started time.Time
+	hub     *stream.Hub
+	puller  *rtsp.Puller
+	det     *detect.Detector // nil when detectors are off for the camera
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // New builds the role from the configured cameras; db keeps the cameras
@@ -120,6 +129,7 @@ func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authoriz
 	in := &Ingest{
 		cfg:  cfg,
 		reg:  camera.NewRegistry(cameras, db),
+		db:   db,
 		log:  log,
 		cams: map[string]*running{},
 	}
@@ -197,6 +207,11 @@ func (in *Ingest) Run(ctx context.Context) error {
 	if in.rtsp != nil {
 		g.Go(func() error { return in.rtsp.Run(gctx) })
 	}
+	var moved chan struct{} // nil without a cluster: never ready
+	if in.cluster != nil {
+		moved = in.cluster.changed
+		g.Go(func() error { return in.cluster.run(gctx, in.cfg.RegistryPoll.D()) })
+	}
 	g.Go(func() error {
 		for {
 			changed := in.reg.Changed()
@@ -206,14 +221,16 @@ func (in *Ingest) Run(ctx context.Context) error {
 				in.stopAll()
 				return nil
 			case <-changed:
+			case <-moved:
 			}
 		}
 	})
 	return g.Wait()
 }
 
-// reconcile starts, restarts and stops pullers to match the registry. A
-// changed camera keeps its hub, so its viewers stay and see a new session.
+// reconcile starts, restarts and stops pullers to match the registry
+// (and, in a cluster, who owns each camera). A changed camera keeps its
+// hub, so its viewers stay and see a new session.
 func (in *Ingest) reconcile(ctx context.Context) {
 	want := map[string]camera.Entry{}
 	for _, e := range in.reg.All() {
@@ -223,7 +240,7 @@ func (in *Ingest) reconcile(ctx context.Context) {
 	defer in.mu.Unlock()
 	for id, r := range in.cams {
 		e, ok := want[id]
-		if ok && reflect.DeepEqual(e.Camera, r.entry.Camera) {
+		if ok && reflect.DeepEqual(e.Camera, r.entry.Camera) && in.pullFrom(id) == r.source {
 			continue
 		}
 		r.stop()
@@ -244,15 +261,16 @@ func (in *Ingest) reconcile(ctx context.Context) {
 }
 
 func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.Hub) {
-	p := in.newPuller(e.Camera, hub)
+	source := in.pullFrom(e.ID)
+	p := in.newPuller(e.Camera, hub, source)
 	rctx, cancel := context.WithCancel(ctx)
-	r := &running{entry: e, hub: hub, puller: p, cancel: cancel, done: make(chan struct{})}
+	r := &running{entry: e, source: source, started: time.Now(), hub: hub, puller: p, cancel: cancel, done: make(chan struct{})}
 	in.cams[e.ID] = r
-	if e.Disabled {
+	if e.Disabled || source == pullNowhere {
 		close(r.done)
 		return
 	}
-	if in.detect != nil {
+	if in.detect != nil && source == pullDirect {
 		meta := detect.Meta{Name: e.Name, Region: e.Region, Grid: e.Grid, Lat: e.Lat, Lon: e.Lon, Tags: e.Tags, OnDemand: e.OnDemand}
 		d, err := in.detect.NewDetector(e.ID, meta, hub, p.Status)
 		if err != nil {
@@ -323,6 +341,13 @@ type CameraStatus struct {
 	Stream stream.Stats `json:"stream"`
 	// RTSPURL is where the camera is re-served (credentials not included).
 	RTSPURL string `json:"rtsp_url,omitempty"`
+	// Pulled is where this node takes the camera from: "camera" (itself),
+	// "node" (another node's re-serve: a relay-only node, or a cluster
+	// node that does not own it) or "none" (a cluster without its owner).
+	Pulled string `json:"pulled"`
+	// Owner is, in a cluster, the re-serve of the ingest node that pulls
+	// the camera itself ("" while none does).
+	Owner string `json:"owner,omitempty"`
 }
 
 // Status returns one camera's record (redacted) and state. The record is
@@ -338,8 +363,22 @@ func (in *Ingest) Status(id string) (CameraStatus, bool) {
 	in.mu.Lock()
 	r, running := in.cams[id]
 	in.mu.Unlock()
+	switch source := in.pullFrom(id); source {
+	case pullDirect:
+		st.Pulled = "camera"
+	case pullNowhere:
+		st.Pulled = "none"
+	default:
+		st.Pulled = "node"
+	}
 	if running && r.entry.Version == e.Version && r.entry.Source == e.Source {
 		st.Status, st.Stream = r.puller.Status(), r.hub.Stats()
+		if r.source == pullNowhere {
+			st.Status = rtsp.Status{State: rtsp.StateError, Reason: errNoOwner.Error(), Since: r.started}
+		}
+	}
+	if in.cluster != nil {
+		st.Owner = in.cluster.ownerOf(id)
 	}
 	if e.Disabled {
 		st.Status = rtsp.Status{State: rtsp.StateDisabled}

@@ -24,11 +24,12 @@ var (
 	descRecon    = prometheus.NewDesc("sharpeye_camera_reconnects_total", "Sessions that ended and were retried.", labels, nil)
 	descConsumer = prometheus.NewDesc("sharpeye_camera_consumers", "Consumers of the camera's stream (viewers, re-serve, detectors).", labels, nil)
 	descSlow     = prometheus.NewDesc("sharpeye_camera_slow_consumer_drops_total", "Consumers dropped for falling behind.", labels, nil)
+	descPulled   = prometheus.NewDesc("sharpeye_camera_pulled_here", "1 when this node pulls the camera from the camera itself (in a cluster: owns it), 0 when from another node or not at all.", labels, nil)
 	states       = []rtsp.State{rtsp.StateIdle, rtsp.StateConnecting, rtsp.StateOnline, rtsp.StateOffline, rtsp.StateError, rtsp.StateDisabled}
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow} {
+	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow, descPulled} {
 		ch <- d
 	}
 }
@@ -67,6 +68,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRecon, st.Status.Reconnects)
 		gauge(descConsumer, float64(st.Stream.Subscribers))
 		counter(descSlow, st.Stream.SlowDrops)
+		pulled := 0.0
+		if st.Pulled == "camera" {
+			pulled = 1
+		}
+		gauge(descPulled, pulled)
 	}
 }
 

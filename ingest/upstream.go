@@ -1,6 +1,10 @@
 package ingest
 
 import (
+	"errors"
+	"time"
+
+	"sharpeye/ingest/bus"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/stream"
@@ -15,14 +19,73 @@ import (
 // without detectors and without a re-serve of its own.
 func (in *Ingest) PullFrom(up rtsp.Upstream) { in.upstream = &up }
 
-// newPuller is the puller of camera c feeding hub: it dials the camera,
-// or the camera's feed at the upstream re-serve (and then names that node
-// in its errors).
-func (in *Ingest) newPuller(c camera.Camera, hub *stream.Hub) *rtsp.Puller {
-	if in.upstream == nil {
-		return rtsp.NewPuller(c, hub, in.cfg.Pull, in.log)
+// JoinCluster makes this node one of the ingest nodes sharing the cameras
+// (ingest.cluster, which must be enabled): it pulls itself, and runs the
+// detectors of, only the cameras the group on b gives it, and pulls the
+// others on demand from their owners' re-serves. Call it before Start.
+func (in *Ingest) JoinCluster(b bus.Bus) error {
+	c, err := newCluster(in.cfg.Cluster, in.db, in.reg, b, in.log.With("component", "cluster"))
+	if err != nil {
+		return err
 	}
-	p := rtsp.NewPuller(in.upstream.Camera(c), hub, in.cfg.Pull, in.log)
+	in.cluster = c
+	return nil
+}
+
+// FollowCluster makes a relay-only node pull every camera on demand from
+// the ingest node that owns it (ingest.cluster), instead of from one
+// upstream. Call it before Start.
+func (in *Ingest) FollowCluster() error {
+	c, err := newCluster(in.cfg.Cluster, in.db, in.reg, nil, in.log.With("component", "cluster"))
+	if err != nil {
+		return err
+	}
+	in.cluster = c
+	return nil
+}
+
+// Where a camera is pulled from (running.source): the camera itself, a
+// node's re-serve (its base URL), or, in a cluster whose owner of the
+// camera is not known, nowhere.
+const (
+	pullDirect  = ""
+	pullNowhere = "-"
+)
+
+var errNoOwner = errors.New("no ingest node of the cluster has announced that it pulls this camera (yet)")
+
+// pullFrom is where camera id is pulled from now.
+func (in *Ingest) pullFrom(id string) string {
+	switch {
+	case in.cluster != nil:
+		direct, node := in.cluster.pullSource(id, time.Now())
+		if direct {
+			return pullDirect
+		}
+		if node == "" {
+			return pullNowhere
+		}
+		return node
+	case in.upstream != nil:
+		return in.upstream.URL
+	}
+	return pullDirect
+}
+
+// newPuller is the puller of camera c feeding hub from source (see
+// pullFrom): it dials the camera, or the camera's feed at a node's
+// re-serve (and then names that node in its errors).
+func (in *Ingest) newPuller(c camera.Camera, hub *stream.Hub, source string) *rtsp.Puller {
+	var up rtsp.Upstream
+	switch {
+	case source == pullDirect || source == pullNowhere:
+		return rtsp.NewPuller(c, hub, in.cfg.Pull, in.log)
+	case in.cluster != nil:
+		up = in.cluster.cfg.peer(source)
+	default:
+		up = *in.upstream
+	}
+	p := rtsp.NewPuller(up.Camera(c), hub, in.cfg.Pull, in.log)
 	p.FromUpstream()
 	return p
 }

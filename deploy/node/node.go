@@ -290,6 +290,11 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 		if err := n.ingest.EnableDetectors(n.bus, n.cfg.DataDir, n.reg); err != nil {
 			return err
 		}
+		if n.cfg.Ingest.Cluster.Enabled {
+			if err := n.ingest.JoinCluster(n.bus); err != nil {
+				return err
+			}
+		}
 		if err := n.ingest.Start(ctx); err != nil {
 			return err
 		}
@@ -349,14 +354,18 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 // re-serve of its own.
 func (n *Node) startUpstream(ctx context.Context) (*ingest.Ingest, error) {
 	u := n.cfg.Relay.Upstream
-	if u.URL == "" {
-		return nil, errors.New("the relay role needs the ingest role in the same process, or relay.upstream.url: an ingest node's RTSP re-serve to pull the cameras from")
+	if u.URL == "" && !n.cfg.Ingest.Cluster.Enabled {
+		return nil, errors.New("the relay role needs the ingest role in the same process, relay.upstream.url (an ingest node's RTSP re-serve to pull the cameras from) or ingest.cluster.enabled (pull each camera from the ingest node that owns it)")
 	}
 	cfg := n.cfg.Ingest
 	cfg.RTSPServer.Listen = ""
 	cfg.HealthReport = 0
 	up := ingest.New(cfg, n.cfg.Cameras, n.db, nil, n.reg, n.logs.For(Relay).With("component", "upstream"))
-	up.PullFrom(u)
+	if u.URL != "" {
+		up.PullFrom(u)
+	} else if err := up.FollowCluster(); err != nil {
+		return nil, err
+	}
 	if err := up.Start(ctx); err != nil {
 		return nil, err
 	}

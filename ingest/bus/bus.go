@@ -99,3 +99,11 @@ type RebalanceConsumer interface {
 	// member's partitions.
 	ConsumeRebalance(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, h Handler, r Rebalance) error
 }
+
+// Partitioned is a bus that tells how many partitions a topic has (and
+// creates the topic first when it is missing): what a member needs to map
+// keys of its own onto the partitions it is assigned. Both buses
+// implement it.
+type Partitioned interface {
+	Partitions(ctx context.Context, topic string) (int, error)
+}

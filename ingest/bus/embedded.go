@@ -539,6 +539,22 @@ func (e *Embedded) groupLocked(name string) *group {
 	return g
 }
 
+// Partitions implements Partitioned: every topic of the embedded bus has
+// the partition count its database was created with.
+func (e *Embedded) Partitions(ctx context.Context, topic string) (int, error) {
+	if err := CheckTopic(topic); err != nil {
+		return 0, err
+	}
+	_, leave, err := e.enter(ctx) // waits for the log to be open
+	if err != nil {
+		return 0, err
+	}
+	defer leave()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.parts, nil
+}
+
 // partition returns the partition of a key: FNV-1a modulo the partition
 // count; messages without a key go round robin.
 func (e *Embedded) partition(key string, parts int) int {

@@ -31,21 +31,37 @@ func DefaultUpstream() Upstream { return Upstream{Transport: camera.TransportTCP
 // Validate implements conf.Validator.
 func (u *Upstream) Validate(v *conf.V) {
 	if u.URL != "" {
-		p, err := url.Parse(u.URL)
-		switch {
-		case err != nil || (p.Scheme != "rtsp" && p.Scheme != "rtsps") || p.Host == "":
-			v.Errorf("url", "must be an ingest node's RTSP re-serve such as rtsp://ingest-1:8554")
-		case p.User != nil:
-			v.Errorf("url", "must not hold credentials: use username and password")
-		case p.RawQuery != "" || p.Fragment != "" || strings.Trim(p.Path, "/") != "":
-			v.Errorf("url", "must be scheme://host:port only: the camera id is added to it")
+		if problem := CheckReserveURL(u.URL); problem != "" {
+			v.Errorf("url", "%s", problem)
 		}
 	}
-	switch u.Transport {
-	case camera.TransportTCP, camera.TransportUDP, camera.TransportAuto:
-	default:
+	if !ValidTransport(u.Transport) {
 		v.Errorf("transport", "must be tcp, udp or auto")
 	}
+}
+
+// CheckReserveURL returns what is wrong with s as the base of an ingest
+// node's RTSP re-serve, "" when nothing is.
+func CheckReserveURL(s string) string {
+	p, err := url.Parse(s)
+	switch {
+	case err != nil || (p.Scheme != "rtsp" && p.Scheme != "rtsps") || p.Host == "":
+		return "must be an ingest node's RTSP re-serve such as rtsp://ingest-1:8554"
+	case p.User != nil:
+		return "must not hold credentials: use username and password"
+	case p.RawQuery != "" || p.Fragment != "" || strings.Trim(p.Path, "/") != "":
+		return "must be scheme://host:port only: the camera id is added to it"
+	}
+	return ""
+}
+
+// ValidTransport reports whether t is tcp, udp or auto.
+func ValidTransport(t string) bool {
+	switch t {
+	case camera.TransportTCP, camera.TransportUDP, camera.TransportAuto:
+		return true
+	}
+	return false
 }
 
 // Camera is c as pulled from the upstream: its feed at the re-serve, with

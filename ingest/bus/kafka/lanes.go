@@ -428,6 +428,15 @@ func partitionList(n int) []int {
 	return l
 }
 
+// Partitions implements bus.Partitioned: the number of partitions of
+// topic, created first when it is missing.
+func (b *Bus) Partitions(ctx context.Context, topic string) (int, error) {
+	if err := b.ensureTopics(ctx, []string{topic}); err != nil {
+		return 0, err
+	}
+	return b.partitions(ctx, topic)
+}
+
 // partitions returns the number of partitions of topic, from the
 // transport's cached metadata.
 func (b *Bus) partitions(ctx context.Context, topic string) (int, error) {

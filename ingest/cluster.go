@@ -1,0 +1,372 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/rtsp"
+)
+
+// Several ingest nodes share the cameras through Kafka's own group
+// membership: each joins the consumer group ingest.cluster.group on the
+// sharpeye.cameras topic, and a camera belongs to the node assigned the
+// partition its id hashes to (FNV-1a modulo the topic's partitions). No
+// message is needed for that: the group's assignment is the decision, and
+// a node that dies has its partitions, so its cameras, given to the others
+// when its session times out. The owner pulls the camera itself and runs
+// its detectors; it writes itself into the case database's camera_owners
+// (with the time it was given the camera, so that an older owner's write
+// never wins) and confirms it every ingest.cluster.announce. Every other
+// node, ingest or relay-only, pulls the camera from the owner's RTSP
+// re-serve when someone watches it there. A revoked camera is pulled on for
+// ingest.cluster.handover_grace, so that a rebalance that gives it straight
+// back (Kafka revokes every partition at every rebalance) does not cut it.
+
+// ClusterConfig is ingest.cluster.
+type ClusterConfig struct {
+	// Enabled shares the cameras among the ingest nodes of one Kafka bus
+	// and one case database.
+	Enabled bool `yaml:"enabled"`
+	// Group is the consumer group of the ingest nodes.
+	Group string `yaml:"group"`
+	// Advertise is this node's RTSP re-serve as the other nodes reach it.
+	Advertise string `yaml:"advertise"`
+	// Username and Password log in to the other nodes' re-serves.
+	Username string      `yaml:"username"`
+	Password conf.Secret `yaml:"password"`
+	// Transport of the pulls from other nodes: tcp, udp or auto.
+	Transport string `yaml:"transport"`
+	// HandoverGrace is how long a camera whose partition was revoked is
+	// still pulled here.
+	HandoverGrace conf.Duration `yaml:"handover_grace"`
+	// Announce is how often an owner confirms its cameras; an owner silent
+	// for three times this is taken for gone.
+	Announce conf.Duration `yaml:"announce"`
+}
+
+// DefaultClusterConfig is off.
+func DefaultClusterConfig() ClusterConfig {
+	return ClusterConfig{Group: "sharpeye-ingest", Transport: camera.TransportTCP,
+		HandoverGrace: conf.Duration(5 * time.Second), Announce: conf.Duration(time.Minute)}
+}
+
+// Validate implements conf.Validator.
+func (c *ClusterConfig) Validate(v *conf.V) {
+	if c.Group == "" {
+		v.Errorf("group", "must not be empty")
+	}
+	if !rtsp.ValidTransport(c.Transport) {
+		v.Errorf("transport", "must be tcp, udp or auto")
+	}
+	if d := c.HandoverGrace.D(); d < 0 || d > 5*time.Minute {
+		v.Errorf("handover_grace", "must be between 0s and 5m")
+	}
+	if d := c.Announce.D(); d < time.Second || d > time.Hour {
+		v.Errorf("announce", "must be between 1s and 1h")
+	}
+	if !c.Enabled {
+		return
+	}
+	if c.Advertise == "" {
+		v.Errorf("advertise", "is required with the cluster enabled: this node's RTSP re-serve as the other nodes reach it, such as rtsp://ingest-1:8554")
+	} else if problem := rtsp.CheckReserveURL(c.Advertise); problem != "" {
+		v.Errorf("advertise", "%s", problem)
+	}
+}
+
+// peer is the re-serve of the node at base, with this node's credentials.
+func (c ClusterConfig) peer(base string) rtsp.Upstream {
+	return rtsp.Upstream{URL: base, Username: c.Username, Password: c.Password, Transport: c.Transport}
+}
+
+// cluster is this node's part in sharing the cameras.
+type cluster struct {
+	cfg    ClusterConfig
+	db     *casedb.DB
+	reg    *camera.Registry
+	member bus.RebalanceConsumer // nil: a node that owns nothing (relay only)
+	topics bus.Partitioned
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	nparts  int                  // partitions of sharpeye.cameras; 0 until known
+	owned   map[int]int64        // partition -> when it was given here, Unix ms
+	leaving map[int]time.Time    // revoked partitions, pulled on until then
+	owners  map[string]ownerInfo // the directory, by camera
+	changed chan struct{}        // cap 1: the ingest role reconciles
+
+	// announcing is held while owned cameras are written to the
+	// directory: Revoked waits for a write in flight.
+	announcing sync.Mutex
+}
+
+// ownerInfo is a row of camera_owners.
+type ownerInfo struct {
+	node        string
+	since, seen int64
+}
+
+func newCluster(cfg ClusterConfig, db *casedb.DB, reg *camera.Registry, b bus.Bus, log *slog.Logger) (*cluster, error) {
+	if db == nil {
+		return nil, errors.New("ingest.cluster needs the case database, where the nodes write which of them owns each camera")
+	}
+	c := &cluster{cfg: cfg, db: db, reg: reg, log: log,
+		owned: map[int]int64{}, leaving: map[int]time.Time{}, owners: map[string]ownerInfo{},
+		changed: make(chan struct{}, 1)}
+	if b != nil {
+		rc, ok := b.(bus.RebalanceConsumer)
+		pt, ok2 := b.(bus.Partitioned)
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("ingest.cluster: the bus (%T) cannot tell a member its partitions", b)
+		}
+		c.member, c.topics = rc, pt
+	}
+	return c, nil
+}
+
+// partitionOf is the partition of sharpeye.cameras that decides who owns
+// camera id; c.mu held, nparts > 0.
+func (c *cluster) partitionOf(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(c.nparts))
+}
+
+// pullSource says where camera id is pulled from here: directly (this
+// node owns it, or is handing it over), from the re-serve of node, or, with
+// neither, from nowhere yet.
+func (c *cluster) pullSource(id string, now time.Time) (direct bool, node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nparts > 0 {
+		p := c.partitionOf(id)
+		if _, ok := c.owned[p]; ok {
+			return true, ""
+		}
+		if until, ok := c.leaving[p]; ok && now.Before(until) {
+			return true, ""
+		}
+	}
+	o, ok := c.owners[id]
+	if !ok || o.node == c.cfg.Advertise || now.UnixMilli()-o.seen > 3*c.cfg.Announce.D().Milliseconds() {
+		return false, ""
+	}
+	return false, o.node
+}
+
+// ownerOf is the node the directory names for camera id ("" none).
+func (c *cluster) ownerOf(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.owners[id].node
+}
+
+func (c *cluster) notify() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// run takes part in the group (a member), reads the directory every poll
+// and confirms the owned cameras every cfg.Announce, until ctx ends.
+func (c *cluster) run(ctx context.Context, poll time.Duration) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if c.member != nil {
+		wg.Add(2)
+		go func() { defer wg.Done(); c.membership(ctx) }()
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(c.cfg.Announce.D())
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if err := c.announce(ctx); err != nil && ctx.Err() == nil {
+						c.log.Warn("confirm the cameras this node owns", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if err := c.readDirectory(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("read the camera owners", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// membership joins the owners' group until ctx ends, rejoining after an
+// error.
+func (c *cluster) membership(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := c.join(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("ingest cluster membership failed; retrying", "group", c.cfg.Group, "retry_in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff + rand.N(backoff/2)):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (c *cluster) join(ctx context.Context) error {
+	n, err := c.topics.Partitions(ctx, bus.TopicCameras)
+	if err != nil {
+		return fmt.Errorf("partitions of %s: %w", bus.TopicCameras, err)
+	}
+	c.mu.Lock()
+	c.nparts = n
+	c.mu.Unlock()
+	// Nothing is published on the topic: its partitions are only what the
+	// group hands out.
+	ignore := func(context.Context, []bus.Message) error { return nil }
+	return c.member.ConsumeRebalance(ctx, c.cfg.Group, []string{bus.TopicCameras}, 16, time.Second, ignore,
+		bus.Rebalance{Assigned: c.assigned, Revoked: c.revoked})
+}
+
+// assigned takes the partitions and writes their cameras to the directory
+// before the group goes on (an error is retried by the bus).
+func (c *cluster) assigned(ctx context.Context, parts []bus.TopicPartition) error {
+	now := time.Now().UnixMilli()
+	c.mu.Lock()
+	for _, tp := range parts {
+		if _, ok := c.owned[tp.Partition]; !ok && tp.Topic == bus.TopicCameras {
+			c.owned[tp.Partition] = now
+		}
+		delete(c.leaving, tp.Partition)
+	}
+	c.mu.Unlock()
+	c.notify()
+	if err := c.announce(ctx); err != nil {
+		return err
+	}
+	c.log.Info("ingest cluster: partitions assigned", "partitions", len(parts))
+	return nil
+}
+
+// revoked gives the partitions up, after any directory write in flight;
+// their cameras are pulled on for the hand-over grace.
+func (c *cluster) revoked(ctx context.Context, parts []bus.TopicPartition) {
+	c.announcing.Lock()
+	defer c.announcing.Unlock()
+	until := time.Now().Add(c.cfg.HandoverGrace.D())
+	c.mu.Lock()
+	for _, tp := range parts {
+		if _, ok := c.owned[tp.Partition]; ok {
+			delete(c.owned, tp.Partition)
+			c.leaving[tp.Partition] = until
+		}
+	}
+	c.mu.Unlock()
+	time.AfterFunc(c.cfg.HandoverGrace.D(), c.notify)
+	c.log.Info("ingest cluster: partitions revoked", "partitions", len(parts), "pulled_on_for", c.cfg.HandoverGrace.D())
+}
+
+// announce writes this node as the owner of every camera of the owned
+// partitions, confirming those it had written.
+func (c *cluster) announce(ctx context.Context) error {
+	c.announcing.Lock()
+	defer c.announcing.Unlock()
+	type row struct {
+		id    string
+		since int64
+	}
+	var rows []row
+	c.mu.Lock()
+	if c.nparts > 0 {
+		for _, e := range c.reg.All() {
+			if since, ok := c.owned[c.partitionOf(e.ID)]; ok {
+				rows = append(rows, row{e.ID, since})
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(rows) == 0 {
+		return nil
+	}
+	seen := time.Now().UnixMilli()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("announce owned cameras: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, c.db.Rebind(`INSERT INTO camera_owners (camera_id, node, since, seen) VALUES (?, ?, ?, ?)
+		ON CONFLICT (camera_id) DO UPDATE SET node = excluded.node, since = excluded.since, seen = excluded.seen
+		WHERE excluded.since >= camera_owners.since`))
+	if err != nil {
+		return fmt.Errorf("announce owned cameras: %w", err)
+	}
+	defer stmt.Close()
+	for _, r := range rows {
+		if _, err := stmt.ExecContext(ctx, r.id, c.cfg.Advertise, r.since, seen); err != nil {
+			return fmt.Errorf("announce camera %s: %w", r.id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("announce owned cameras: %w", err)
+	}
+	return nil
+}
+
+// readDirectory loads camera_owners and has the role reconcile when an
+// owner changed.
+func (c *cluster) readDirectory(ctx context.Context) error {
+	rows, err := c.db.Query(ctx, `SELECT camera_id, node, since, seen FROM camera_owners`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	owners := map[string]ownerInfo{}
+	for rows.Next() {
+		var id string
+		var o ownerInfo
+		if err := rows.Scan(&id, &o.node, &o.since, &o.seen); err != nil {
+			return err
+		}
+		owners[id] = o
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	stale := 3 * c.cfg.Announce.D().Milliseconds()
+	now := time.Now().UnixMilli()
+	c.mu.Lock()
+	moved := !maps.EqualFunc(owners, c.owners, func(a, b ownerInfo) bool {
+		return a.node == b.node && (now-a.seen > stale) == (now-b.seen > stale)
+	})
+	c.owners = owners
+	c.mu.Unlock()
+	if moved {
+		c.notify()
+	}
+	return nil
+}

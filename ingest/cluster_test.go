@@ -1,0 +1,378 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"sharpeye/alerts/casedb"
+	"sharpeye/alerts/casedb/casedbtest"
+	"sharpeye/configs/conf"
+	"sharpeye/ingest/bus"
+	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/camera"
+	"sharpeye/ingest/rtsp"
+	"sharpeye/ingest/stream"
+)
+
+// clusterNode is one ingest node of a test cluster.
+type clusterNode struct {
+	*Ingest
+	stop func()
+}
+
+// startClusterNode runs an ingest node of the cluster on b and db, with
+// its re-serve on a free port, until stop or the test's end.
+func startClusterNode(t *testing.T, cams []camera.Camera, db *casedb.DB, b bus.Bus) *clusterNode {
+	t.Helper()
+	cfg := Defaults()
+	cfg.RTSPServer.Listen = "127.0.0.1:0"
+	cfg.RegistryPoll = conf.Duration(time.Second)
+	cfg.Cluster.Enabled = true
+	cfg.Cluster.Username, cfg.Cluster.Password = "relay-1", "sey_relay_token"
+	cfg.Cluster.HandoverGrace = conf.Duration(300 * time.Millisecond)
+	cfg.Cluster.Announce = conf.Duration(time.Second)
+	in := New(cfg, cams, db, relayAuth{}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := in.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The re-serve's port is known once it is bound.
+	in.cfg.Cluster.Advertise = "rtsp://" + in.RTSPAddr()
+	if err := in.JoinCluster(b); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	var stopped bool
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ingest: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return &clusterNode{Ingest: in, stop: stop}
+}
+
+// owners waits until every camera is pulled from the camera by exactly one
+// of nodes and from that node by the others (each naming it as the owner),
+// and returns the owner of each camera.
+func owners(t *testing.T, ids []string, nodes ...*clusterNode) map[string]*clusterNode {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, problem := map[string]*clusterNode{}, ""
+		for _, id := range ids {
+			for _, n := range nodes {
+				st, _ := n.Status(id)
+				if st.Pulled == "camera" {
+					if out[id] != nil {
+						problem = fmt.Sprintf("camera %s pulled itself by two nodes", id)
+					}
+					out[id] = n
+				}
+			}
+			if out[id] == nil {
+				problem = fmt.Sprintf("camera %s pulled by no node", id)
+				continue
+			}
+			for _, n := range nodes {
+				if st, _ := n.Status(id); st.Owner != out[id].cfg.Cluster.Advertise ||
+					(n != out[id] && st.Pulled != "node") {
+					problem = fmt.Sprintf("camera %s at %s: pulled %q, owner %q; want %s", id, n.cfg.Cluster.Advertise, st.Pulled, st.Owner, out[id].cfg.Cluster.Advertise)
+				}
+			}
+		}
+		if problem == "" {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(problem)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitKeyframe waits for a keyframe on sub.
+func waitKeyframe(t *testing.T, sub *stream.Sub, what string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case u, ok := <-sub.Units():
+			if !ok {
+				t.Fatalf("%s: the subscription ended", what)
+			}
+			if u.Key {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("%s: no keyframe", what)
+		}
+	}
+}
+
+// Two ingest nodes on one bus and one case database share the cameras:
+// each camera has one session, at its owner, which the other node names
+// and pulls from while someone watches it there, as does a relay-only
+// node; when a node stops, the other takes its cameras over and a viewer
+// of one of them goes on. On the embedded bus (both nodes in one process
+// share it) and on Kafka (kfake; a client each).
+func TestClusterSharesTheCameras(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		bcfg := bus.Defaults()
+		bcfg.Partitions = 8
+		b, err := bus.NewEmbedded(bcfg, t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runBus(t, b.Run)
+		clusterSharesTheCameras(t, func() bus.Bus { return b })
+	})
+	t.Run("kafka", func(t *testing.T) {
+		kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(kc.Close)
+		kcfg := kafka.Defaults()
+		kcfg.Brokers = kc.ListenAddrs()
+		kcfg.Replication, kcfg.Partitions = 1, 8
+		kcfg.SessionTimeout = conf.Duration(6 * time.Second)
+		kcfg.HeartbeatInterval = conf.Duration(200 * time.Millisecond)
+		clusterSharesTheCameras(t, func() bus.Bus {
+			b, err := kafka.New(kcfg, t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			runBus(t, b.Run)
+			return b
+		})
+	})
+}
+
+// runBus runs a bus until the test ends.
+func runBus(t *testing.T, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("bus: %v", err)
+		}
+	})
+}
+
+func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
+	ids := []string{"gate", "bridge", "market", "school", "clinic", "square", "river", "depot"}
+	sim := startSim(t, ids...)
+	var cams []camera.Camera
+	for _, id := range ids {
+		cams = append(cams, camera.Camera{ID: id, URL: sim.URL(id), Transport: "tcp", Region: "north"})
+	}
+	db := casedbtest.Open(t, casedb.SQLite)
+	a := startClusterNode(t, cams, db, newBus())
+	c := startClusterNode(t, cams, db, newBus())
+	own := owners(t, ids, a, c)
+	count := map[*clusterNode]int{}
+	for _, id := range ids {
+		count[own[id]]++
+		waitState(t, own[id].Ingest, id, rtsp.StateOnline, true)
+	}
+	if count[a] == 0 || count[c] == 0 {
+		t.Fatalf("one node owns every camera (%d and %d): the cluster shares nothing", count[a], count[c])
+	}
+	t.Logf("owned: %d and %d cameras", count[a], count[c])
+
+	// A viewer at a of a camera c owns: pulled from c's re-serve, still
+	// one session at the camera.
+	var theirs string
+	for _, id := range ids {
+		if own[id] == c {
+			theirs = id
+			break
+		}
+	}
+	hub, _, ok := a.Lookup(theirs)
+	if !ok {
+		t.Fatalf("camera %s unknown at a", theirs)
+	}
+	sub, err := hub.Subscribe(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitKeyframe(t, sub, "viewer at the non-owner")
+	if st, _ := a.Status(theirs); st.Status.State != rtsp.StateOnline || st.Pulled != "node" {
+		t.Fatalf("camera %s at a: %s, pulled %q", theirs, st.Status.State, st.Pulled)
+	}
+	for _, id := range ids {
+		if _, _, readers := sim.Stats(id); readers != 1 {
+			t.Errorf("camera %s has %d sessions, want its owner's one", id, readers)
+		}
+	}
+
+	// A relay-only node pulls the camera from its owner too.
+	edge := startFollower(t, cams, db)
+	waitPulledFrom(t, edge, theirs, c.cfg.Cluster.Advertise)
+	ehub, _, _ := edge.Lookup(theirs)
+	esub, err := ehub.Subscribe(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer esub.Close()
+	waitKeyframe(t, esub, "viewer at the relay-only node")
+
+	// c stops: a takes its cameras, and the viewers go on.
+	c.stop()
+	owners(t, ids, a)
+	waitPulledFrom(t, edge, theirs, a.cfg.Cluster.Advertise)
+	for _, id := range ids {
+		waitState(t, a.Ingest, id, rtsp.StateOnline, true)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, id := range ids {
+		for {
+			_, _, readers := sim.Stats(id)
+			if readers == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("camera %s has %d sessions after the hand-over, want a's one", id, readers)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Drain what the viewers had queued, then see a new keyframe.
+	for _, s := range []*stream.Sub{sub, esub} {
+		for len(s.Units()) > 0 {
+			<-s.Units()
+		}
+		waitKeyframe(t, s, "viewer after the hand-over")
+	}
+	if _, _, readers := sim.Stats(theirs); readers != 1 {
+		t.Errorf("camera %s has %d sessions with viewers at two nodes, want a's one", theirs, readers)
+	}
+}
+
+// startFollower runs a relay-only node of the cluster on db (no re-serve,
+// no bus) until the test ends.
+func startFollower(t *testing.T, cams []camera.Camera, db *casedb.DB) *Ingest {
+	t.Helper()
+	cfg := Defaults()
+	cfg.RegistryPoll = conf.Duration(time.Second)
+	cfg.Cluster.Enabled = true
+	cfg.Cluster.Username, cfg.Cluster.Password = "relay-1", "sey_relay_token"
+	cfg.Cluster.Announce = conf.Duration(time.Second)
+	edge := New(cfg, cams, db, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err := edge.FollowCluster(); err != nil {
+		t.Fatal(err)
+	}
+	startRunning(t, edge)
+	return edge
+}
+
+// waitPulledFrom waits until in pulls camera id from the node at owner.
+func waitPulledFrom(t *testing.T, in *Ingest, id, owner string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, _ := in.Status(id)
+		if st.Pulled == "node" && st.Owner == owner {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("camera %s: pulled %q, owner %q; want from %s", id, st.Pulled, st.Owner, owner)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A camera whose owner stopped confirming it (every node of the cluster
+// gone) is pulled from nowhere, and says why.
+func TestClusterOwnerGone(t *testing.T) {
+	cams := []camera.Camera{{ID: "gate", URL: "rtsp://127.0.0.1:1/gate", Region: "north"}}
+	db := casedbtest.Open(t, casedb.SQLite)
+	old := time.Now().Add(-time.Hour).UnixMilli()
+	if _, err := db.Exec(context.Background(), `INSERT INTO camera_owners (camera_id, node, since, seen) VALUES (?, ?, ?, ?)`,
+		"gate", "rtsp://ingest-9:8554", old, old); err != nil {
+		t.Fatal(err)
+	}
+	edge := startFollower(t, cams, db)
+	waitState(t, edge, "gate", rtsp.StateError, true)
+	st, _ := edge.Status("gate")
+	if st.Pulled != "none" || st.Status.State != rtsp.StateError || st.Status.Reason != errNoOwner.Error() {
+		t.Fatalf("pulled %q, state %s (%s); want none, error: %v", st.Pulled, st.Status.State, st.Status.Reason, errNoOwner)
+	}
+	if st.Owner != "rtsp://ingest-9:8554" {
+		t.Errorf("owner %q, want the last one written", st.Owner)
+	}
+}
+
+// A revoked partition's cameras are pulled on for the grace, and a
+// partition given straight back never stops being pulled; an older owner's
+// write does not undo a newer one's.
+func TestClusterHandover(t *testing.T) {
+	cams := []camera.Camera{{ID: "gate", URL: "rtsp://127.0.0.1:1/gate", Region: "north"}}
+	db := casedbtest.Open(t, casedb.SQLite)
+	cfg := DefaultClusterConfig()
+	cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
+	cfg.HandoverGrace = conf.Duration(time.Hour)
+	c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nparts = 4
+	ctx := context.Background()
+	p := []bus.TopicPartition{{Topic: bus.TopicCameras, Partition: c.partitionOf("gate")}}
+	direct := func() bool { d, _ := c.pullSource("gate", time.Now()); return d }
+	if direct() {
+		t.Fatal("pulled before the partition was given")
+	}
+	if err := c.assigned(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var node string
+	var since int64
+	if err := db.QueryRow(ctx, `SELECT node, since FROM camera_owners WHERE camera_id = 'gate'`).Scan(&node, &since); err != nil || node != cfg.Advertise {
+		t.Fatalf("owner row: %q (%v), want %s", node, err, cfg.Advertise)
+	}
+	c.revoked(ctx, p)
+	if !direct() {
+		t.Fatal("let go within the grace")
+	}
+	if err := c.assigned(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.leaving) != 0 || !direct() {
+		t.Fatal("a partition given back is still leaving")
+	}
+	// Handed over for good (no grace): not pulled here any more.
+	c.cfg.HandoverGrace = 0
+	c.revoked(ctx, p)
+	if direct() {
+		t.Fatal("pulled after the grace")
+	}
+	// Another node took it later; this node's late write loses.
+	if _, err := db.Exec(ctx, `UPDATE camera_owners SET node = 'rtsp://ingest-2:8554', since = ? WHERE camera_id = 'gate'`, since+1000); err != nil {
+		t.Fatal(err)
+	}
+	c.owned[p[0].Partition] = since
+	if err := c.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(ctx, `SELECT node FROM camera_owners WHERE camera_id = 'gate'`).Scan(&node); err != nil || node != "rtsp://ingest-2:8554" {
+		t.Fatalf("owner %q (%v) after an older write, want the newer owner kept", node, err)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/casedb/casedbtest"
@@ -20,7 +19,7 @@ import (
 	"sharpeye/configs/conf"
 	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
-	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/event"
 )
 
@@ -394,27 +393,5 @@ rules:
 func kafkaBus(t *testing.T) (bus.Bus, int) {
 	t.Helper()
 	const parts = 6
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(parts))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := kafka.Defaults()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Replication = 1
-	cfg.Partitions = parts
-	cfg.BatchTimeout = conf.Duration(time.Millisecond)
-	cfg.RetryBackoffMin = conf.Duration(10 * time.Millisecond)
-	cfg.RetryBackoffMax = conf.Duration(200 * time.Millisecond)
-	cfg.SessionTimeout = conf.Duration(6 * time.Second)
-	cfg.HeartbeatInterval = conf.Duration(200 * time.Millisecond)
-	b, err := kafka.New(cfg, t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); b.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return b, parts
+	return kafkatest.Start(t, kafkatest.Cluster(t, parts)), parts
 }

@@ -191,6 +191,7 @@ func (c *cluster) run(ctx context.Context, poll time.Duration) error {
 		go func() { defer wg.Done(); c.membership(ctx) }()
 		go func() {
 			defer wg.Done()
+			// Every interval, and at once when a camera is added.
 			t := time.NewTicker(c.cfg.Announce.D())
 			defer t.Stop()
 			for {
@@ -198,9 +199,10 @@ func (c *cluster) run(ctx context.Context, poll time.Duration) error {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if err := c.announce(ctx); err != nil && ctx.Err() == nil {
-						c.log.Warn("confirm the cameras this node owns", "err", err)
-					}
+				case <-c.reg.Changed():
+				}
+				if err := c.announce(ctx); err != nil && ctx.Err() == nil {
+					c.log.Warn("confirm the cameras this node owns", "err", err)
 				}
 			}
 		}()

@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/configs/conf"
 	"sharpeye/ingest/bus"
-	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/stream"
@@ -140,24 +139,8 @@ func TestClusterSharesTheCameras(t *testing.T) {
 		clusterSharesTheCameras(t, func() bus.Bus { return b })
 	})
 	t.Run("kafka", func(t *testing.T) {
-		kc, err := kfake.NewCluster(kfake.NumBrokers(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(kc.Close)
-		kcfg := kafka.Defaults()
-		kcfg.Brokers = kc.ListenAddrs()
-		kcfg.Replication, kcfg.Partitions = 1, 8
-		kcfg.SessionTimeout = conf.Duration(6 * time.Second)
-		kcfg.HeartbeatInterval = conf.Duration(200 * time.Millisecond)
-		clusterSharesTheCameras(t, func() bus.Bus {
-			b, err := kafka.New(kcfg, t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			runBus(t, b.Run)
-			return b
-		})
+		kcfg := kafkatest.Cluster(t, 8)
+		clusterSharesTheCameras(t, func() bus.Bus { return kafkatest.Start(t, kcfg) })
 	})
 }
 

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"sharpeye/alerts/analytics"
 	"sharpeye/alerts/analytics/analyticstest"
@@ -28,7 +27,7 @@ import (
 	"sharpeye/console/api/apitest"
 	"sharpeye/deploy/testpeer"
 	"sharpeye/ingest/bus"
-	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/event"
 )
 
@@ -54,26 +53,7 @@ func embeddedBus(t *testing.T) bus.Bus {
 // kafkaBus runs a Kafka bus against an in-process Kafka-protocol cluster.
 func kafkaBus(t *testing.T) bus.Bus {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := kafka.Defaults()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Replication = 1
-	cfg.Partitions = 4
-	cfg.BatchTimeout = conf.Duration(time.Millisecond)
-	cfg.RetryBackoffMin = conf.Duration(10 * time.Millisecond)
-	cfg.RetryBackoffMax = conf.Duration(200 * time.Millisecond)
-	cfg.SessionTimeout = conf.Duration(6 * time.Second)
-	cfg.HeartbeatInterval = conf.Duration(200 * time.Millisecond)
-	b, err := kafka.New(cfg, t.TempDir(), prometheus.NewRegistry(), quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	runBus(t, b.Run)
-	return b
+	return kafkatest.Start(t, kafkatest.Cluster(t, 4))
 }
 
 func runBus(t *testing.T, run func(context.Context) error) {

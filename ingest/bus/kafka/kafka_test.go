@@ -10,11 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"sharpeye/configs/conf"
 	"sharpeye/ingest/bus"
 	"sharpeye/ingest/bus/bustest"
 	"sharpeye/ingest/bus/internal/leak"
 	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 )
 
 // newCluster starts a kfake cluster, closed when the test ends.
@@ -29,17 +29,7 @@ func newCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 }
 
 // testConfig talks to brokers with short retries and heartbeats.
-func testConfig(brokers []string) kafka.Config {
-	c := kafka.Defaults()
-	c.Brokers = brokers
-	c.Replication = 1
-	c.BatchTimeout = conf.Duration(time.Millisecond)
-	c.RetryBackoffMin = conf.Duration(10 * time.Millisecond)
-	c.RetryBackoffMax = conf.Duration(200 * time.Millisecond)
-	c.SessionTimeout = conf.Duration(6 * time.Second)
-	c.HeartbeatInterval = conf.Duration(200 * time.Millisecond)
-	return c
-}
+func testConfig(brokers []string) kafka.Config { return kafkatest.Config(brokers) }
 
 func logger() *slog.Logger {
 	if os.Getenv("BUS_DEBUG") != "" {

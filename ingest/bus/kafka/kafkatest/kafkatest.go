@@ -17,9 +17,7 @@ import (
 )
 
 // Cluster starts a one-broker cluster whose topics have parts partitions,
-// closed when the test ends, and returns a bus configuration for it with
-// short retries and heartbeats (a member silent for 6 s loses its
-// partitions).
+// closed when the test ends, and returns Config for it.
 func Cluster(t testing.TB, parts int) kafka.Config {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(parts))
@@ -27,10 +25,17 @@ func Cluster(t testing.TB, parts int) kafka.Config {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	cfg := kafka.Defaults()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Replication = 1
+	cfg := Config(c.ListenAddrs())
 	cfg.Partitions = parts
+	return cfg
+}
+
+// Config is a bus configuration for brokers with short retries and
+// heartbeats (a member silent for 6 s loses its partitions).
+func Config(brokers []string) kafka.Config {
+	cfg := kafka.Defaults()
+	cfg.Brokers = brokers
+	cfg.Replication = 1
 	cfg.BatchTimeout = conf.Duration(time.Millisecond)
 	cfg.RetryBackoffMin = conf.Duration(10 * time.Millisecond)
 	cfg.RetryBackoffMax = conf.Duration(200 * time.Millisecond)

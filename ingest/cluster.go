@@ -143,26 +143,26 @@ func (c *cluster) partitionOf(id string) int {
 	return int(h.Sum32() % uint32(c.nparts))
 }
 
-// pullSource says where camera id is pulled from here: directly (this
-// node owns it, or is handing it over), from the re-serve of node, or, with
-// neither, from nowhere yet.
-func (c *cluster) pullSource(id string, now time.Time) (direct bool, node string) {
+// source says where camera id is pulled from here (see pullFrom):
+// directly when this node owns it or is handing it over, else from the
+// re-serve of the node the directory names, else from nowhere yet.
+func (c *cluster) source(id string, now time.Time) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.nparts > 0 {
 		p := c.partitionOf(id)
 		if _, ok := c.owned[p]; ok {
-			return true, ""
+			return pullDirect
 		}
 		if until, ok := c.leaving[p]; ok && now.Before(until) {
-			return true, ""
+			return pullDirect
 		}
 	}
 	o, ok := c.owners[id]
 	if !ok || o.node == c.cfg.Advertise || now.UnixMilli()-o.seen > 3*c.cfg.Announce.D().Milliseconds() {
-		return false, ""
+		return pullNowhere
 	}
-	return false, o.node
+	return o.node
 }
 
 // ownerOf is the node the directory names for camera id ("" none).

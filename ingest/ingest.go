@@ -345,8 +345,9 @@ type CameraStatus struct {
 	// "node" (another node's re-serve: a relay-only node, or a cluster
 	// node that does not own it) or "none" (a cluster without its owner).
 	Pulled string `json:"pulled"`
-	// Owner is, in a cluster, the re-serve of the ingest node that pulls
-	// the camera itself ("" while none does).
+	// Owner is, in a cluster, the re-serve of the ingest node last named
+	// as the camera's owner ("" while none has been; it may be gone: then
+	// Pulled is "none").
 	Owner string `json:"owner,omitempty"`
 }
 
@@ -363,7 +364,12 @@ func (in *Ingest) Status(id string) (CameraStatus, bool) {
 	in.mu.Lock()
 	r, running := in.cams[id]
 	in.mu.Unlock()
-	switch source := in.pullFrom(id); source {
+	// Where the running puller pulls from; until it runs, where it will.
+	source := in.pullFrom(id)
+	if running {
+		source = r.source
+	}
+	switch source {
 	case pullDirect:
 		st.Pulled = "camera"
 	case pullNowhere:

@@ -58,14 +58,7 @@ var errNoOwner = errors.New("no ingest node of the cluster has announced that it
 func (in *Ingest) pullFrom(id string) string {
 	switch {
 	case in.cluster != nil:
-		direct, node := in.cluster.pullSource(id, time.Now())
-		if direct {
-			return pullDirect
-		}
-		if node == "" {
-			return pullNowhere
-		}
-		return node
+		return in.cluster.source(id, time.Now())
 	case in.upstream != nil:
 		return in.upstream.URL
 	}

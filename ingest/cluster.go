@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -224,19 +223,16 @@ func (c *cluster) run(ctx context.Context, poll time.Duration) error {
 // membership joins the owners' group until ctx ends, rejoining after an
 // error.
 func (c *cluster) membership(ctx context.Context) {
-	backoff := time.Second
-	for ctx.Err() == nil {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
 		err := c.join(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("ingest cluster membership failed; retrying", "group", c.cfg.Group, "retry_in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
+		d := bus.Backoff(attempt, time.Second, 30*time.Second)
+		c.log.Warn("ingest cluster membership failed; retrying", "group", c.cfg.Group, "retry_in", d, "err", err)
+		if bus.SleepCtx(ctx, d) != nil {
 			return
-		case <-time.After(backoff + rand.N(backoff/2)):
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -38,6 +38,10 @@ type Config struct {
 	// pictures (instant start for new viewers).
 	GOPMaxUnits int `yaml:"gop_max_units"`
 	GOPMaxBytes int `yaml:"gop_max_bytes"`
+	// GOPTotalBytes bounds the cached GOPs of all cameras together; the
+	// cameras watched most recently keep theirs (see stream.GOPBudget).
+	// 0: no bound.
+	GOPTotalBytes int64 `yaml:"gop_total_bytes"`
 	// RegistryPoll is how often cameras changed on other nodes are read.
 	RegistryPoll conf.Duration `yaml:"registry_poll"`
 	// Detect configures the video detectors run on every camera.
@@ -55,15 +59,18 @@ type Config struct {
 func Defaults() Config {
 	h := stream.DefaultHubConfig()
 	return Config{
-		Pull:         rtsp.DefaultPullConfig(),
-		RTSPServer:   rtsp.DefaultServeConfig(),
-		GOPMaxUnits:  h.MaxGOPUnits,
-		GOPMaxBytes:  h.MaxGOPBytes,
-		RegistryPoll: conf.Duration(10 * time.Second),
-		Detect:       detect.Defaults(),
-		Blobs:        blob.Defaults(),
-		HealthReport: conf.Duration(time.Minute),
-		Cluster:      DefaultClusterConfig(),
+		Pull:        rtsp.DefaultPullConfig(),
+		RTSPServer:  rtsp.DefaultServeConfig(),
+		GOPMaxUnits: h.MaxGOPUnits,
+		GOPMaxBytes: h.MaxGOPBytes,
+		// 64 MiB: about 130 cameras of 2 Mb/s with a keyframe every 2 s,
+		// 500 of 512 kb/s sub-streams.
+		GOPTotalBytes: 64 << 20,
+		RegistryPoll:  conf.Duration(10 * time.Second),
+		Detect:        detect.Defaults(),
+		Blobs:         blob.Defaults(),
+		HealthReport:  conf.Duration(time.Minute),
+		Cluster:       DefaultClusterConfig(),
 	}
 }
 
@@ -74,6 +81,9 @@ func (c *Config) Validate(v *conf.V) {
 	}
 	if c.GOPMaxBytes < 1<<16 || c.GOPMaxBytes > 1<<30 {
 		v.Errorf("gop_max_bytes", "must be between 65536 and 1073741824")
+	}
+	if c.GOPTotalBytes != 0 && (c.GOPTotalBytes < 1<<20 || c.GOPTotalBytes > 1<<40) {
+		v.Errorf("gop_total_bytes", "must be 0 (no bound) or between 1048576 and 1099511627776")
 	}
 	if c.RegistryPoll.D() < time.Second {
 		v.Errorf("registry_poll", "must be at least 1s")
@@ -94,6 +104,8 @@ type Ingest struct {
 	mu   sync.Mutex
 	cams map[string]*running
 	wg   sync.WaitGroup
+	// gops is shared by the cameras' hubs.
+	gops *stream.GOPBudget
 
 	// detect, blobs and out are set by EnableDetectors.
 	detect *detect.Manager
@@ -108,6 +120,13 @@ type Ingest struct {
 	cluster *cluster
 
 	health *healthMetrics
+}
+
+// GOPCache is what the cameras' cached groups of pictures hold now (bytes,
+// cameras) and their bound, ingest.gop_total_bytes (0: none).
+func (in *Ingest) GOPCache() (bytes int64, cameras int, limit int64) {
+	bytes, cameras = in.gops.Usage()
+	return bytes, cameras, in.gops.Limit()
 }
 
 // running is one camera being pulled.
@@ -132,6 +151,7 @@ func New(cfg Config, cameras []camera.Camera, db *casedb.DB, authz rtsp.Authoriz
 		db:   db,
 		log:  log,
 		cams: map[string]*running{},
+		gops: stream.NewGOPBudget(cfg.GOPTotalBytes),
 	}
 	if cfg.RTSPServer.Listen != "" {
 		in.rtsp = rtsp.NewServer(cfg.RTSPServer, in, authz, log.With("component", "rtsp-server"))
@@ -255,7 +275,7 @@ func (in *Ingest) reconcile(ctx context.Context) {
 	}
 	for id, e := range want {
 		if _, ok := in.cams[id]; !ok {
-			in.startLocked(ctx, e, stream.NewHub(id, stream.HubConfig{MaxGOPUnits: in.cfg.GOPMaxUnits, MaxGOPBytes: in.cfg.GOPMaxBytes}))
+			in.startLocked(ctx, e, stream.NewHub(id, stream.HubConfig{MaxGOPUnits: in.cfg.GOPMaxUnits, MaxGOPBytes: in.cfg.GOPMaxBytes, Budget: in.gops}))
 		}
 	}
 }

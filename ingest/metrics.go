@@ -25,16 +25,23 @@ var (
 	descConsumer = prometheus.NewDesc("sharpeye_camera_consumers", "Consumers of the camera's stream (viewers, re-serve, detectors).", labels, nil)
 	descSlow     = prometheus.NewDesc("sharpeye_camera_slow_consumer_drops_total", "Consumers dropped for falling behind.", labels, nil)
 	descPulled   = prometheus.NewDesc("sharpeye_camera_pulled_here", "1 when this node pulls the camera from the camera itself (in a cluster: owns it), 0 when from another node or not at all.", labels, nil)
+	descGOPBytes = prometheus.NewDesc("sharpeye_gop_cache_bytes", "Bytes held by the cameras' cached groups of pictures (bounded by ingest.gop_total_bytes).", nil, nil)
+	descGOPCams  = prometheus.NewDesc("sharpeye_gop_cache_cameras", "Cameras with a cached group of pictures (a new viewer starts at once); the others' new viewers wait for the next keyframe.", nil, nil)
+	descGOPLimit = prometheus.NewDesc("sharpeye_gop_cache_limit_bytes", "ingest.gop_total_bytes (0: no bound).", nil, nil)
 	states       = []rtsp.State{rtsp.StateIdle, rtsp.StateConnecting, rtsp.StateOnline, rtsp.StateOffline, rtsp.StateError, rtsp.StateDisabled}
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow, descPulled} {
+	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow, descPulled, descGOPBytes, descGOPCams, descGOPLimit} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	bytes, cams := c.in.gops.Usage()
+	ch <- prometheus.MustNewConstMetric(descGOPBytes, prometheus.GaugeValue, float64(bytes))
+	ch <- prometheus.MustNewConstMetric(descGOPCams, prometheus.GaugeValue, float64(cams))
+	ch <- prometheus.MustNewConstMetric(descGOPLimit, prometheus.GaugeValue, float64(c.in.gops.Limit()))
 	for _, e := range c.in.reg.All() {
 		st, ok := c.in.Status(e.ID)
 		if !ok {

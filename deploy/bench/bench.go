@@ -103,11 +103,13 @@ type options struct {
 	trials    int
 	fixture   string
 	transport string
-	warmup    time.Duration
-	duration  time.Duration
-	json      bool
-	quick     bool
-	logLevel  string
+	// gopTotal is ingest.gop_total_bytes; -1 keeps the default.
+	gopTotal int64
+	warmup   time.Duration
+	duration time.Duration
+	json     bool
+	quick    bool
+	logLevel string
 	// profile is a directory for pprof profiles of each measured window.
 	profile string
 	// lifeline: stop when standard input closes (a section run by `bench
@@ -119,13 +121,14 @@ type options struct {
 func (o *options) register(fs *flag.FlagSet, section string) {
 	*o = options{
 		cameras: intList{50, 200, 500}, viewers: intList{1, 10, 50, 100, 200}, trials: 20,
-		fixture: defaultFixture, transport: camera.TransportTCP,
+		fixture: defaultFixture, transport: camera.TransportTCP, gopTotal: -1,
 		warmup: 5 * time.Second, duration: 20 * time.Second, logLevel: "warn",
 	}
 	uses := func(s ...string) bool { return section == "all" || slices.Contains(s, section) }
 	if uses("ingest") {
 		fs.Var(&o.cameras, "cameras", "numbers of cameras, one row each")
 		fs.StringVar(&o.transport, "transport", o.transport, "RTSP transport of the pullers: tcp, udp or auto")
+		fs.Int64Var(&o.gopTotal, "gop-total-bytes", o.gopTotal, "ingest.gop_total_bytes, the bound of all cameras' cached GOPs together (0: none; -1: the default)")
 	}
 	if uses("relay") {
 		fs.Var(&o.viewers, "viewers", "numbers of viewers, one row each")

@@ -53,6 +53,11 @@ type IngestRow struct {
 	Lost         uint64 `json:"rtp_packets_lost"`
 	DecodeErrors uint64 `json:"decode_errors"`
 	Reconnects   uint64 `json:"reconnects"`
+	// GOPCameras cameras had a cached GOP at the end of the window,
+	// GOPBytes in all, within GOPLimit (ingest.gop_total_bytes, 0: none).
+	GOPCameras int   `json:"gop_cameras"`
+	GOPBytes   int64 `json:"gop_bytes"`
+	GOPLimit   int64 `json:"gop_limit_bytes"`
 	// CameraServer is the cameras' process over the same window.
 	CameraServer cameraServerReport `json:"camera_server"`
 }
@@ -90,7 +95,11 @@ func ingestRow(ctx context.Context, o *options, n int, clip *simcam.Clip, progre
 	}
 	releaseMemory() // the previous row's, and the start-up's
 	t0 := time.Now()
-	st, err := startStack(ctx, stackConfig{cameras: cams, log: log})
+	sc := stackConfig{cameras: cams, log: log}
+	if o.gopTotal >= 0 {
+		sc.gopTotal = &o.gopTotal
+	}
+	st, err := startStack(ctx, sc)
 	if err != nil {
 		return row, err
 	}
@@ -117,7 +126,10 @@ func ingestRow(ctx context.Context, o *options, n int, clip *simcam.Clip, progre
 	before, t0 := st.snapshot(cs.info.Paths)
 	var after []cameraCounters
 	var t1 time.Time
-	w := window{d: o.duration, atEnd: func() { after, t1 = st.snapshot(cs.info.Paths) }, profile: o.profilePrefix("ingest", n)}
+	w := window{d: o.duration, profile: o.profilePrefix("ingest", n), atEnd: func() {
+		after, t1 = st.snapshot(cs.info.Paths)
+		row.GOPBytes, row.GOPCameras, row.GOPLimit = st.ingest.GOPCache()
+	}}
 	if row.Process, err = measure(ctx, w); err != nil {
 		return row, err
 	}

@@ -40,6 +40,8 @@ type stack struct {
 // stackConfig says what to run.
 type stackConfig struct {
 	cameras []camera.Camera
+	// gopTotal, if set, replaces ingest.gop_total_bytes.
+	gopTotal *int64
 	// withRelay adds the relay and its HTTP server; maxViewers bounds its
 	// sessions (per camera and in all).
 	withRelay  bool
@@ -53,6 +55,9 @@ func startStack(ctx context.Context, cfg stackConfig) (*stack, error) {
 	reg := prometheus.NewRegistry()
 	icfg := ingest.Defaults()
 	icfg.RTSPServer.Listen = "" // the re-serve is not measured
+	if cfg.gopTotal != nil {
+		icfg.GOPTotalBytes = *cfg.gopTotal
+	}
 	in := ingest.New(icfg, cfg.cameras, nil, nil, reg, cfg.log.With("component", "ingest"))
 	if err := in.Start(ctx); err != nil {
 		return nil, err
@@ -120,11 +125,11 @@ func (s *stack) close() error {
 
 // cameraCounters are one camera's counters, as the ingest role sees them.
 type cameraCounters struct {
-	online                        bool
-	reason                        string
-	units, packets, lost, decode  uint64
-	reconnects, slowDrops, gopLen uint64
-	consumers                     int
+	online                       bool
+	reason                       string
+	units, packets, lost, decode uint64
+	reconnects, slowDrops, keys  uint64
+	consumers                    int
 }
 
 // snapshot reads the counters of every camera in ids, and when: the middle
@@ -152,7 +157,7 @@ func (s *stack) counters(ids []string) []cameraCounters {
 			decode:     st.Status.DecodeErrors,
 			reconnects: st.Status.Reconnects,
 			slowDrops:  st.Stream.SlowDrops,
-			gopLen:     uint64(st.Stream.GOPUnits),
+			keys:       st.Stream.Keyframes,
 			consumers:  st.Stream.Subscribers,
 		}
 	}
@@ -160,8 +165,8 @@ func (s *stack) counters(ids []string) []cameraCounters {
 }
 
 // streaming reports whether a camera is online and has delivered a
-// keyframe (its hub caches a GOP: a viewer can start at once).
-func (c cameraCounters) streaming() bool { return c.online && c.units > 0 && c.gopLen > 0 }
+// keyframe.
+func (c cameraCounters) streaming() bool { return c.online && c.units > 0 && c.keys > 0 }
 
 // waitStreaming waits until every camera of ids is streaming, or timeout;
 // it returns how many are and, if not all, which one was not and why.

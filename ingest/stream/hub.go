@@ -13,6 +13,9 @@ type HubConfig struct {
 	// then wait for the next keyframe).
 	MaxGOPUnits int
 	MaxGOPBytes int
+	// Budget, if set, is shared by the hubs of a process and bounds their
+	// cached GOPs together (see GOPBudget).
+	Budget *GOPBudget
 }
 
 // DefaultHubConfig holds a GOP of up to 10 s at 30 fps or 16 MiB.
@@ -38,13 +41,30 @@ type Hub struct {
 	changed  chan struct{} // closed and replaced when track or subscribers change
 	rate     rateMeter     // of the current track
 
+	// sinceKey counts the bytes since the last keyframe, cached or not;
+	// seenKey says a keyframe of the current track has come.
+	sinceKey int64
+	seenKey  bool
+
 	units, bytes, keys, slowDrops atomic.Uint64
 	lastUnit                      atomic.Int64 // unix nanos
+
+	// For the budget, which reads them without the hub's lock: consumers
+	// that ask for the stream, when one last came or left (unix nanos),
+	// the size of the last complete GOP and of the cached one.
+	watchers    atomic.Int32
+	watchedAt   atomic.Int64
+	gopSize     atomic.Int64
+	cachedBytes atomic.Int64
+	// gopAllowed is the budget's decision, under the budget's lock.
+	gopAllowed bool
 }
 
 // NewHub returns an empty hub for camera id.
 func NewHub(id string, cfg HubConfig) *Hub {
-	return &Hub{id: id, cfg: cfg, subs: map[*Sub]struct{}{}, changed: make(chan struct{})}
+	h := &Hub{id: id, cfg: cfg, subs: map[*Sub]struct{}{}, changed: make(chan struct{})}
+	cfg.Budget.add(h)
+	return h
 }
 
 // ID is the camera's id.
@@ -72,7 +92,8 @@ func (h *Hub) SetTrack(t Track) {
 	t.parseSize()
 	h.track, h.hasTrack = t, true
 	h.epoch++
-	h.gop, h.gopBytes, h.gopValid = nil, 0, false
+	h.dropGOPLocked()
+	h.sinceKey, h.seenKey = 0, false
 	h.rate = rateMeter{}
 	h.notifyLocked()
 }
@@ -82,7 +103,7 @@ func (h *Hub) ClearTrack() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.hasTrack = false
-	h.gop, h.gopBytes, h.gopValid = nil, 0, false
+	h.dropGOPLocked()
 	h.notifyLocked()
 }
 
@@ -165,24 +186,52 @@ func (h *Hub) withParams(nalus [][]byte) [][]byte {
 
 func (h *Hub) cache(u *Unit) {
 	if u.Key {
+		if h.seenKey {
+			if h.gopSize.Swap(h.sinceKey) == 0 && h.cfg.Budget != nil {
+				h.cfg.Budget.dirty.Store(true) // the first size known: share anew
+			}
+		}
+		h.seenKey, h.sinceKey = true, 0
 		// Clear, not only truncate: the previous GOP's units past the new
 		// length would stay reachable until overwritten, a second GOP in
 		// memory per camera.
 		clear(h.gop)
 		h.gop = h.gop[:0]
 		h.gopBytes = 0
-		h.gopValid = true
+		h.gopValid = h.cfg.Budget.allows(h, time.Now())
+		if !h.gopValid {
+			h.gop = nil
+		}
 	}
+	h.sinceKey += int64(u.Size)
 	if !h.gopValid {
+		h.cachedBytes.Store(0)
 		return
 	}
 	if len(h.gop) >= h.cfg.MaxGOPUnits || h.gopBytes+u.Size > h.cfg.MaxGOPBytes {
 		// Keyframes too far apart to cache: new consumers wait for the next.
-		h.gop, h.gopBytes, h.gopValid = nil, 0, false
+		h.dropGOPLocked()
 		return
 	}
 	h.gop = append(h.gop, u)
 	h.gopBytes += u.Size
+	h.cachedBytes.Store(int64(h.gopBytes))
+}
+
+// dropGOPLocked forgets the cached GOP until the next keyframe.
+func (h *Hub) dropGOPLocked() {
+	h.gop, h.gopBytes, h.gopValid = nil, 0, false
+	h.cachedBytes.Store(0)
+}
+
+// watchChanged notes that a consumer asking for the stream came (+1) or
+// left (-1).
+func (h *Hub) watchChanged(delta int32) {
+	h.watchers.Add(delta)
+	h.watchedAt.Store(time.Now().UnixNano())
+	if h.cfg.Budget != nil {
+		h.cfg.Budget.dirty.Store(true)
+	}
 }
 
 // Sub is one consumer's subscription.
@@ -221,6 +270,8 @@ func (h *Hub) subscribe(queue int, passive bool) (*Sub, error) {
 	h.subs[s] = struct{}{}
 	if passive {
 		h.passive++
+	} else {
+		h.watchChanged(1)
 	}
 	h.notifyLocked()
 	return s, nil
@@ -255,6 +306,8 @@ func (h *Hub) dropLocked(s *Sub, err error) {
 	delete(h.subs, s)
 	if s.passive {
 		h.passive--
+	} else {
+		h.watchChanged(-1)
 	}
 	s.err = err
 	close(s.ch)
@@ -281,6 +334,8 @@ func (h *Hub) Close() {
 	for s := range h.subs {
 		h.dropLocked(s, ErrHubClosed)
 	}
+	h.dropGOPLocked()
+	h.cfg.Budget.remove(h)
 }
 
 // Stats are the hub's counters.
@@ -292,14 +347,17 @@ type Stats struct {
 	Subscribers int       `json:"consumers"`
 	LastUnit    time.Time `json:"last_unit,omitzero"`
 	GOPUnits    int       `json:"gop_units"`
+	// GOPBytes is the size of the cached GOP: 0 when the camera has none
+	// (its keyframes are too far apart, or it is outside the GOP budget).
+	GOPBytes int `json:"gop_bytes"`
 }
 
 // Stats returns the counters.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
-	subs, gop := len(h.subs), len(h.gop)
+	subs, gop, gopBytes := len(h.subs), len(h.gop), h.gopBytes
 	h.mu.Unlock()
-	st := Stats{Units: h.units.Load(), Bytes: h.bytes.Load(), Keyframes: h.keys.Load(), SlowDrops: h.slowDrops.Load(), Subscribers: subs, GOPUnits: gop}
+	st := Stats{Units: h.units.Load(), Bytes: h.bytes.Load(), Keyframes: h.keys.Load(), SlowDrops: h.slowDrops.Load(), Subscribers: subs, GOPUnits: gop, GOPBytes: gopBytes}
 	if n := h.lastUnit.Load(); n != 0 {
 		st.LastUnit = time.Unix(0, n).UTC()
 	}

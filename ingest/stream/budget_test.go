@@ -1,0 +1,165 @@
+package stream
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// budgetHarness is a few hubs sharing one GOP budget, fed GOPs of a known
+// size: a 1,000-byte IDR (1,014 with the SPS and PPS the hub puts before
+// it) and nine 100-byte slices, 1,914 bytes in all.
+type budgetHarness struct {
+	t      *testing.T
+	budget *GOPBudget
+	hubs   []*Hub
+	pts    time.Duration
+}
+
+const testGOPSize = 1014 + 9*100
+
+func newBudgetHarness(t *testing.T, limit int64, ids ...string) *budgetHarness {
+	bh := &budgetHarness{t: t, budget: NewGOPBudget(limit)}
+	for _, id := range ids {
+		cfg := DefaultHubConfig()
+		cfg.Budget = bh.budget
+		h := NewHub(id, cfg)
+		h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+		t.Cleanup(h.Close)
+		bh.hubs = append(bh.hubs, h)
+	}
+	return bh
+}
+
+// round sends one GOP through every hub still open, one after the other.
+func (bh *budgetHarness) round() {
+	bigIDR := append([]byte{0x65}, bytes.Repeat([]byte{1}, 999)...)
+	p := append([]byte{0x41}, bytes.Repeat([]byte{2}, 99)...)
+	for _, h := range bh.hubs {
+		bh.pts += 40 * time.Millisecond
+		h.Publish(bh.pts, time.Now(), [][]byte{bigIDR})
+		for range 9 {
+			bh.pts += 40 * time.Millisecond
+			h.Publish(bh.pts, time.Now(), [][]byte{p})
+		}
+	}
+}
+
+// cached lists the hubs holding a whole GOP, and checks the others hold
+// none.
+func (bh *budgetHarness) cached() string {
+	bh.t.Helper()
+	var out []string
+	var sum int64
+	for _, h := range bh.hubs {
+		switch st := h.Stats(); st.GOPBytes {
+		case testGOPSize:
+			out = append(out, h.ID())
+			sum += testGOPSize
+		case 0:
+		default:
+			bh.t.Fatalf("%s caches %d bytes, not a whole GOP (%d) nor none", h.ID(), st.GOPBytes, testGOPSize)
+		}
+	}
+	if bytes, n := bh.budget.Usage(); bytes != sum || n != len(out) {
+		bh.t.Fatalf("usage %d bytes in %d hubs, the hubs hold %d in %d", bytes, n, sum, len(out))
+	}
+	return fmt.Sprint(out)
+}
+
+func TestGOPBudgetGoesToTheCamerasWatchedLast(t *testing.T) {
+	// Room for two GOPs of the four cameras.
+	bh := newBudgetHarness(t, 2*testGOPSize+100, "a", "b", "c", "d")
+	a, c, d := bh.hubs[0], bh.hubs[2], bh.hubs[3]
+
+	// Before any size is known every camera caches its first GOP; from the
+	// second, the budget holds: nobody has watched anything, so the first
+	// two added keep theirs.
+	bh.round()
+	bh.round()
+	if got := bh.cached(); got != "[a b]" {
+		t.Fatalf("cached %s, want [a b]", got)
+	}
+
+	// A viewer of d: it has no GOP, so the viewer starts at d's next
+	// keyframe, and from there d caches (b, the last in order, leaves).
+	s, err := d.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-s.Units():
+		t.Fatalf("a viewer of a camera outside the budget got a unit before any was published (key %v)", u.Key)
+	default:
+	}
+	bh.round()
+	if u := recv(t, s); !u.Key {
+		t.Fatal("the viewer's first unit is not a keyframe")
+	}
+	if got := bh.cached(); got != "[a d]" {
+		t.Fatalf("cached %s with d watched, want [a d]", got)
+	}
+	// A second viewer of d starts at once, from the cached keyframe.
+	s2, err := d.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := recv(t, s2); !u.Key {
+		t.Fatal("a second viewer of d did not start at the cached keyframe")
+	}
+
+	// The viewers leave; d stays ahead of the cameras never watched.
+	s.Close()
+	s2.Close()
+	bh.round()
+	if got := bh.cached(); got != "[a d]" {
+		t.Fatalf("cached %s after d was watched, want [a d]", got)
+	}
+
+	// c is watched a moment: c and d are now the two watched last.
+	time.Sleep(time.Millisecond) // c's moment after d's on the clock
+	sc, err := c.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Close()
+	bh.round()
+	if got := bh.cached(); got != "[c d]" {
+		t.Fatalf("cached %s after c was watched, want [c d]", got)
+	}
+
+	// Passive consumers (the detectors) do not count as watching.
+	pa, err := a.SubscribePassive(1 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close()
+	bh.round()
+	if got := bh.cached(); got != "[c d]" {
+		t.Fatalf("cached %s with a passive consumer of a, want [c d]", got)
+	}
+
+	// A camera removed gives its share back.
+	c.Close()
+	bh.round()
+	if got := bh.cached(); got != "[a d]" {
+		t.Fatalf("cached %s after c was removed, want [a d]", got)
+	}
+}
+
+func TestGOPBudgetUnlimited(t *testing.T) {
+	for _, b := range []*GOPBudget{nil, NewGOPBudget(0)} {
+		bh := newBudgetHarness(t, 0, "a", "b", "c")
+		for _, h := range bh.hubs {
+			h.cfg.Budget = b
+		}
+		bh.round()
+		bh.round()
+		for _, h := range bh.hubs {
+			if got := h.Stats().GOPBytes; got != testGOPSize {
+				t.Fatalf("budget %v: %s caches %d bytes, want %d", b, h.ID(), got, testGOPSize)
+			}
+		}
+	}
+}

@@ -265,12 +265,17 @@ func (p *Puller) session(ctx context.Context) error {
 	if user, pass := p.cam.Credentials(); user != "" {
 		u.User = url.UserPassword(user, pass)
 	}
+	// Over TCP the tap takes the RTP packets out of the connection (see
+	// tap); taken is what it hands them to, set once the track is known.
+	var tapped atomic.Pointer[tap]
+	var taken *tapReceiver
 	c := &gortsplib.Client{
 		Scheme:        u.Scheme,
 		Host:          u.Host,
 		ReadTimeout:   p.cfg.ReadTimeout.D(),
 		WriteTimeout:  p.cfg.WriteTimeout.D(),
 		UserAgent:     "Sharpeye",
+		DialContext:   tapDialer(&tapped, func(pkt []byte, now time.Time) { taken.packet(pkt, now) }),
 		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
 		OnTransportSwitch: func(err error) {
@@ -302,35 +307,41 @@ func (p *Puller) session(ctx context.Context) error {
 	if err != nil {
 		return p.describeError(err)
 	}
-	medi, track, decode, err := findVideo(desc)
+	medi, forma, track, decode, err := findVideo(desc)
 	if err != nil {
 		return err
 	}
-	if _, err := c.Setup(desc.BaseURL, medi, 0, 0); err != nil {
+	res, err := c.Setup(desc.BaseURL, medi, 0, 0)
+	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
 	p.hub.SetTrack(track)
 	p.jitterMs.Store(0)
 	var jitter jitterMeter // the packet callback's own, like the depacketizer: gortsplib calls it from one goroutine
 
-	c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
-		if m != medi {
-			return
-		}
-		now := time.Now()
-		p.packets.Add(1)
-		p.lastPacket.Store(now.UnixNano())
-		// The time decoder must see every packet: it starts on the first
-		// one that begins a keyframe.
-		pts, ok := c.PacketPTS(m, pkt)
-		au, err := decode(pkt)
-		if !ok || err != nil || len(au) == 0 {
-			return
-		}
-		jitter.add(now, pkt.Timestamp)
-		p.jitterMs.Store(math.Float64bits(jitter.ms()))
-		p.hub.Publish(pts, now, au)
-	})
+	if t, ch := tapped.Load(), interleavedChannel(res); t != nil && ch >= 0 && u.Scheme == "rtsp" {
+		taken = &tapReceiver{p: p, pt: forma.PayloadType(), dep: newDepacketizer(track.Codec), jitter: &jitter}
+		t.take(ch)
+	} else {
+		c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
+			if m != medi {
+				return
+			}
+			now := time.Now()
+			p.packets.Add(1)
+			p.lastPacket.Store(now.UnixNano())
+			// The time decoder must see every packet: it starts on the
+			// first one that begins a keyframe.
+			pts, ok := c.PacketPTS(m, pkt)
+			au, err := decode(pkt)
+			if !ok || err != nil || len(au) == 0 {
+				return
+			}
+			jitter.add(now, pkt.Timestamp)
+			p.jitterMs.Store(math.Float64bits(jitter.ms()))
+			p.hub.Publish(pts, now, au)
+		})
+	}
 	if _, err := c.Play(nil); err != nil {
 		return fmt.Errorf("play: %w", err)
 	}
@@ -387,22 +398,22 @@ func (p *Puller) describeError(err error) error {
 }
 
 // findVideo picks the camera's video track (H.264, else H.265).
-func findVideo(desc *description.Session) (*description.Media, stream.Track, func(*rtp.Packet) ([][]byte, error), error) {
+func findVideo(desc *description.Session) (*description.Media, format.Format, stream.Track, func(*rtp.Packet) ([][]byte, error), error) {
 	var h264 *format.H264
 	if medi := desc.FindFormat(&h264); medi != nil {
 		dec, err := h264.CreateDecoder()
 		if err != nil {
-			return nil, stream.Track{}, nil, &camError{"h264: " + err.Error()}
+			return nil, nil, stream.Track{}, nil, &camError{"h264: " + err.Error()}
 		}
-		return medi, stream.Track{Codec: stream.H264, SPS: h264.SPS, PPS: h264.PPS}, ignoreFragments(dec.Decode), nil
+		return medi, h264, stream.Track{Codec: stream.H264, SPS: h264.SPS, PPS: h264.PPS}, ignoreFragments(dec.Decode), nil
 	}
 	var h265 *format.H265
 	if medi := desc.FindFormat(&h265); medi != nil {
 		dec, err := h265.CreateDecoder()
 		if err != nil {
-			return nil, stream.Track{}, nil, &camError{"h265: " + err.Error()}
+			return nil, nil, stream.Track{}, nil, &camError{"h265: " + err.Error()}
 		}
-		return medi, stream.Track{Codec: stream.H265, VPS: h265.VPS, SPS: h265.SPS, PPS: h265.PPS}, ignoreFragments(dec.Decode), nil
+		return medi, h265, stream.Track{Codec: stream.H265, VPS: h265.VPS, SPS: h265.SPS, PPS: h265.PPS}, ignoreFragments(dec.Decode), nil
 	}
 	var codecs []string
 	for _, m := range desc.Medias {
@@ -410,7 +421,7 @@ func findVideo(desc *description.Session) (*description.Media, stream.Track, fun
 			codecs = append(codecs, f.Codec())
 		}
 	}
-	return nil, stream.Track{}, nil, &camError{fmt.Sprintf("no H.264 or H.265 video (the camera offers %s)", strings.Join(codecs, ", "))}
+	return nil, nil, stream.Track{}, nil, &camError{fmt.Sprintf("no H.264 or H.265 video (the camera offers %s)", strings.Join(codecs, ", "))}
 }
 
 // ignoreFragments turns "need more packets" into no access unit, no error.

@@ -1,0 +1,308 @@
+package rtsp
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
+
+	"sharpeye/ingest/stream"
+)
+
+// A tap sits between gortsplib's RTSP client and its TCP connection and
+// takes the camera's RTP packets out of the interleaved stream itself,
+// when the session runs over TCP: gortsplib would copy each packet into a
+// new buffer, then each fragmented NAL unit into another, and the garbage
+// collection of those two copies of the whole stream was most of the
+// pull's CPU with hundreds of cameras. The tap hands each packet, in its
+// read buffer, to onRTP (which copies what it keeps, once, into the access
+// unit), and passes gortsplib the packet's RTP header alone, so that
+// gortsplib still sees every packet's sequence number and timestamp: its
+// receiver reports to the camera, its loss count and its read timeout stay
+// right. RTSP messages, RTCP and the other channels pass unchanged.
+//
+// The tap follows the stream's framing as gortsplib's reader does (an
+// interleaved frame after '$', else a request or response, else one byte
+// skipped) from the connection's first byte. Should it ever lose the
+// framing (a message header longer than its buffer), it passes everything
+// through unchanged from there on and gortsplib decides.
+type tap struct {
+	net.Conn
+
+	// channel is the interleaved channel of the RTP packets to take, -1
+	// for none (before SETUP, or with UDP).
+	channel atomic.Int32
+	// onRTP gets each RTP packet taken (header included) and when it was
+	// read. It runs on the reading goroutine and must not keep pkt.
+	onRTP func(pkt []byte, received time.Time)
+
+	in   []byte // read buffer: in[r:w] not yet handled
+	r, w int
+	out  []byte // bytes for gortsplib, in order
+	// pass is how many more bytes of the current message or frame go
+	// through unchanged.
+	pass int
+	// big holds an RTP packet longer than the read buffer while it is
+	// read.
+	big    []byte
+	bigGot int
+	// lost: the framing is lost; everything passes unchanged.
+	lost bool
+	now  time.Time
+}
+
+const (
+	// tapBuffer is the read buffer: several RTP packets of the usual
+	// size in one read; a larger packet is read apart.
+	tapBuffer = 8 << 10
+	// tapOut is how much the tap gives gortsplib in one Read at most.
+	tapOut = 4 << 10
+	// maxInterleaved is the longest interleaved frame (a 16-bit length).
+	maxInterleaved = 4 + 0xffff
+)
+
+func newTap(nc net.Conn, onRTP func([]byte, time.Time)) *tap {
+	t := &tap{Conn: nc, onRTP: onRTP, in: make([]byte, tapBuffer), out: make([]byte, 0, tapOut)}
+	t.channel.Store(-1)
+	return t
+}
+
+// take starts taking the RTP packets of channel.
+func (t *tap) take(channel int) { t.channel.Store(int32(channel)) }
+
+// taking says whether the tap takes any channel's packets.
+func (t *tap) taking() bool { return t.channel.Load() >= 0 }
+
+// Read implements net.Conn for gortsplib.
+func (t *tap) Read(p []byte) (int, error) {
+	for {
+		t.handle(min(len(p), tapOut))
+		if len(t.out) > 0 {
+			n := copy(p, t.out)
+			t.out = t.out[:copy(t.out, t.out[n:])]
+			return n, nil
+		}
+		if err := t.fill(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// fill reads more of the connection into in, after what is left of it.
+func (t *tap) fill() error {
+	if t.r > 0 {
+		t.w = copy(t.in, t.in[t.r:t.w])
+		t.r = 0
+	}
+	n, err := t.Conn.Read(t.in[t.w:])
+	t.now = time.Now()
+	t.w += n
+	if n > 0 {
+		return nil
+	}
+	return err
+}
+
+// handle turns what is in the read buffer into bytes for gortsplib, up to
+// about max of them, and hands the RTP packets taken to onRTP.
+func (t *tap) handle(max int) {
+	for len(t.out) < max && t.r < t.w {
+		avail := t.w - t.r
+		switch {
+		case t.big != nil:
+			n := copy(t.big[t.bigGot:], t.in[t.r:t.w])
+			t.r += n
+			t.bigGot += n
+			if t.bigGot == len(t.big) {
+				t.packet(t.big)
+				t.big = nil
+			}
+		case t.pass > 0 || t.lost:
+			n := min(avail, max-len(t.out))
+			if !t.lost {
+				n = min(n, t.pass)
+				t.pass -= n
+			}
+			t.out = append(t.out, t.in[t.r:t.r+n]...)
+			t.r += n
+		case t.in[t.r] == '$':
+			if avail < 4 {
+				return
+			}
+			size := int(binary.BigEndian.Uint16(t.in[t.r+2:]))
+			if int32(t.in[t.r+1]) != t.channel.Load() {
+				t.pass = 4 + size
+				continue
+			}
+			if 4+size > len(t.in) {
+				t.r += 4
+				t.big, t.bigGot = make([]byte, size), 0
+				continue
+			}
+			if avail < 4+size {
+				return
+			}
+			t.packet(t.in[t.r+4 : t.r+4+size])
+			t.r += 4 + size
+		case avail < 2:
+			return
+		case isMessageStart(t.in[t.r], t.in[t.r+1]):
+			n, ok := messageLength(t.in[t.r:t.w])
+			if !ok {
+				if t.r == 0 && t.w == len(t.in) {
+					t.lost = true // a header longer than the buffer
+					continue
+				}
+				return
+			}
+			t.pass = n
+		default:
+			t.pass = 1 // gortsplib skips it
+		}
+	}
+}
+
+// packet hands an RTP packet to onRTP and gives gortsplib its header.
+func (t *tap) packet(pkt []byte) {
+	hl, ok := rtpHeaderLen(pkt)
+	if !ok {
+		// Not an RTP packet the tap can read: gortsplib has it whole and
+		// counts the error.
+		t.out = appendFrame(t.out, byte(t.channel.Load()), pkt)
+		return
+	}
+	t.onRTP(pkt, t.now)
+	n := len(t.out)
+	t.out = appendFrame(t.out, byte(t.channel.Load()), pkt[:hl])
+	t.out[n+4] &^= 0x20 // no padding: the payload is gone
+}
+
+func appendFrame(out []byte, channel byte, payload []byte) []byte {
+	out = append(out, '$', channel, byte(len(payload)>>8), byte(len(payload)))
+	return append(out, payload...)
+}
+
+// rtpHeaderLen is the length of the RTP header of pkt (with its CSRCs and
+// extension), if pkt is an RTP version 2 packet.
+func rtpHeaderLen(pkt []byte) (int, bool) {
+	if len(pkt) < 12 || pkt[0]>>6 != 2 {
+		return 0, false
+	}
+	n := 12 + 4*int(pkt[0]&0x0f)
+	if pkt[0]&0x10 != 0 {
+		if len(pkt) < n+4 {
+			return 0, false
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(pkt[n+2:]))
+	}
+	if len(pkt) < n {
+		return 0, false
+	}
+	return n, true
+}
+
+// isMessageStart says whether a request or response starts with these
+// two bytes, as gortsplib's reader tells them.
+func isMessageStart(a, b byte) bool {
+	switch string([]byte{a, b}) {
+	case "RT", "AN", "DE", "GE", "OP", "PA", "PL", "RE", "SE", "TE":
+		return true
+	}
+	return false
+}
+
+// messageLength is the length of the RTSP message at the start of b
+// (header and body), if its header is all in b.
+func messageLength(b []byte) (int, bool) {
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		return 0, false
+	}
+	n := end + 4
+	for _, line := range bytes.Split(b[:end], []byte("\r\n"))[1:] {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("Content-Length")) {
+			if cl, err := strconv.Atoi(string(bytes.TrimSpace(v))); err == nil && cl > 0 {
+				n += cl
+			}
+		}
+	}
+	return n, true
+}
+
+// tapDialer dials like gortsplib's default and wraps the connection in a
+// tap, kept in *last for the session to start taking after SETUP.
+func tapDialer(last *atomic.Pointer[tap], onRTP func([]byte, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		t := newTap(nc, onRTP)
+		last.Store(t)
+		return t, nil
+	}
+}
+
+// interleavedChannel is the RTP channel a SETUP response gives for RTP
+// over TCP, -1 for any other transport.
+func interleavedChannel(res *base.Response) int {
+	if res == nil {
+		return -1
+	}
+	var th headers.Transport
+	if err := th.Unmarshal(res.Header["Transport"]); err != nil || th.Protocol != headers.TransportProtocolTCP || th.InterleavedIDs == nil {
+		return -1
+	}
+	return th.InterleavedIDs[0]
+}
+
+// tapReceiver is a session's receiver of the packets its tap takes.
+type tapReceiver struct {
+	p      *Puller
+	pt     uint8
+	dep    *depacketizer
+	jitter *jitterMeter
+	now    time.Time
+	emit   func([][]byte, time.Duration)
+	// keyed: a keyframe has come. The units before the first one are
+	// dropped, as gortsplib's path does: nothing could decode them.
+	keyed bool
+}
+
+func (r *tapReceiver) packet(pkt []byte, now time.Time) {
+	p := r.p
+	p.packets.Add(1)
+	p.lastPacket.Store(now.UnixNano())
+	hl, _ := rtpHeaderLen(pkt) // the tap took only packets it could read
+	if pkt[1]&0x7f != r.pt {
+		return // another format of the media: gortsplib counts it
+	}
+	rp, err := parseRTP(pkt, hl)
+	if err != nil {
+		p.decodeErrs.Add(1)
+		return
+	}
+	r.jitter.add(now, rp.ts)
+	p.jitterMs.Store(math.Float64bits(r.jitter.ms()))
+	if r.emit == nil {
+		r.emit = func(au [][]byte, pts time.Duration) {
+			if !r.keyed && !stream.IsKey(r.dep.codec, au) {
+				return
+			}
+			r.keyed = true
+			p.hub.Publish(pts, r.now, au)
+		}
+	}
+	r.now = now
+	if err := r.dep.push(rp, r.emit); err != nil {
+		p.decodeErrs.Add(1)
+	}
+}

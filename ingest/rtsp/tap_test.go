@@ -1,0 +1,361 @@
+package rtsp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"sharpeye/ingest/stream"
+)
+
+// chunkConn gives its data in pieces of random sizes, then io.EOF.
+type chunkConn struct {
+	net.Conn
+	data []byte
+	rnd  *rand.Rand
+	max  int
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(p), len(c.data), 1+c.rnd.IntN(c.max))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+// rtpPkt builds an RTP packet: csrcs CSRCs, an extension of ext words if
+// ext >= 0, pad bytes of padding.
+func rtpPkt(seq uint16, ts uint32, marker bool, payload []byte, csrcs, ext, pad int) []byte {
+	b := []byte{0x80 | byte(csrcs), 96, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
+	if marker {
+		b[1] |= 0x80
+	}
+	binary.BigEndian.PutUint16(b[2:], seq)
+	binary.BigEndian.PutUint32(b[4:], ts)
+	for range csrcs {
+		b = append(b, 9, 9, 9, 9)
+	}
+	if ext >= 0 {
+		b[0] |= 0x10
+		b = append(b, 0xbe, 0xde, byte(ext>>8), byte(ext))
+		b = append(b, bytes.Repeat([]byte{7}, 4*ext)...)
+	}
+	b = append(b, payload...)
+	if pad > 0 {
+		b[0] |= 0x20
+		b = append(b, bytes.Repeat([]byte{0}, pad-1)...)
+		b = append(b, byte(pad))
+	}
+	return b
+}
+
+func frame(ch byte, payload []byte) []byte { return appendFrame(nil, ch, payload) }
+
+// readAll reads the tap to the end with reads of random sizes.
+func readAll(t *testing.T, tp *tap, rnd *rand.Rand) []byte {
+	t.Helper()
+	var out []byte
+	for {
+		p := make([]byte, 1+rnd.IntN(5000))
+		n, err := tp.Read(p)
+		out = append(out, p[:n]...)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
+	body := []byte("v=0\r\ns=$$$ not a frame\r\n")
+	big := bytes.Repeat([]byte{0x41}, 3*tapBuffer) // longer than the read buffer
+	pkts := [][]byte{
+		rtpPkt(1, 3600, false, []byte{0x65, 1, 2, 3}, 0, -1, 0),
+		rtpPkt(2, 3600, true, big, 0, -1, 0),
+		rtpPkt(3, 7200, true, []byte{0x41, 5}, 2, 1, 3), // CSRCs, an extension, padding
+	}
+	var in, want bytes.Buffer
+	both := func(b []byte) { in.Write(b); want.Write(b) }
+	both([]byte("RTSP/1.0 200 OK\r\nCSeq: 4\r\ncontent-length: " + strconv.Itoa(len(body)) + "\r\n\r\n"))
+	both(body)
+	both(frame(1, []byte{0x80, 200, 0, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24})) // RTCP
+	both([]byte{'x'})                                                                                                              // skipped by gortsplib
+	for i, p := range pkts {
+		in.Write(frame(0, p))
+		hl, _ := rtpHeaderLen(p)
+		h := append([]byte(nil), p[:hl]...)
+		h[0] &^= 0x20
+		want.Write(frame(0, h))
+		if i == 1 {
+			both([]byte("RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n")) // a keep-alive's answer between packets
+		}
+	}
+	notRTP := []byte{0x00, 1, 2}
+	both(frame(0, notRTP)) // gortsplib has it whole and counts the error
+	both(frame(2, []byte("another channel")))
+
+	for seed := range uint64(50) {
+		rnd := rand.New(rand.NewPCG(seed, 1))
+		var got [][]byte
+		tp := newTap(&chunkConn{data: bytes.Clone(in.Bytes()), rnd: rnd, max: 1 + rnd.IntN(3*tapBuffer)}, func(pkt []byte, _ time.Time) {
+			got = append(got, bytes.Clone(pkt))
+		})
+		tp.take(0)
+		if out := readAll(t, tp, rnd); !bytes.Equal(out, want.Bytes()) {
+			t.Fatalf("seed %d: gortsplib's side differs at byte %d of %d", seed, mismatch(out, want.Bytes()), want.Len())
+		}
+		if len(got) != len(pkts) {
+			t.Fatalf("seed %d: %d packets taken, want %d", seed, len(got), len(pkts))
+		}
+		for i := range pkts {
+			if !bytes.Equal(got[i], pkts[i]) {
+				t.Fatalf("seed %d: packet %d differs", seed, i)
+			}
+		}
+	}
+}
+
+func TestTapPassesAllBeforeTakingAndWhenLost(t *testing.T) {
+	pkt := frame(0, rtpPkt(1, 0, true, []byte{0x65}, 0, -1, 0))
+	rnd := rand.New(rand.NewPCG(7, 7))
+	taken := 0
+	onRTP := func([]byte, time.Time) { taken++ }
+
+	// Not taking (before SETUP, or over UDP): unchanged.
+	tp := newTap(&chunkConn{data: bytes.Clone(pkt), rnd: rnd, max: 100}, onRTP)
+	if out := readAll(t, tp, rnd); !bytes.Equal(out, pkt) || taken != 0 {
+		t.Fatalf("a tap not taking changed the stream (%d packets taken)", taken)
+	}
+
+	// A message header that never ends within the buffer: the framing is
+	// lost, and from there everything passes unchanged, RTP included.
+	garbage := append([]byte("RTSP/1.0 200 OK\r\nX: "), bytes.Repeat([]byte{'a'}, 2*tapBuffer)...)
+	in := append(bytes.Clone(garbage), pkt...)
+	tp = newTap(&chunkConn{data: bytes.Clone(in), rnd: rnd, max: 3000}, onRTP)
+	tp.take(0)
+	if out := readAll(t, tp, rnd); !bytes.Equal(out, in) || taken != 0 {
+		t.Fatalf("after losing the framing the tap changed the stream (%d packets taken)", taken)
+	}
+}
+
+func mismatch(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// units collects what a depacketizer emits.
+type units struct {
+	aus  [][][]byte
+	ptss []time.Duration
+}
+
+func (u *units) emit(au [][]byte, pts time.Duration) {
+	u.aus = append(u.aus, au)
+	u.ptss = append(u.ptss, pts)
+}
+
+func pushAll(t *testing.T, d *depacketizer, u *units, pkts ...[]byte) []error {
+	t.Helper()
+	var errs []error
+	for _, pkt := range pkts {
+		hl, ok := rtpHeaderLen(pkt)
+		if !ok {
+			t.Fatal("test packet not RTP")
+		}
+		rp, err := parseRTP(pkt, hl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs = append(errs, d.push(rp, u.emit))
+	}
+	return errs
+}
+
+func TestDepacketizeH264(t *testing.T) {
+	sps := []byte{0x67, 0x42, 0xc0, 0x1e}
+	pps := []byte{0x68, 0xce, 0x3c, 0x80}
+	idr := append([]byte{0x65}, bytes.Repeat([]byte{0xaa}, 3000)...)
+	stapA := []byte{24}
+	for _, n := range [][]byte{sps, pps} {
+		stapA = append(stapA, byte(len(n)>>8), byte(len(n)))
+		stapA = append(stapA, n...)
+	}
+	fu := func(start, end bool, piece []byte) []byte {
+		h := byte(0x05)
+		if start {
+			h |= 0x80
+		}
+		if end {
+			h |= 0x40
+		}
+		return append([]byte{0x60 | 28, h}, piece...)
+	}
+	d := newDepacketizer(stream.H264)
+	var u units
+	errs := pushAll(t, d, &u,
+		rtpPkt(10, 90000, false, stapA, 0, -1, 0),
+		rtpPkt(11, 90000, false, fu(true, false, idr[1:1000]), 0, -1, 0),
+		rtpPkt(12, 90000, false, fu(false, false, idr[1000:2000]), 0, -1, 4),
+		rtpPkt(13, 90000, true, fu(false, true, idr[2000:]), 0, -1, 0),
+		rtpPkt(14, 93600, true, []byte{0x41, 1, 2}, 0, -1, 0),
+	)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(u.aus) != 2 {
+		t.Fatalf("%d units, want 2", len(u.aus))
+	}
+	if got := u.aus[0]; len(got) != 3 || !bytes.Equal(got[0], sps) || !bytes.Equal(got[1], pps) || !bytes.Equal(got[2], idr) {
+		t.Fatalf("keyframe unit: %d NAL units", len(got))
+	}
+	if !stream.IsKey(stream.H264, u.aus[0]) || stream.IsKey(stream.H264, u.aus[1]) {
+		t.Fatal("keyframe flags wrong")
+	}
+	if u.ptss[0] != 0 || u.ptss[1] != 40*time.Millisecond {
+		t.Fatalf("pts %v", u.ptss)
+	}
+
+	// A fragment lost: the unit comes without that NAL unit, and an
+	// error says so. A unit whose marker was lost ends at the next
+	// timestamp.
+	u = units{}
+	errs = pushAll(t, d, &u,
+		rtpPkt(20, 97200, false, []byte{0x41, 9}, 0, -1, 0),
+		rtpPkt(21, 97200, false, fu(true, false, idr[1:1000]), 0, -1, 0),
+		rtpPkt(23, 97200, true, fu(false, true, idr[2000:]), 0, -1, 0), // 22 lost
+		rtpPkt(24, 100800, false, []byte{0x41, 3}, 0, -1, 0),           // its marker is lost
+		rtpPkt(26, 104400, true, []byte{0x41, 4}, 0, -1, 0),
+	)
+	if errs[2] == nil {
+		t.Fatal("no error for a lost fragment")
+	}
+	if len(u.aus) != 3 || len(u.aus[0]) != 1 || !bytes.Equal(u.aus[0][0], []byte{0x41, 9}) {
+		t.Fatalf("units after a loss: %d", len(u.aus))
+	}
+	if u.ptss[1] != 120*time.Millisecond || u.ptss[2] != 160*time.Millisecond {
+		t.Fatalf("pts %v", u.ptss)
+	}
+}
+
+func TestDepacketizeH265AndTimestampWrap(t *testing.T) {
+	vps := []byte{0x40, 0x01, 0x0c}
+	sps := []byte{0x42, 0x01, 0x01}
+	ap := []byte{48 << 1, 1}
+	for _, n := range [][]byte{vps, sps} {
+		ap = append(ap, byte(len(n)>>8), byte(len(n)))
+		ap = append(ap, n...)
+	}
+	idr := append([]byte{19 << 1, 1}, bytes.Repeat([]byte{0xbb}, 2000)...)
+	fu := func(start, end bool, piece []byte) []byte {
+		h := byte(19)
+		if start {
+			h |= 0x80
+		}
+		if end {
+			h |= 0x40
+		}
+		return append([]byte{49 << 1, 1, h}, piece...)
+	}
+	d := newDepacketizer(stream.H265)
+	var u units
+	ts := uint32(1<<32 - 1800) // wraps in the second unit
+	for _, err := range pushAll(t, d, &u,
+		rtpPkt(65535, ts, false, ap, 0, -1, 0),
+		rtpPkt(0, ts, false, fu(true, false, idr[2:1000]), 0, -1, 0),
+		rtpPkt(1, ts, true, fu(false, true, idr[1000:]), 0, -1, 0),
+		rtpPkt(2, ts+3600, true, []byte{1 << 1, 1, 5}, 0, -1, 0),
+	) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(u.aus) != 2 || len(u.aus[0]) != 3 || !bytes.Equal(u.aus[0][0], vps) || !bytes.Equal(u.aus[0][2], idr) {
+		t.Fatalf("units %d", len(u.aus))
+	}
+	if !stream.IsKey(stream.H265, u.aus[0]) {
+		t.Fatal("the H.265 IDR is not a keyframe")
+	}
+	if u.ptss[1] != 40*time.Millisecond {
+		t.Fatalf("pts across the wrap %v", u.ptss[1])
+	}
+}
+
+// FuzzTap feeds anything through a tap taking channel 0 into a
+// depacketizer: nothing panics, the tap ends, and what it gives gortsplib
+// is never longer than what came in.
+func FuzzTap(f *testing.F) {
+	f.Add([]byte("RTSP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nabc"), uint8(7))
+	f.Add(frame(0, rtpPkt(1, 0, true, []byte{28, 0x85, 1}, 1, 0, 2)), uint8(1))
+	f.Add(frame(0, []byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 24, 0, 9, 1}), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		for _, codec := range []stream.Codec{stream.H264, stream.H265} {
+			d := newDepacketizer(codec)
+			rnd := rand.New(rand.NewPCG(uint64(chunk), 0))
+			tp := newTap(&chunkConn{data: bytes.Clone(data), rnd: rnd, max: 1 + int(chunk)}, func(pkt []byte, _ time.Time) {
+				hl, ok := rtpHeaderLen(pkt)
+				if !ok {
+					t.Fatal("the tap took a packet it cannot read")
+				}
+				if rp, err := parseRTP(pkt, hl); err == nil {
+					d.push(rp, func([][]byte, time.Duration) {})
+				}
+			})
+			tp.take(0)
+			if out := readAll(t, tp, rnd); len(out) > len(data) {
+				t.Fatalf("the tap gave %d bytes for %d", len(out), len(data))
+			}
+		}
+	})
+}
+
+// FuzzDepacketize pushes payloads cut from data (each after a length
+// byte and a flags byte: marker, sequence gap, new timestamp) into both
+// depacketizers: nothing panics, and every unit has NAL units.
+func FuzzDepacketize(f *testing.F) {
+	f.Add([]byte{5, 0, 28, 0x85, 1, 2, 3, 4, 1, 28, 0x45, 9, 9})
+	f.Add([]byte{9, 1, 24, 0, 2, 0x67, 1, 0, 2, 0x68, 2})
+	f.Add([]byte{7, 3, 49 << 1, 1, 0x93, 1, 2, 3, 4, 96, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, codec := range []stream.Codec{stream.H264, stream.H265} {
+			d := newDepacketizer(codec)
+			seq, ts := uint16(0), uint32(0)
+			for b := data; len(b) >= 2; {
+				n, flags := int(b[0]), b[1]
+				b = b[2:]
+				n = min(n, len(b))
+				seq++
+				if flags&2 != 0 {
+					seq++
+				}
+				if flags&4 != 0 {
+					ts += 3600
+				}
+				d.push(rtpPacket{marker: flags&1 != 0, seq: seq, ts: ts, payload: b[:n]}, func(au [][]byte, _ time.Duration) {
+					for _, n := range au {
+						if len(n) == 0 {
+							t.Fatal("an empty NAL unit")
+						}
+					}
+				})
+				b = b[n:]
+			}
+		}
+	})
+}

@@ -104,6 +104,9 @@ type cluster struct {
 	leaving map[int]time.Time    // revoked partitions, pulled on until then
 	owners  map[string]ownerInfo // the directory, by camera
 	changed chan struct{}        // cap 1: the ingest role reconciles
+	// failed (cap 1) hears that a pull from another node failed; the
+	// directory is then read every second for hurryFor.
+	failed chan struct{}
 
 	// announcing is held while owned cameras are written to the
 	// directory: Revoked waits for a write in flight.
@@ -122,7 +125,7 @@ func newCluster(cfg ClusterConfig, db *casedb.DB, reg *camera.Registry, b bus.Bu
 	}
 	c := &cluster{cfg: cfg, db: db, reg: reg, log: log,
 		owned: map[int]int64{}, leaving: map[int]time.Time{}, owners: map[string]ownerInfo{},
-		changed: make(chan struct{}, 1)}
+		changed: make(chan struct{}, 1), failed: make(chan struct{}, 1)}
 	if b != nil {
 		rc, ok := b.(bus.RebalanceConsumer)
 		pt, ok2 := b.(bus.Partitioned)
@@ -171,6 +174,24 @@ func (c *cluster) ownerOf(id string) string {
 	return c.owners[id].node
 }
 
+// pullFailed tells the cluster that a pull from another node's re-serve
+// failed: that node may be gone, and the new owner is to be found sooner
+// than the next poll.
+func (c *cluster) pullFailed() {
+	select {
+	case c.failed <- struct{}{}:
+	default:
+	}
+}
+
+// After a failed pull from another node the directory is read every
+// hurryPoll for hurryFor, instead of every registry_poll: a hand-over
+// takes the group's session timeout, then the new owner's first write.
+const (
+	hurryPoll = time.Second
+	hurryFor  = 30 * time.Second
+)
+
 func (c *cluster) notify() {
 	select {
 	case c.changed <- struct{}{}:
@@ -206,16 +227,29 @@ func (c *cluster) run(ctx context.Context, poll time.Duration) error {
 			}
 		}()
 	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
+	var hurryUntil time.Time
 	for {
+		read := time.Now()
 		if err := c.readDirectory(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("read the camera owners", "err", err)
 		}
+		next := poll
+		if read.Before(hurryUntil) {
+			next = min(poll, hurryPoll)
+		}
+		t := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
+		case <-c.failed:
+			t.Stop()
+			hurryUntil = time.Now().Add(hurryFor)
+			// At most one read a hurryPoll, however many pulls fail.
+			if bus.SleepCtx(ctx, hurryPoll-time.Since(read)) != nil {
+				return nil
+			}
 		}
 	}
 }
@@ -299,19 +333,31 @@ func (c *cluster) announce(ctx context.Context) error {
 		since int64
 	}
 	var rows []row
+	seen := time.Now().UnixMilli()
+	// gone are the directory's rows of cameras no longer in the registry
+	// that this node wrote, or that nobody confirms any more.
+	var gone []string
+	entries := c.reg.All()
+	known := make(map[string]bool, len(entries))
 	c.mu.Lock()
-	if c.nparts > 0 {
-		for _, e := range c.reg.All() {
+	for _, e := range entries {
+		known[e.ID] = true
+		if c.nparts > 0 {
 			if since, ok := c.owned[c.partitionOf(e.ID)]; ok {
 				rows = append(rows, row{e.ID, since})
 			}
 		}
 	}
+	stale := 3 * c.cfg.Announce.D().Milliseconds()
+	for id, o := range c.owners {
+		if !known[id] && (o.node == c.cfg.Advertise || seen-o.seen > stale) {
+			gone = append(gone, id)
+		}
+	}
 	c.mu.Unlock()
-	if len(rows) == 0 {
+	if len(rows) == 0 && len(gone) == 0 {
 		return nil
 	}
-	seen := time.Now().UnixMilli()
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("announce owned cameras: %w", err)
@@ -327,6 +373,15 @@ func (c *cluster) announce(ctx context.Context) error {
 	for _, r := range rows {
 		if _, err := stmt.ExecContext(ctx, r.id, c.cfg.Advertise, r.since, seen); err != nil {
 			return fmt.Errorf("announce camera %s: %w", r.id, err)
+		}
+	}
+	// A row of a camera this node no longer knows goes if this node wrote
+	// it or nobody has confirmed it for three announce intervals, checked
+	// again here: another node's registry may know the camera (still, or
+	// again) and have confirmed it since the directory was read.
+	for _, id := range gone {
+		if _, err := tx.ExecContext(ctx, c.db.Rebind(`DELETE FROM camera_owners WHERE camera_id = ? AND (node = ? OR seen < ?)`), id, c.cfg.Advertise, seen-stale); err != nil {
+			return fmt.Errorf("forget deleted camera %s: %w", id, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

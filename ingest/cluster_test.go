@@ -129,19 +129,27 @@ func waitKeyframe(t *testing.T, sub *stream.Sub, what string) {
 // share it) and on Kafka (kfake; a client each).
 func TestClusterSharesTheCameras(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
-		bcfg := bus.Defaults()
-		bcfg.Partitions = 8
-		b, err := bus.NewEmbedded(bcfg, t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		runBus(t, b.Run)
+		b := embeddedBus(t)
 		clusterSharesTheCameras(t, func() bus.Bus { return b })
 	})
 	t.Run("kafka", func(t *testing.T) {
 		kcfg := kafkatest.Cluster(t, 8)
 		clusterSharesTheCameras(t, func() bus.Bus { return kafkatest.Start(t, kcfg) })
 	})
+}
+
+// embeddedBus runs an embedded bus of 8 partitions until the test ends:
+// nodes in one process sharing it are a cluster.
+func embeddedBus(t *testing.T) bus.Bus {
+	t.Helper()
+	bcfg := bus.Defaults()
+	bcfg.Partitions = 8
+	b, err := bus.NewEmbedded(bcfg, t.TempDir(), prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runBus(t, b.Run)
+	return b
 }
 
 // runBus runs a bus until the test ends.
@@ -207,7 +215,7 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	}
 
 	// A relay-only node pulls the camera from its owner too.
-	edge := startFollower(t, cams, db)
+	edge := startFollower(t, cams, db, time.Second)
 	waitPulledFrom(t, edge, theirs, c.cfg.Cluster.Advertise)
 	ehub, _, _ := edge.Lookup(theirs)
 	esub, err := ehub.Subscribe(256)
@@ -252,11 +260,11 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 }
 
 // startFollower runs a relay-only node of the cluster on db (no re-serve,
-// no bus) until the test ends.
-func startFollower(t *testing.T, cams []camera.Camera, db *casedb.DB) *Ingest {
+// no bus) until the test ends, reading the directory every poll.
+func startFollower(t *testing.T, cams []camera.Camera, db *casedb.DB, poll time.Duration) *Ingest {
 	t.Helper()
 	cfg := Defaults()
-	cfg.RegistryPoll = conf.Duration(time.Second)
+	cfg.RegistryPoll = conf.Duration(poll)
 	cfg.Cluster.Enabled = true
 	cfg.Cluster.Username, cfg.Cluster.Password = "relay-1", "sey_relay_token"
 	cfg.Cluster.Announce = conf.Duration(time.Second)
@@ -294,7 +302,7 @@ func TestClusterOwnerGone(t *testing.T) {
 		"gate", "rtsp://ingest-9:8554", old, old); err != nil {
 		t.Fatal(err)
 	}
-	edge := startFollower(t, cams, db)
+	edge := startFollower(t, cams, db, time.Second)
 	waitState(t, edge, "gate", rtsp.StateError, true)
 	st, _ := edge.Status("gate")
 	if st.Pulled != "none" || st.Status.State != rtsp.StateError || st.Status.Reason != errNoOwner.Error() {
@@ -359,5 +367,90 @@ func TestClusterHandover(t *testing.T) {
 	}
 	if err := db.QueryRow(ctx, `SELECT node FROM camera_owners WHERE camera_id = 'gate'`).Scan(&node); err != nil || node != "rtsp://ingest-2:8554" {
 		t.Fatalf("owner %q (%v) after an older write, want the newer owner kept", node, err)
+	}
+}
+
+// A node pulling a camera from its owner looks for a new owner as soon as
+// that pull fails, not at its next poll: here it polls every hour and
+// still follows the hand-over within seconds.
+func TestClusterFollowerFindsTheNewOwnerAtOnce(t *testing.T) {
+	sim := startSim(t, "gate")
+	cams := []camera.Camera{{ID: "gate", URL: sim.URL("gate"), Transport: "tcp", Region: "north"}}
+	db := casedbtest.Open(t, casedb.SQLite)
+	b := embeddedBus(t)
+	first := startClusterNode(t, cams, db, b)
+	owners(t, []string{"gate"}, first)
+	edge := startFollower(t, cams, db, time.Hour)
+	waitPulledFrom(t, edge, "gate", first.cfg.Cluster.Advertise)
+	// A viewer at the relay-only node, which pulls on demand.
+	hub, _, _ := edge.Lookup("gate")
+	sub, err := hub.Subscribe(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitKeyframe(t, sub, "viewer at the relay-only node")
+
+	// The owner stops; another node starts and takes the camera over.
+	stopped := time.Now()
+	first.stop()
+	second := startClusterNode(t, cams, db, b)
+	owners(t, []string{"gate"}, second)
+	waitPulledFrom(t, edge, "gate", second.cfg.Cluster.Advertise)
+	for len(sub.Units()) > 0 {
+		<-sub.Units()
+	}
+	waitKeyframe(t, sub, "viewer after the hand-over")
+	t.Logf("the relay-only node pulls from the new owner %v after the old one stopped", time.Since(stopped).Round(time.Millisecond))
+}
+
+// The directory forgets the cameras deleted from the registry: the rows
+// this node wrote, and those nobody confirms any more; not a row another
+// node confirms (its registry may know the camera).
+func TestClusterForgetsDeletedCameras(t *testing.T) {
+	cams := []camera.Camera{{ID: "gate", URL: "rtsp://127.0.0.1:1/gate", Region: "north"}}
+	db := casedbtest.Open(t, casedb.SQLite)
+	cfg := DefaultClusterConfig()
+	cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
+	c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now, old := time.Now().UnixMilli(), time.Now().Add(-time.Hour).UnixMilli()
+	for _, r := range []struct {
+		id, node string
+		seen     int64
+	}{
+		{"gate", "rtsp://ingest-2:8554", now},
+		{"deleted-mine", cfg.Advertise, now},
+		{"deleted-theirs", "rtsp://ingest-2:8554", now},
+		{"deleted-stale", "rtsp://ingest-3:8554", old},
+	} {
+		if _, err := db.Exec(ctx, `INSERT INTO camera_owners (camera_id, node, since, seen) VALUES (?, ?, ?, ?)`, r.id, r.node, r.seen, r.seen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.readDirectory(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(ctx, `SELECT camera_id FROM camera_owners ORDER BY camera_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var left []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, id)
+	}
+	if fmt.Sprint(left) != "[deleted-theirs gate]" {
+		t.Fatalf("rows left %v, want [deleted-theirs gate]", left)
 	}
 }

@@ -69,16 +69,19 @@ func (in *Ingest) pullFrom(id string) string {
 // pullFrom): it dials the camera, or the camera's feed at a node's
 // re-serve (and then names that node in its errors).
 func (in *Ingest) newPuller(c camera.Camera, hub *stream.Hub, source string) *rtsp.Puller {
-	var up rtsp.Upstream
-	switch {
-	case source == pullDirect || source == pullNowhere:
+	if source == pullDirect || source == pullNowhere {
 		return rtsp.NewPuller(c, hub, in.cfg.Pull, in.log)
-	case in.cluster != nil:
-		up = in.cluster.cfg.peer(source)
-	default:
-		up = *in.upstream
+	}
+	up := in.upstream
+	if in.cluster != nil {
+		peer := in.cluster.cfg.peer(source)
+		up = &peer
 	}
 	p := rtsp.NewPuller(up.Camera(c), hub, in.cfg.Pull, in.log)
 	p.FromUpstream()
+	if in.cluster != nil {
+		// The owner may be gone: look for the new one at once.
+		p.OnSessionFailed(func(error) { in.cluster.pullFailed() })
+	}
 	return p
 }

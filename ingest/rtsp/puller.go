@@ -117,6 +117,8 @@ type Puller struct {
 	// upstream is set when the puller dials an ingest node's re-serve
 	// rather than the camera: its errors then name that node.
 	upstream bool
+	// onFailed, if set, hears of each failed session.
+	onFailed func(error)
 	// idleOn is the hub's change signal at the last time the puller, on
 	// demand, looked for viewers and found none.
 	idleOn atomic.Value // <-chan struct{}
@@ -145,6 +147,12 @@ func NewPuller(cam camera.Camera, hub *stream.Hub, cfg PullConfig, log *slog.Log
 // (relay.upstream), not the camera, so that its errors name the right
 // peer. Call it before Run.
 func (p *Puller) FromUpstream() { p.upstream = true }
+
+// OnSessionFailed has fn called each time a session fails (not when it
+// ends for want of viewers or because Run was stopped), before the wait
+// to retry: a cluster node pulling from another looks at once for a new
+// owner. Call it before Run.
+func (p *Puller) OnSessionFailed(fn func(error)) { p.onFailed = fn }
 
 // IdleSince reports whether the puller, on demand, has looked for viewers
 // since the hub's last change (changed: the hub's Changed() now) and
@@ -197,6 +205,9 @@ func (p *Puller) Run(ctx context.Context) error {
 		p.setState(state, reason)
 		p.reconnects.Add(1)
 		p.log.Warn("camera session ended", "state", state, "reason", reason, "retry_in", backoff.Round(time.Millisecond))
+		if p.onFailed != nil {
+			p.onFailed(err)
+		}
 
 		// Full jitter on the upper half: spreads a fleet's reconnects after
 		// a network cut without making anyone wait longer than the cap.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"sharpeye/ingest/bus"
 )
 
 // The hourly rollups on ClickHouse are filled by materialized views, which
@@ -17,10 +19,22 @@ import (
 // the store notes the hours of those rows (rollup_repairs), and once such
 // an hour is over (repairSettle after its end, when no more of its events
 // are expected but late ones) it compares each rollup of the hour with its
-// raw rows and inserts the difference.
+// raw rows and inserts the difference, then checks again (see
+// repairPasses).
 
 // repairSettle is how long after an hour's end its rollups are checked.
 const repairSettle = 10 * time.Minute
+
+// An event of the hour stored while its repair reads the table and the
+// rollup (after the table, before the view) is counted twice: by the
+// repair and by the view. So after a repair the hour is checked again,
+// after defaultRepairRecheck (the views' writes in flight land), and again
+// if that check corrected anything, up to repairPasses checks; an hour not
+// found whole by then stays noted for the next round.
+const (
+	defaultRepairRecheck = time.Second
+	repairPasses         = 4
+)
 
 // rollupRepairsDDL is migration 6.
 var rollupRepairsDDL = []string{
@@ -158,24 +172,33 @@ func (s *CHStore) RepairRollups(ctx context.Context, now time.Time) (hours, corr
 		return 0, 0, fmt.Errorf("list rollup repairs: %w", err)
 	}
 	for _, d := range list {
+		whole := true
 		for _, r := range chRollups {
 			if r.source != d.source {
 				continue
 			}
-			q := r.diff(d.hour)
-			var n uint64
-			if err := s.conn.QueryRow(ctx, "SELECT count() FROM ("+q+")").Scan(&n); err != nil {
-				return hours, corrected, fmt.Errorf("check %s at %s: %w", r.table, d.hour.UTC().Format(time.RFC3339), err)
+			for pass := 1; ; pass++ {
+				n, err := s.repairOnce(ctx, r, d.hour)
+				if err != nil {
+					return hours, corrected, err
+				}
+				corrected += n
+				if n == 0 {
+					break
+				}
+				if pass == repairPasses {
+					whole = false
+					s.log.Warn("analytics rollup still differs after repairs; checked again at the next round",
+						"rollup", r.table, "hour", d.hour.UTC().Format(time.RFC3339), "checks", pass)
+					break
+				}
+				if err := bus.SleepCtx(ctx, s.recheck()); err != nil {
+					return hours, corrected, err
+				}
 			}
-			if n == 0 {
-				continue
-			}
-			if err := s.conn.Exec(ctx, "INSERT INTO "+r.table+" ("+r.columns()+") "+q); err != nil {
-				return hours, corrected, fmt.Errorf("repair %s at %s: %w", r.table, d.hour.UTC().Format(time.RFC3339), err)
-			}
-			corrected += int(n)
-			s.log.Warn("analytics rollup repaired: an insert had stopped between the table and its views",
-				"rollup", r.table, "hour", d.hour.UTC().Format(time.RFC3339), "rows", n)
+		}
+		if !whole {
+			continue
 		}
 		if err := s.recordRepairs(ctx, d.source, []time.Time{d.hour}, true); err != nil {
 			return hours, corrected, fmt.Errorf("mark rollup repair done: %w", err)
@@ -183,4 +206,34 @@ func (s *CHStore) RepairRollups(ctx context.Context, now time.Time) (hours, corr
 		hours++
 	}
 	return hours, corrected, nil
+}
+
+// repairOnce inserts into rollup r the rows that bring its hour in line
+// with the raw rows (negative ones where the rollup counted more), and
+// says how many.
+func (s *CHStore) repairOnce(ctx context.Context, r summedRollup, hour time.Time) (int, error) {
+	q := r.diff(hour)
+	var n uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM ("+q+")").Scan(&n); err != nil {
+		return 0, fmt.Errorf("check %s at %s: %w", r.table, hour.UTC().Format(time.RFC3339), err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.conn.Exec(ctx, "INSERT INTO "+r.table+" ("+r.columns()+") "+q); err != nil {
+		return 0, fmt.Errorf("repair %s at %s: %w", r.table, hour.UTC().Format(time.RFC3339), err)
+	}
+	s.log.Warn("analytics rollup repaired: an insert had stopped between the table and its views",
+		"rollup", r.table, "hour", hour.UTC().Format(time.RFC3339), "rows", n)
+	if s.afterRepair != nil {
+		s.afterRepair(r.table, hour)
+	}
+	return int(n), nil
+}
+
+func (s *CHStore) recheck() time.Duration {
+	if s.repairRecheck > 0 {
+		return s.repairRecheck
+	}
+	return defaultRepairRecheck
 }

@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"io/fs"
+	"time"
 
 	"github.com/pressly/goose/v3"
 )
@@ -68,4 +69,10 @@ func Quantiles(driver, x, cond string, pcts ...int) []string {
 // past the store to damage or rebuild its tables).
 func (s *CHStore) Exec(ctx context.Context, query string) error {
 	return s.conn.Exec(ctx, query)
+}
+
+// AfterRepair has fn run after each repair insert, and the rechecks wait
+// recheck.
+func (s *CHStore) AfterRepair(recheck time.Duration, fn func(table string, hour time.Time)) {
+	s.repairRecheck, s.afterRepair = recheck, fn
 }

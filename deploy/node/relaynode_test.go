@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/configs/conf"
 	"sharpeye/console/auth"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/simcam"
@@ -86,5 +88,120 @@ func TestRelayNodeNeedsASource(t *testing.T) {
 	err := n.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "relay.upstream.url") {
 		t.Fatalf("relay without a source: %v", err)
+	}
+}
+
+// freeAddr is a loopback address with a port free a moment ago: a
+// cluster node advertises its re-serve before it binds it.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Two ingest nodes with ingest.cluster share the cameras through a Kafka
+// consumer group (kfake here), one RTSP session per camera between them,
+// and a relay-only node with the cluster enabled and no upstream plays a
+// camera from whichever node owns it: the wiring of the node's roles, on
+// top of the ingest package's own cluster tests.
+func TestClusterNodesShareTheCameras(t *testing.T) {
+	ids := []string{"gate", "bridge", "market", "school", "clinic", "depot"}
+	fixtures := map[string]string{}
+	var cams []camera.Camera
+	for _, id := range ids {
+		fixtures[id] = "street-360p.h264"
+	}
+	sim := startSim(t, simcam.Config{}, fixtures)
+	for _, id := range ids {
+		cams = append(cams, camera.Camera{ID: id, Name: id, URL: sim.URL(id), Transport: "tcp", Region: "lanxi/dongcheng"})
+	}
+	kcfg := kafkatest.Cluster(t, 8)
+	db := casedbtest.Config(t, "sqlite")
+	var secret string
+	member := func(addr string) func(*Config) {
+		return func(c *Config) {
+			c.Cameras = cams
+			c.CaseDB = db
+			c.Bus.Driver, c.Bus.Kafka = "kafka", kcfg
+			c.Ingest.RegistryPoll = conf.Duration(time.Second)
+			c.Ingest.Cluster.Enabled = true
+			c.Ingest.Cluster.Advertise = "rtsp://" + addr
+			c.Ingest.Cluster.Announce = conf.Duration(time.Second)
+			c.Ingest.Cluster.Username, c.Ingest.Cluster.Password = "relay-1", conf.Secret(secret)
+			if addr != "" {
+				c.Ingest.RTSPServer.Listen = addr
+			}
+		}
+	}
+	addrA := freeAddr(t)
+	a := startRoles(t, "sqlite", []string{Ingest}, member(addrA))
+	// The service account the nodes pull from each other with (the case
+	// database, and so its users, is shared).
+	secret = token(t, a, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
+	b := startRoles(t, "sqlite", []string{Ingest}, member(freeAddr(t)))
+	edge := startRoles(t, "sqlite", []string{Relay}, member("127.0.0.1:1"), func(c *Config) { c.Ingest.RTSPServer.Listen = "" })
+
+	// Each camera pulled from the camera by one node, both nodes used (b
+	// joins the group after a has taken every partition).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		owned := map[*Node]int{}
+		for _, id := range ids {
+			var owners []*Node
+			for _, n := range []*Node{a, b} {
+				if st, ok := n.ingest.Status(id); ok && st.Pulled == "camera" && st.Status.State == rtsp.StateOnline {
+					owners = append(owners, n)
+				}
+			}
+			if _, _, readers := sim.Stats(id); len(owners) == 1 && readers == 1 {
+				owned[owners[0]]++
+			}
+		}
+		if owned[a]+owned[b] == len(ids) && owned[a] > 0 && owned[b] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cameras owned by one node each, with one session: %d by a, %d by b, of %d", owned[a], owned[b], len(ids))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A viewer at the relay-only node, of a camera b owns.
+	var theirs string
+	for _, id := range ids {
+		if st, _ := b.ingest.Status(id); st.Pulled == "camera" {
+			theirs = id
+		}
+	}
+	viewerToken := token(t, edge, auth.NewUser{Username: "wall-1", Password: "wall-password-1", Role: auth.Commander, Region: "lanxi"})
+	keys := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	v, err := relay.DialWith(ctx, edge.URL(), theirs, viewerToken, relay.DialOptions{OnFrame: func(f relay.Frame) {
+		if f.Key {
+			select {
+			case keys <- struct{}{}:
+			default:
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	select {
+	case <-keys:
+	case <-ctx.Done():
+		t.Fatal("no keyframe at the relay-only node's viewer")
+	}
+	if st, _ := edge.upstream.Status(theirs); st.Pulled != "node" || st.Owner != b.cfg.Ingest.Cluster.Advertise {
+		t.Errorf("the relay-only node pulls %s %q from %q, want from b (%s)", theirs, st.Pulled, st.Owner, b.cfg.Ingest.Cluster.Advertise)
+	}
+	if _, _, readers := sim.Stats(theirs); readers != 1 {
+		t.Errorf("%d sessions at camera %s with a viewer at the relay-only node, want b's one", readers, theirs)
 	}
 }

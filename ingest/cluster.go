@@ -74,15 +74,18 @@ func (c *ClusterConfig) Validate(v *conf.V) {
 	if d := c.Announce.D(); d < time.Second || d > time.Hour {
 		v.Errorf("announce", "must be between 1s and 1h")
 	}
-	if !c.Enabled {
-		return
-	}
-	if c.Advertise == "" {
-		v.Errorf("advertise", "is required with the cluster enabled: this node's RTSP re-serve as the other nodes reach it, such as rtsp://ingest-1:8554")
-	} else if problem := rtsp.CheckReserveURL(c.Advertise); problem != "" {
-		v.Errorf("advertise", "%s", problem)
+	// Required on the nodes with the ingest role only (JoinCluster says
+	// so): a relay-only node follows the cluster without a re-serve.
+	if c.Advertise != "" {
+		if problem := rtsp.CheckReserveURL(c.Advertise); problem != "" {
+			v.Errorf("advertise", "%s", problem)
+		}
 	}
 }
+
+// errNoAdvertise refuses an ingest node in the cluster that does not say
+// where the others reach its re-serve.
+var errNoAdvertise = errors.New("ingest.cluster.advertise is required on a node with the ingest role in the cluster: this node's RTSP re-serve as the other nodes reach it, such as rtsp://ingest-1:8554")
 
 // peer is the re-serve of the node at base, with this node's credentials.
 func (c ClusterConfig) peer(base string) rtsp.Upstream {

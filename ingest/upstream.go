@@ -24,6 +24,9 @@ func (in *Ingest) PullFrom(up rtsp.Upstream) { in.upstream = &up }
 // detectors of, only the cameras the group on b gives it, and pulls the
 // others on demand from their owners' re-serves. Call it before Start.
 func (in *Ingest) JoinCluster(b bus.Bus) error {
+	if in.cfg.Cluster.Advertise == "" {
+		return errNoAdvertise
+	}
 	c, err := newCluster(in.cfg.Cluster, in.db, in.reg, b, in.log.With("component", "cluster"))
 	if err != nil {
 		return err

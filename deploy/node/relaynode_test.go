@@ -143,7 +143,7 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	// database, and so its users, is shared).
 	secret = token(t, a, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
 	b := startRoles(t, "sqlite", []string{Ingest}, member(freeAddr(t)))
-	edge := startRoles(t, "sqlite", []string{Relay}, member("127.0.0.1:1"), func(c *Config) { c.Ingest.RTSPServer.Listen = "" })
+	edge := startRoles(t, "sqlite", []string{Relay}, member(""), func(c *Config) { c.Ingest.Cluster.Advertise = "" })
 
 	// Each camera pulled from the camera by one node, both nodes used (b
 	// joins the group after a has taken every partition).
@@ -203,5 +203,24 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	}
 	if _, _, readers := sim.Stats(theirs); readers != 1 {
 		t.Errorf("%d sessions at camera %s with a viewer at the relay-only node, want b's one", readers, theirs)
+	}
+}
+
+// A node with the ingest role in the cluster must say where the others
+// reach its re-serve; it is refused at start, naming the key.
+func TestClusterIngestNodeNeedsAdvertise(t *testing.T) {
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
+	cfg.CaseDB = casedbtest.Config(t, "sqlite")
+	cfg.Bus.Driver, cfg.Bus.Kafka = "kafka", kafkatest.Cluster(t, 2)
+	cfg.Ingest.Cluster.Enabled = true
+	n := New(cfg, Options{Roles: []string{Ingest}}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := n.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "ingest.cluster.advertise is required") {
+		t.Fatalf("an ingest node of the cluster without advertise: %v", err)
 	}
 }

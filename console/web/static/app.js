@@ -123,10 +123,21 @@ async function loadCameras() {
     return el("tr", {},
       el("td", {}, el("div", {}, c.name || c.id), el("div", { class: "muted small" }, c.id)),
       el("td", {}, `${c.region || "—"}${c.grid ? " · " + c.grid : ""}`),
-      el("td", {}, el("span", { class: "badge state-" + st.state, title: st.reason || "" }, STATE_NAMES[st.state] || st.state)),
+      el("td", {}, el("span", { class: "badge state-" + st.state, title: st.reason || "" }, STATE_NAMES[st.state] || st.state),
+        pulledFrom(c)),
       el("td", {}, video), el("td", {}, rate), el("td", {}, loss), el("td", {}, String(c.stream.consumers)),
       el("td", {}, el("a", { href: "/play/" + encodeURIComponent(c.id), target: "_blank" }, "Play 播放")));
   }));
+}
+
+// pulledFrom says, in a cluster of ingest nodes, which node pulls the
+// camera from the camera: this one, or another (whose re-serve this node
+// pulls it from while someone watches here).
+function pulledFrom(c) {
+  if (!c.owner) return "";
+  const node = c.owner.replace(/^rtsp:\/\//, "");
+  const text = c.pulled === "camera" ? "pulled here 本节点拉流" : `via ${node} 经由`;
+  return el("div", { class: "muted small", title: "owner " + node }, text);
 }
 
 const ROLES = ["admin", "commander", "clerk", "analyst", "handler", "supervisor", "grid_worker", "leader", "service"];

@@ -362,6 +362,11 @@ func (p *Puller) session(ctx context.Context) error {
 	p.mu.Unlock()
 	p.log.Info("camera online", "codec", track.Codec, "url", p.cam.RedactedURL())
 
+	if !p.cam.OnDemand {
+		// Until the session fails or ctx ends (which closes the client):
+		// no goroutine of its own to watch for viewers.
+		return c.Wait()
+	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 
@@ -369,7 +374,7 @@ func (p *Puller) session(ctx context.Context) error {
 	var idleTimer *time.Timer
 	for {
 		changed := p.hub.Changed()
-		if p.cam.OnDemand && p.hub.Subscribers() == 0 && idle == nil {
+		if p.hub.Subscribers() == 0 && idle == nil {
 			idleTimer = time.NewTimer(p.cfg.OnDemandIdle.D())
 			idle = idleTimer.C
 		} else if idleTimer != nil && p.hub.Subscribers() > 0 {

@@ -95,7 +95,7 @@ func (b *GOPBudget) rankLocked(now time.Time) {
 		if h.watchers.Load() > 0 {
 			c.watched = now.UnixNano()
 		}
-		if c.size > 0 {
+		if c.size > 0 && h.streaming.Load() {
 			known++
 			sum += c.size
 		}
@@ -119,6 +119,13 @@ func (b *GOPBudget) rankLocked(now time.Time) {
 	})
 	var used int64
 	for _, c := range cands {
+		if !c.h.streaming.Load() {
+			// Not pulled (on demand and unwatched, disabled, or pulled
+			// elsewhere in a cluster): nothing to cache, no share taken.
+			// It is ranked again when it starts.
+			c.h.gopAllowed = true
+			continue
+		}
 		size := c.size
 		if size == 0 {
 			size = guess

@@ -163,3 +163,30 @@ func TestGOPBudgetUnlimited(t *testing.T) {
 		}
 	}
 }
+
+// A camera that is not pulled (on demand and unwatched, disabled, owned by
+// another node of a cluster) has no track: it takes no share of the
+// budget, and gets one when it starts.
+func TestGOPBudgetSkipsCamerasNotPulled(t *testing.T) {
+	bh := newBudgetHarness(t, 2*testGOPSize+100, "idle", "a", "b")
+	idle := bh.hubs[0]
+	idle.ClearTrack()
+	bh.round()
+	bh.round()
+	if got := bh.cached(); got != "[a b]" {
+		t.Fatalf("cached %s with idle not pulled, want [a b]", got)
+	}
+	// idle starts and is watched: it takes b's share (b, never watched,
+	// is last in order).
+	idle.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
+	s, err := idle.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bh.round()
+	bh.round()
+	if got := bh.cached(); got != "[idle a]" {
+		t.Fatalf("cached %s once idle is pulled and watched, want [idle a]", got)
+	}
+}

@@ -56,6 +56,7 @@ type Hub struct {
 	watchedAt   atomic.Int64
 	gopSize     atomic.Int64
 	cachedBytes atomic.Int64
+	streaming   atomic.Bool // has a track: a camera not pulled takes no share
 	// gopAllowed is the budget's decision, under the budget's lock.
 	gopAllowed bool
 }
@@ -94,6 +95,7 @@ func (h *Hub) SetTrack(t Track) {
 	h.epoch++
 	h.dropGOPLocked()
 	h.sinceKey, h.seenKey = 0, false
+	h.setStreaming(true)
 	h.rate = rateMeter{}
 	h.notifyLocked()
 }
@@ -104,6 +106,7 @@ func (h *Hub) ClearTrack() {
 	defer h.mu.Unlock()
 	h.hasTrack = false
 	h.dropGOPLocked()
+	h.setStreaming(false)
 	h.notifyLocked()
 }
 
@@ -222,6 +225,13 @@ func (h *Hub) cache(u *Unit) {
 func (h *Hub) dropGOPLocked() {
 	h.gop, h.gopBytes, h.gopValid = nil, 0, false
 	h.cachedBytes.Store(0)
+}
+
+// setStreaming notes whether the hub has a track, for the budget.
+func (h *Hub) setStreaming(v bool) {
+	if h.streaming.Swap(v) != v && h.cfg.Budget != nil {
+		h.cfg.Budget.dirty.Store(true)
+	}
 }
 
 // watchChanged notes that a consumer asking for the stream came (+1) or

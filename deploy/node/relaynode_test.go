@@ -33,6 +33,32 @@ func token(t *testing.T, n *Node, u auth.NewUser) string {
 	return secret
 }
 
+// watchKeyframe plays camera id at n over WebRTC (WHEP) until a keyframe
+// arrives; the viewer stays until the test ends.
+func watchKeyframe(t *testing.T, n *Node, id, token, who string) {
+	t.Helper()
+	keys := make(chan struct{}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	v, err := relay.DialWith(ctx, n.URL(), id, token, relay.DialOptions{OnFrame: func(f relay.Frame) {
+		if f.Key {
+			select {
+			case keys <- struct{}{}:
+			default:
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	select {
+	case <-keys:
+	case <-ctx.Done():
+		t.Fatalf("no keyframe at %s", who)
+	}
+}
+
 // A node running only the relay role plays a camera of another node's
 // ingest role: it pulls it from that node's RTSP re-serve, with a token
 // of a user of that node, while a viewer watches.
@@ -48,26 +74,7 @@ func TestRelayNodePullsFromIngestNode(t *testing.T) {
 	})
 	viewerToken := token(t, relayNode, auth.NewUser{Username: "wall-1", Password: "wall-password-1", Role: auth.Commander, Region: "lanxi"})
 
-	keys := make(chan struct{}, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	v, err := relay.DialWith(ctx, relayNode.URL(), "gate", viewerToken, relay.DialOptions{OnFrame: func(f relay.Frame) {
-		if f.Key {
-			select {
-			case keys <- struct{}{}:
-			default:
-			}
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	select {
-	case <-keys:
-	case <-ctx.Done():
-		t.Fatal("no keyframe at the relay node's viewer")
-	}
+	watchKeyframe(t, relayNode, "gate", viewerToken, "the relay node's viewer")
 	if st, _ := relayNode.upstream.Status("gate"); st.Status.State != rtsp.StateOnline {
 		t.Errorf("relay node's upstream pull is %s", st.Status.State)
 	}
@@ -178,26 +185,7 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 		}
 	}
 	viewerToken := token(t, edge, auth.NewUser{Username: "wall-1", Password: "wall-password-1", Role: auth.Commander, Region: "lanxi"})
-	keys := make(chan struct{}, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	v, err := relay.DialWith(ctx, edge.URL(), theirs, viewerToken, relay.DialOptions{OnFrame: func(f relay.Frame) {
-		if f.Key {
-			select {
-			case keys <- struct{}{}:
-			default:
-			}
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	select {
-	case <-keys:
-	case <-ctx.Done():
-		t.Fatal("no keyframe at the relay-only node's viewer")
-	}
+	watchKeyframe(t, edge, theirs, viewerToken, "the relay-only node's viewer")
 	if st, _ := edge.upstream.Status(theirs); st.Pulled != "node" || st.Owner != b.cfg.Ingest.Cluster.Advertise {
 		t.Errorf("the relay-only node pulls %s %q from %q, want from b (%s)", theirs, st.Pulled, st.Owner, b.cfg.Ingest.Cluster.Advertise)
 	}

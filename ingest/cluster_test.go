@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sharpeye/alerts/casedb"
@@ -214,6 +218,18 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 		}
 	}
 
+	// a relays the camera to a recorder, not to another node of the
+	// cluster: a node asks the owner itself.
+	if err := describeAs(a, theirs, "relay-1", "sey_relay_token"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("a node of the cluster asking a for %s, which c owns: %v, want 503", theirs, err)
+	}
+	if err := describeAs(a, theirs, "recorder-1", "sey_recorder_token"); err != nil {
+		t.Errorf("a recorder asking a for %s: %v", theirs, err)
+	}
+	if err := describeAs(c, theirs, "relay-1", "sey_relay_token"); err != nil {
+		t.Errorf("a node of the cluster asking the owner for %s: %v", theirs, err)
+	}
+
 	// A relay-only node pulls the camera from its owner too.
 	edge := startFollower(t, cams, db, time.Second)
 	waitPulledFrom(t, edge, theirs, c.cfg.Cluster.Advertise)
@@ -257,6 +273,22 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	if _, _, readers := sim.Stats(theirs); readers != 1 {
 		t.Errorf("camera %s has %d sessions with viewers at two nodes, want a's one", theirs, readers)
 	}
+}
+
+// describeAs asks n's re-serve for camera id's description as user.
+func describeAs(n *clusterNode, id, user, pass string) error {
+	u, err := base.ParseURL(n.cfg.Cluster.Advertise + "/" + id)
+	if err != nil {
+		return err
+	}
+	u.User = url.UserPassword(user, pass)
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, ReadTimeout: 10 * time.Second}
+	if err := c.Start2(); err != nil {
+		return err
+	}
+	defer c.Close()
+	_, _, err = c.Describe(u)
+	return err
 }
 
 // startFollower runs a relay-only node of the cluster on db (no re-serve,

@@ -32,7 +32,20 @@ func (in *Ingest) JoinCluster(b bus.Bus) error {
 		return err
 	}
 	in.cluster = c
+	if in.rtsp != nil && in.cfg.Cluster.Username != "" {
+		in.rtsp.SetPeerUser(in.cfg.Cluster.Username)
+	}
 	return nil
+}
+
+// PullsHere says whether this node pulls camera id from the camera itself
+// (rtsp.PeerSource): in a cluster, whether it owns it or is handing it
+// over; without one, whether it has the camera.
+func (in *Ingest) PullsHere(id string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	r, ok := in.cams[id]
+	return ok && (in.cluster == nil || r.source == pullDirect)
 }
 
 // FollowCluster makes a relay-only node pull every camera on demand from

@@ -19,7 +19,7 @@ import (
 type relayAuth struct{}
 
 func (relayAuth) CheckRTSP(_ context.Context, user, pass, _ string) (func(string) bool, error) {
-	if user != "relay-1" || pass != "sey_relay_token" {
+	if (user != "relay-1" || pass != "sey_relay_token") && (user != "recorder-1" || pass != "sey_recorder_token") {
 		return nil, errors.New("bad credentials")
 	}
 	return func(string) bool { return true }, nil

@@ -73,6 +73,16 @@ type Source interface {
 	Lookup(id string) (hub *stream.Hub, region string, ok bool)
 }
 
+// PeerSource is a Source that knows which cameras it pulls from the
+// camera itself (in a cluster: owns). A reader logged in as the cluster's
+// user (SetPeerUser: another node) is refused the others: a node relays to
+// its peers only what it pulls itself, so that two nodes whose views of
+// the owners disagree for a moment cannot pull a camera from each other,
+// and a node with an outdated view fails at once and looks again.
+type PeerSource interface {
+	PullsHere(id string) bool
+}
+
 // Authorizer checks RTSP credentials (Basic; the password may be an API
 // token) and says which regions the reader may see.
 type Authorizer interface {
@@ -93,6 +103,10 @@ type Server struct {
 	// its reader starts once the answer is sent (OnResponse), when the
 	// stream delivers to it.
 	playing map[*gortsplib.ServerConn]*sessionData
+
+	// peerUser is the user the other nodes of a cluster log in as ("":
+	// no cluster).
+	peerUser atomic.Value // string
 
 	readers     atomic.Int64
 	writeErrors atomic.Uint64
@@ -204,12 +218,13 @@ var errAuth = liberrors.ErrServerAuth{}
 
 // authorize checks the request's credentials; on failure it returns the
 // response to send (401 with a challenge when none were given).
-func (s *Server) authorize(conn *gortsplib.ServerConn, req *base.Request) (func(string) bool, *base.Response, error) {
+func (s *Server) authorize(conn *gortsplib.ServerConn, req *base.Request) (*access, *base.Response, error) {
 	user, pass, ok := basicCredentials(req)
 	if ok {
 		allows, err := s.authz.CheckRTSP(s.ctx, user, pass, conn.NetConn().RemoteAddr().String())
 		if err == nil && conn.VerifyCredentials(req, user, pass) {
-			return allows, nil, nil
+			peer, _ := s.peerUser.Load().(string)
+			return &access{allows: allows, peer: peer != "" && user == peer}, nil, nil
 		}
 		s.log.Info("rtsp reader refused", "user", user, "remote", conn.NetConn().RemoteAddr().String())
 	}
@@ -218,15 +233,26 @@ func (s *Server) authorize(conn *gortsplib.ServerConn, req *base.Request) (func(
 	return nil, &base.Response{StatusCode: base.StatusUnauthorized}, errAuth
 }
 
+// access is what an authorized reader may see.
+type access struct {
+	allows func(region string) bool
+	// peer: another node of the cluster (see PeerSource).
+	peer bool
+}
+
+// SetPeerUser names the user the other nodes of a cluster log in as (see
+// PeerSource).
+func (s *Server) SetPeerUser(user string) { s.peerUser.Store(user) }
+
 func cameraID(path string) string { return strings.Trim(path, "/") }
 
 // OnDescribe answers with the camera's description.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	allows, res, err := s.authorize(ctx.Conn, ctx.Request)
+	acc, res, err := s.authorize(ctx.Conn, ctx.Request)
 	if res != nil {
 		return res, nil, err
 	}
-	f, res := s.acquire(cameraID(ctx.Path), allows)
+	f, res := s.acquire(cameraID(ctx.Path), acc)
 	if res != nil {
 		return res, nil, nil
 	}
@@ -236,7 +262,7 @@ func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Re
 
 // OnSetup attaches the session to the camera's feed.
 func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	allows, res, err := s.authorize(ctx.Conn, ctx.Request)
+	acc, res, err := s.authorize(ctx.Conn, ctx.Request)
 	if res != nil {
 		return res, nil, err
 	}
@@ -246,7 +272,7 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 		}
 		return &base.Response{StatusCode: base.StatusOK}, d.reader.stream, nil
 	}
-	f, res := s.acquire(cameraID(ctx.Path), allows)
+	f, res := s.acquire(cameraID(ctx.Path), acc)
 	if res != nil {
 		return res, nil, nil
 	}
@@ -375,10 +401,14 @@ func describe(track stream.Track) (*description.Session, *description.Media, fun
 
 // acquire returns the camera's feed, creating it (and waiting for the
 // camera's track) if needed; the caller releases it.
-func (s *Server) acquire(id string, allows func(string) bool) (*feed, *base.Response) {
+func (s *Server) acquire(id string, acc *access) (*feed, *base.Response) {
 	hub, region, ok := s.src.Lookup(id)
-	if !ok || !allows(region) {
+	if !ok || !acc.allows(region) {
 		return nil, &base.Response{StatusCode: base.StatusNotFound}
+	}
+	if ps, ok := s.src.(PeerSource); ok && acc.peer && !ps.PullsHere(id) {
+		s.log.Info("rtsp reader: a node of the cluster asked for a camera not pulled here (its view of the owners is out of date)", "camera", id)
+		return nil, &base.Response{StatusCode: base.StatusServiceUnavailable}
 	}
 	s.mu.Lock()
 	if f, ok := s.feeds[id]; ok {

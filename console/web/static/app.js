@@ -533,6 +533,7 @@ function caseChanged(u) {
     return;
   }
   const note = $("#case-note");
+  note.className = "notice";
   note.replaceChildren(`${u.actor || "someone"} changed this case (${ACTION_CN[u.action] || ""} ${u.action}) 案件已被更新 `,
     el("button", { class: "link", onclick: () => { openForm = null; loadCase(current.id); } }, "Reload 刷新"));
   note.hidden = false;
@@ -575,11 +576,18 @@ function renderCase(d) {
     "data-action": a, onclick: () => showActionForm(a),
   }, `${ACTION_CN[a] || a} ${a.replace("_", " ")}`));
 
-  $("#case").replaceChildren(
+  // An action's confirmation outlives a reload of the same case: the
+  // update the action itself causes often reloads the page just after.
+  const root = $("#case");
+  const prevNote = $("#case-note");
+  const note = prevNote && prevNote.classList.contains("ok") && root.dataset.caseId === d.id
+    ? prevNote : el("p", { id: "case-note", class: "notice", hidden: "" });
+  root.dataset.caseId = d.id;
+  root.replaceChildren(
     el("div", { class: "case-head" },
       el("h1", {}, el("span", { class: "case-no" }, d.number), " ", el("span", { id: "case-title" }, d.title)),
       el("div", { class: "badges" }, ...badges)),
-    el("p", { id: "case-note", class: "notice", hidden: "" }),
+    note,
     el("div", { class: "case-actions" }, ...actions),
     el("div", { id: "case-form" }),
     el("div", { class: "case-body" },
@@ -902,6 +910,8 @@ function showActionForm(a, preset) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     err.textContent = "";
+    const done = $("#case-note"); // an earlier action's confirmation
+    if (done && done.classList.contains("ok")) { done.className = "notice"; done.hidden = true; }
     for (const i of form.querySelectorAll(".invalid")) i.classList.remove("invalid");
     const btn = form.querySelector("button[type=submit]");
     btn.disabled = true;

@@ -164,11 +164,15 @@ func (c *cluster) source(id string, now time.Time) string {
 		}
 	}
 	o, ok := c.owners[id]
-	if !ok || o.node == c.cfg.Advertise || now.UnixMilli()-o.seen > 3*c.cfg.Announce.D().Milliseconds() {
+	if !ok || o.node == c.cfg.Advertise || now.UnixMilli()-o.seen > c.staleMs() {
 		return pullNowhere
 	}
 	return o.node
 }
+
+// staleMs is how long, in milliseconds, an owner may go without
+// confirming its cameras before it is taken for gone: three announces.
+func (c *cluster) staleMs() int64 { return 3 * c.cfg.Announce.D().Milliseconds() }
 
 // ownerOf is the node the directory names for camera id ("" none).
 func (c *cluster) ownerOf(id string) string {
@@ -351,7 +355,7 @@ func (c *cluster) announce(ctx context.Context) error {
 			}
 		}
 	}
-	stale := 3 * c.cfg.Announce.D().Milliseconds()
+	stale := c.staleMs()
 	for id, o := range c.owners {
 		if !known[id] && (o.node == c.cfg.Advertise || seen-o.seen > stale) {
 			gone = append(gone, id)
@@ -413,7 +417,7 @@ func (c *cluster) readDirectory(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	stale := 3 * c.cfg.Announce.D().Milliseconds()
+	stale := c.staleMs()
 	now := time.Now().UnixMilli()
 	c.mu.Lock()
 	moved := !maps.EqualFunc(owners, c.owners, func(a, b ownerInfo) bool {

@@ -286,7 +286,7 @@ func (p *Puller) session(ctx context.Context) error {
 		ReadTimeout:   p.cfg.ReadTimeout.D(),
 		WriteTimeout:  p.cfg.WriteTimeout.D(),
 		UserAgent:     "Sharpeye",
-		DialContext:   tapDialer(&tapped, func(pkt []byte, now time.Time) { taken.packet(pkt, now) }),
+		DialContext:   tapDialer(&tapped, func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) }),
 		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
 		OnTransportSwitch: func(err error) {
@@ -318,7 +318,7 @@ func (p *Puller) session(ctx context.Context) error {
 	if err != nil {
 		return p.describeError(err)
 	}
-	medi, forma, track, decode, err := findVideo(desc)
+	medi, forma, track, err := findVideo(desc)
 	if err != nil {
 		return err
 	}
@@ -331,16 +331,19 @@ func (p *Puller) session(ctx context.Context) error {
 	var jitter jitterMeter // the packet callback's own, like the depacketizer: gortsplib calls it from one goroutine
 
 	if t, ch := tapped.Load(), interleavedChannel(res); t != nil && ch >= 0 && u.Scheme == "rtsp" {
-		taken = &tapReceiver{p: p, pt: forma.PayloadType(), dep: newDepacketizer(track.Codec), jitter: &jitter}
+		taken = newTapReceiver(p, forma.PayloadType(), track.Codec, &jitter)
 		t.take(ch)
 	} else {
+		decode, err := decoder(forma)
+		if err != nil {
+			return err
+		}
 		c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
 			if m != medi {
 				return
 			}
 			now := time.Now()
-			p.packets.Add(1)
-			p.lastPacket.Store(now.UnixNano())
+			p.arrived(&jitter, now, pkt.Timestamp)
 			// The time decoder must see every packet: it starts on the
 			// first one that begins a keyframe.
 			pts, ok := c.PacketPTS(m, pkt)
@@ -348,8 +351,6 @@ func (p *Puller) session(ctx context.Context) error {
 			if !ok || err != nil || len(au) == 0 {
 				return
 			}
-			jitter.add(now, pkt.Timestamp)
-			p.jitterMs.Store(math.Float64bits(jitter.ms()))
 			p.hub.Publish(pts, now, au)
 		})
 	}
@@ -414,22 +415,14 @@ func (p *Puller) describeError(err error) error {
 }
 
 // findVideo picks the camera's video track (H.264, else H.265).
-func findVideo(desc *description.Session) (*description.Media, format.Format, stream.Track, func(*rtp.Packet) ([][]byte, error), error) {
+func findVideo(desc *description.Session) (*description.Media, format.Format, stream.Track, error) {
 	var h264 *format.H264
 	if medi := desc.FindFormat(&h264); medi != nil {
-		dec, err := h264.CreateDecoder()
-		if err != nil {
-			return nil, nil, stream.Track{}, nil, &camError{"h264: " + err.Error()}
-		}
-		return medi, h264, stream.Track{Codec: stream.H264, SPS: h264.SPS, PPS: h264.PPS}, ignoreFragments(dec.Decode), nil
+		return medi, h264, stream.Track{Codec: stream.H264, SPS: h264.SPS, PPS: h264.PPS}, nil
 	}
 	var h265 *format.H265
 	if medi := desc.FindFormat(&h265); medi != nil {
-		dec, err := h265.CreateDecoder()
-		if err != nil {
-			return nil, nil, stream.Track{}, nil, &camError{"h265: " + err.Error()}
-		}
-		return medi, h265, stream.Track{Codec: stream.H265, VPS: h265.VPS, SPS: h265.SPS, PPS: h265.PPS}, ignoreFragments(dec.Decode), nil
+		return medi, h265, stream.Track{Codec: stream.H265, VPS: h265.VPS, SPS: h265.SPS, PPS: h265.PPS}, nil
 	}
 	var codecs []string
 	for _, m := range desc.Medias {
@@ -437,7 +430,27 @@ func findVideo(desc *description.Session) (*description.Media, format.Format, st
 			codecs = append(codecs, f.Codec())
 		}
 	}
-	return nil, nil, stream.Track{}, nil, &camError{fmt.Sprintf("no H.264 or H.265 video (the camera offers %s)", strings.Join(codecs, ", "))}
+	return nil, nil, stream.Track{}, &camError{fmt.Sprintf("no H.264 or H.265 video (the camera offers %s)", strings.Join(codecs, ", "))}
+}
+
+// decoder is gortsplib's depacketizer of forma (findVideo's), for the
+// sessions the tap does not take (UDP, rtsps).
+func decoder(forma format.Format) (func(*rtp.Packet) ([][]byte, error), error) {
+	switch f := forma.(type) {
+	case *format.H264:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return nil, &camError{"h264: " + err.Error()}
+		}
+		return ignoreFragments(dec.Decode), nil
+	case *format.H265:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return nil, &camError{"h265: " + err.Error()}
+		}
+		return ignoreFragments(dec.Decode), nil
+	}
+	return nil, &camError{"no depacketizer for " + forma.Codec()}
 }
 
 // ignoreFragments turns "need more packets" into no access unit, no error.
@@ -494,16 +507,32 @@ type jitterMeter struct {
 	j       float64 // in timestamp units
 }
 
-func (m *jitterMeter) add(arrival time.Time, ts uint32) {
-	if m.have && ts != m.ts {
+// add takes a packet's arrival and RTP timestamp; it reports whether the
+// estimate changed (the first packet of a new timestamp).
+func (m *jitterMeter) add(arrival time.Time, ts uint32) bool {
+	if m.have && ts == m.ts {
+		return false
+	}
+	changed := m.have
+	if m.have {
 		d := arrival.Sub(m.arrival).Seconds()*90000 - float64(int32(ts-m.ts))
 		if d < 0 {
 			d = -d
 		}
 		m.j += (d - m.j) / 16
 	}
-	if !m.have || ts != m.ts {
-		m.have, m.arrival, m.ts = true, arrival, ts
+	m.have, m.arrival, m.ts = true, arrival, ts
+	return changed
+}
+
+// arrived counts a packet of the session's video read at now, with RTP
+// timestamp ts: both paths (the tap's and gortsplib's) call it for each
+// packet.
+func (p *Puller) arrived(j *jitterMeter, now time.Time, ts uint32) {
+	p.packets.Add(1)
+	p.lastPacket.Store(now.UnixNano())
+	if j.add(now, ts) {
+		p.jitterMs.Store(math.Float64bits(j.ms()))
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"math"
 	"net"
 	"strconv"
 	"sync/atomic"
@@ -39,9 +38,9 @@ type tap struct {
 	// channel is the interleaved channel of the RTP packets to take, -1
 	// for none (before SETUP, or with UDP).
 	channel atomic.Int32
-	// onRTP gets each RTP packet taken (header included) and when it was
-	// read. It runs on the reading goroutine and must not keep pkt.
-	onRTP func(pkt []byte, received time.Time)
+	// onRTP gets each RTP packet taken (header included, hl bytes long)
+	// and when it was read. It runs on the reading goroutine and must not keep pkt.
+	onRTP func(pkt []byte, hl int, received time.Time)
 
 	in   []byte // read buffer: in[r:w] not yet handled
 	r, w int
@@ -68,7 +67,7 @@ const (
 	maxInterleaved = 4 + 0xffff
 )
 
-func newTap(nc net.Conn, onRTP func([]byte, time.Time)) *tap {
+func newTap(nc net.Conn, onRTP func([]byte, int, time.Time)) *tap {
 	t := &tap{Conn: nc, onRTP: onRTP, in: make([]byte, tapBuffer), out: make([]byte, 0, tapOut)}
 	t.channel.Store(-1)
 	return t
@@ -76,9 +75,6 @@ func newTap(nc net.Conn, onRTP func([]byte, time.Time)) *tap {
 
 // take starts taking the RTP packets of channel.
 func (t *tap) take(channel int) { t.channel.Store(int32(channel)) }
-
-// taking says whether the tap takes any channel's packets.
-func (t *tap) taking() bool { return t.channel.Load() >= 0 }
 
 // Read implements net.Conn for gortsplib.
 func (t *tap) Read(p []byte) (int, error) {
@@ -178,7 +174,7 @@ func (t *tap) packet(pkt []byte) {
 		t.out = appendFrame(t.out, byte(t.channel.Load()), pkt)
 		return
 	}
-	t.onRTP(pkt, t.now)
+	t.onRTP(pkt, hl, t.now)
 	n := len(t.out)
 	t.out = appendFrame(t.out, byte(t.channel.Load()), pkt[:hl])
 	t.out[n+4] &^= 0x20 // no padding: the payload is gone
@@ -239,7 +235,7 @@ func messageLength(b []byte) (int, bool) {
 
 // tapDialer dials like gortsplib's default and wraps the connection in a
 // tap, kept in *last for the session to start taking after SETUP.
-func tapDialer(last *atomic.Pointer[tap], onRTP func([]byte, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
+func tapDialer(last *atomic.Pointer[tap], onRTP func([]byte, int, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
 		if err != nil {
@@ -270,39 +266,39 @@ type tapReceiver struct {
 	pt     uint8
 	dep    *depacketizer
 	jitter *jitterMeter
-	now    time.Time
-	emit   func([][]byte, time.Duration)
-	// keyed: a keyframe has come. The units before the first one are
-	// dropped, as gortsplib's path does: nothing could decode them.
-	keyed bool
+	now    time.Time                     // the packet being pushed was read then
+	emit   func([][]byte, time.Duration) // publishes a unit to the hub
+	keyed  bool                          // a keyframe has come (see emit)
 }
 
-func (r *tapReceiver) packet(pkt []byte, now time.Time) {
-	p := r.p
-	p.packets.Add(1)
-	p.lastPacket.Store(now.UnixNano())
-	hl, _ := rtpHeaderLen(pkt) // the tap took only packets it could read
+func newTapReceiver(p *Puller, pt uint8, codec stream.Codec, jitter *jitterMeter) *tapReceiver {
+	r := &tapReceiver{p: p, pt: pt, dep: newDepacketizer(codec), jitter: jitter}
+	r.emit = func(au [][]byte, pts time.Duration) {
+		// The units before the first keyframe are dropped, as gortsplib's
+		// path does: nothing could decode them.
+		if !r.keyed && !stream.IsKey(codec, au) {
+			return
+		}
+		r.keyed = true
+		p.hub.Publish(pts, r.now, au)
+	}
+	return r
+}
+
+// packet takes an RTP packet whose header, hl bytes, the tap has read.
+func (r *tapReceiver) packet(pkt []byte, hl int, now time.Time) {
 	if pkt[1]&0x7f != r.pt {
+		r.p.packets.Add(1)
 		return // another format of the media: gortsplib counts it
 	}
 	rp, err := parseRTP(pkt, hl)
+	r.p.arrived(r.jitter, now, rp.ts)
 	if err != nil {
-		p.decodeErrs.Add(1)
+		r.p.decodeErrs.Add(1)
 		return
-	}
-	r.jitter.add(now, rp.ts)
-	p.jitterMs.Store(math.Float64bits(r.jitter.ms()))
-	if r.emit == nil {
-		r.emit = func(au [][]byte, pts time.Duration) {
-			if !r.keyed && !stream.IsKey(r.dep.codec, au) {
-				return
-			}
-			r.keyed = true
-			p.hub.Publish(pts, r.now, au)
-		}
 	}
 	r.now = now
 	if err := r.dep.push(rp, r.emit); err != nil {
-		p.decodeErrs.Add(1)
+		r.p.decodeErrs.Add(1)
 	}
 }

@@ -108,7 +108,10 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 	for seed := range uint64(50) {
 		rnd := rand.New(rand.NewPCG(seed, 1))
 		var got [][]byte
-		tp := newTap(&chunkConn{data: bytes.Clone(in.Bytes()), rnd: rnd, max: 1 + rnd.IntN(3*tapBuffer)}, func(pkt []byte, _ time.Time) {
+		tp := newTap(&chunkConn{data: bytes.Clone(in.Bytes()), rnd: rnd, max: 1 + rnd.IntN(3*tapBuffer)}, func(pkt []byte, hl int, _ time.Time) {
+			if want, _ := rtpHeaderLen(pkt); hl != want {
+				t.Fatalf("header length %d, want %d", hl, want)
+			}
 			got = append(got, bytes.Clone(pkt))
 		})
 		tp.take(0)
@@ -130,7 +133,7 @@ func TestTapPassesAllBeforeTakingAndWhenLost(t *testing.T) {
 	pkt := frame(0, rtpPkt(1, 0, true, []byte{0x65}, 0, -1, 0))
 	rnd := rand.New(rand.NewPCG(7, 7))
 	taken := 0
-	onRTP := func([]byte, time.Time) { taken++ }
+	onRTP := func([]byte, int, time.Time) { taken++ }
 
 	// Not taking (before SETUP, or over UDP): unchanged.
 	tp := newTap(&chunkConn{data: bytes.Clone(pkt), rnd: rnd, max: 100}, onRTP)
@@ -308,10 +311,9 @@ func FuzzTap(f *testing.F) {
 		for _, codec := range []stream.Codec{stream.H264, stream.H265} {
 			d := newDepacketizer(codec)
 			rnd := rand.New(rand.NewPCG(uint64(chunk), 0))
-			tp := newTap(&chunkConn{data: bytes.Clone(data), rnd: rnd, max: 1 + int(chunk)}, func(pkt []byte, _ time.Time) {
-				hl, ok := rtpHeaderLen(pkt)
-				if !ok {
-					t.Fatal("the tap took a packet it cannot read")
+			tp := newTap(&chunkConn{data: bytes.Clone(data), rnd: rnd, max: 1 + int(chunk)}, func(pkt []byte, hl int, _ time.Time) {
+				if want, ok := rtpHeaderLen(pkt); !ok || hl != want {
+					t.Fatal("the tap took a packet it cannot read, or misread its header")
 				}
 				if rp, err := parseRTP(pkt, hl); err == nil {
 					d.push(rp, func([][]byte, time.Duration) {})

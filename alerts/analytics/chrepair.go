@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
-	"sharpeye/ingest/bus"
 )
 
 // The hourly rollups on ClickHouse are filled by materialized views, which
@@ -19,22 +17,14 @@ import (
 // the store notes the hours of those rows (rollup_repairs), and once such
 // an hour is over (repairSettle after its end, when no more of its events
 // are expected but late ones) it compares each rollup of the hour with its
-// raw rows and inserts the difference, then checks again (see
-// repairPasses).
+// raw rows and inserts the difference. An hour is done only once a check
+// finds it whole: an event of the hour stored while its repair reads the
+// table and the rollup (after the table, before the view) is counted
+// twice, by the repair and by the view, and the next round's check (the
+// sink repairs every repairEvery) takes that count back.
 
 // repairSettle is how long after an hour's end its rollups are checked.
 const repairSettle = 10 * time.Minute
-
-// An event of the hour stored while its repair reads the table and the
-// rollup (after the table, before the view) is counted twice: by the
-// repair and by the view. So after a repair the hour is checked again,
-// after defaultRepairRecheck (the views' writes in flight land), and again
-// if that check corrected anything, up to repairPasses checks; an hour not
-// found whole by then stays noted for the next round.
-const (
-	defaultRepairRecheck = time.Second
-	repairPasses         = 4
-)
 
 // rollupRepairsDDL is migration 6.
 var rollupRepairsDDL = []string{
@@ -146,8 +136,9 @@ func (s *CHStore) recordRepairs(ctx context.Context, source string, hours []time
 }
 
 // RepairRollups checks the rollups of the hours recordRepairs noted that
-// ended repairSettle before now, inserting what they miss, and marks the
-// hours done. It returns the hours checked and the rollup rows inserted.
+// ended repairSettle before now and inserts what brings them in line; an
+// hour found whole is marked done. It returns the hours marked done and
+// the rollup rows inserted.
 func (s *CHStore) RepairRollups(ctx context.Context, now time.Time) (hours, corrected int, err error) {
 	type due struct {
 		source string
@@ -177,28 +168,15 @@ func (s *CHStore) RepairRollups(ctx context.Context, now time.Time) (hours, corr
 			if r.source != d.source {
 				continue
 			}
-			for pass := 1; ; pass++ {
-				n, err := s.repairOnce(ctx, r, d.hour)
-				if err != nil {
-					return hours, corrected, err
-				}
-				corrected += n
-				if n == 0 {
-					break
-				}
-				if pass == repairPasses {
-					whole = false
-					s.log.Warn("analytics rollup still differs after repairs; checked again at the next round",
-						"rollup", r.table, "hour", d.hour.UTC().Format(time.RFC3339), "checks", pass)
-					break
-				}
-				if err := bus.SleepCtx(ctx, s.recheck()); err != nil {
-					return hours, corrected, err
-				}
+			n, err := s.repairOnce(ctx, r, d.hour)
+			if err != nil {
+				return hours, corrected, err
 			}
+			corrected += n
+			whole = whole && n == 0
 		}
 		if !whole {
-			continue
+			continue // checked again at the next round
 		}
 		if err := s.recordRepairs(ctx, d.source, []time.Time{d.hour}, true); err != nil {
 			return hours, corrected, fmt.Errorf("mark rollup repair done: %w", err)
@@ -229,11 +207,4 @@ func (s *CHStore) repairOnce(ctx context.Context, r summedRollup, hour time.Time
 		s.afterRepair(r.table, hour)
 	}
 	return int(n), nil
-}
-
-func (s *CHStore) recheck() time.Duration {
-	if s.repairRecheck > 0 {
-		return s.repairRecheck
-	}
-	return defaultRepairRecheck
 }

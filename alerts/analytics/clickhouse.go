@@ -29,10 +29,8 @@ type CHStore struct {
 	feat    features
 	closed  sync.Once
 	err     error
-	// repairRecheck is how long a repair waits before checking an hour
-	// again; afterRepair, if set (tests), runs after each repair insert.
-	repairRecheck time.Duration
-	afterRepair   func(table string, hour time.Time)
+	// afterRepair, if set (tests), runs after each repair insert.
+	afterRepair func(table string, hour time.Time)
 }
 
 // OpenClickHouse connects, creates the database when missing and applies

@@ -71,8 +71,5 @@ func (s *CHStore) Exec(ctx context.Context, query string) error {
 	return s.conn.Exec(ctx, query)
 }
 
-// AfterRepair has fn run after each repair insert, and the rechecks wait
-// recheck.
-func (s *CHStore) AfterRepair(recheck time.Duration, fn func(table string, hour time.Time)) {
-	s.repairRecheck, s.afterRepair = recheck, fn
-}
+// AfterRepair has fn run after each repair insert.
+func (s *CHStore) AfterRepair(fn func(table string, hour time.Time)) { s.afterRepair = fn }

@@ -218,15 +218,19 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 		}
 	}
 
-	// a relays the camera to a recorder, not to another node of the
-	// cluster: a node asks the owner itself.
-	if err := describeAs(a, theirs, "relay-1", "sey_relay_token"); err == nil || !strings.Contains(err.Error(), "503") {
+	// a relays the camera to a recorder, even one logged in with the
+	// cluster's account, but not to another node of the cluster: a node
+	// asks the owner itself.
+	if err := describeAs(a, theirs, "relay-1", "sey_relay_token", true); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("a node of the cluster asking a for %s, which c owns: %v, want 503", theirs, err)
 	}
-	if err := describeAs(a, theirs, "recorder-1", "sey_recorder_token"); err != nil {
+	if err := describeAs(a, theirs, "recorder-1", "sey_recorder_token", false); err != nil {
 		t.Errorf("a recorder asking a for %s: %v", theirs, err)
 	}
-	if err := describeAs(c, theirs, "relay-1", "sey_relay_token"); err != nil {
+	if err := describeAs(a, theirs, "relay-1", "sey_relay_token", false); err != nil {
+		t.Errorf("a relay with the cluster's account, not of the cluster, asking a for %s: %v", theirs, err)
+	}
+	if err := describeAs(c, theirs, "relay-1", "sey_relay_token", true); err != nil {
 		t.Errorf("a node of the cluster asking the owner for %s: %v", theirs, err)
 	}
 
@@ -275,14 +279,18 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	}
 }
 
-// describeAs asks n's re-serve for camera id's description as user.
-func describeAs(n *clusterNode, id, user, pass string) error {
+// describeAs asks n's re-serve for camera id's description as user, with
+// the cluster's User-Agent if peer.
+func describeAs(n *clusterNode, id, user, pass string, peer bool) error {
 	u, err := base.ParseURL(n.cfg.Cluster.Advertise + "/" + id)
 	if err != nil {
 		return err
 	}
 	u.User = url.UserPassword(user, pass)
 	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host, ReadTimeout: 10 * time.Second}
+	if peer {
+		c.UserAgent = rtsp.PeerUserAgent
+	}
 	if err := c.Start2(); err != nil {
 		return err
 	}

@@ -32,9 +32,6 @@ func (in *Ingest) JoinCluster(b bus.Bus) error {
 		return err
 	}
 	in.cluster = c
-	if in.rtsp != nil && in.cfg.Cluster.Username != "" {
-		in.rtsp.SetPeerUser(in.cfg.Cluster.Username)
-	}
 	return nil
 }
 
@@ -94,10 +91,12 @@ func (in *Ingest) newPuller(c camera.Camera, hub *stream.Hub, source string) *rt
 		up = &peer
 	}
 	p := rtsp.NewPuller(up.Camera(c), hub, in.cfg.Pull, in.log)
-	p.FromUpstream()
-	if in.cluster != nil {
-		// The owner may be gone: look for the new one at once.
-		p.OnSessionFailed(func(error) { in.cluster.pullFailed() })
+	if in.cluster == nil {
+		p.FromUpstream()
+		return p
 	}
+	p.FromClusterPeer()
+	// The owner may be gone: look for the new one at once.
+	p.OnSessionFailed(func(error) { in.cluster.pullFailed() })
 	return p
 }

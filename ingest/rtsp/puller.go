@@ -117,6 +117,8 @@ type Puller struct {
 	// upstream is set when the puller dials an ingest node's re-serve
 	// rather than the camera: its errors then name that node.
 	upstream bool
+	// peer: the upstream is another node of a cluster (FromClusterPeer).
+	peer bool
 	// onFailed, if set, hears of each failed session.
 	onFailed func(error)
 	// idleOn is the hub's change signal at the last time the puller, on
@@ -147,6 +149,19 @@ func NewPuller(cam camera.Camera, hub *stream.Hub, cfg PullConfig, log *slog.Log
 // (relay.upstream), not the camera, so that its errors name the right
 // peer. Call it before Run.
 func (p *Puller) FromUpstream() { p.upstream = true }
+
+// FromClusterPeer tells the puller that it dials the re-serve of another
+// node of a cluster: it says so (PeerUserAgent), so that a node that does
+// not pull the camera itself refuses it rather than relaying it. Call it
+// before Run.
+func (p *Puller) FromClusterPeer() { p.upstream, p.peer = true, true }
+
+func (p *Puller) userAgent() string {
+	if p.peer {
+		return PeerUserAgent
+	}
+	return "Sharpeye"
+}
 
 // OnSessionFailed has fn called each time a session fails (not when it
 // ends for want of viewers or because Run was stopped), before the wait
@@ -285,7 +300,7 @@ func (p *Puller) session(ctx context.Context) error {
 		Host:          u.Host,
 		ReadTimeout:   p.cfg.ReadTimeout.D(),
 		WriteTimeout:  p.cfg.WriteTimeout.D(),
-		UserAgent:     "Sharpeye",
+		UserAgent:     p.userAgent(),
 		DialContext:   tapDialer(&tapped, func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) }),
 		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },

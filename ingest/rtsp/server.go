@@ -74,14 +74,20 @@ type Source interface {
 }
 
 // PeerSource is a Source that knows which cameras it pulls from the
-// camera itself (in a cluster: owns). A reader logged in as the cluster's
-// user (SetPeerUser: another node) is refused the others: a node relays to
-// its peers only what it pulls itself, so that two nodes whose views of
-// the owners disagree for a moment cannot pull a camera from each other,
-// and a node with an outdated view fails at once and looks again.
+// camera itself (in a cluster: owns). A reader that says it is another
+// node of the cluster (User-Agent PeerUserAgent, which the pullers of a
+// cluster send) is refused the others: a node relays to its peers only
+// what it pulls itself, so that two nodes whose views of the owners
+// disagree for a moment cannot pull a camera from each other, and a node
+// with an outdated view fails at once and looks again. The header only
+// restricts the reader who sends it; any other reader, whatever its
+// account, gets every camera its region covers.
 type PeerSource interface {
 	PullsHere(id string) bool
 }
+
+// PeerUserAgent is the User-Agent of a cluster node pulling from another.
+const PeerUserAgent = "Sharpeye cluster"
 
 // Authorizer checks RTSP credentials (Basic; the password may be an API
 // token) and says which regions the reader may see.
@@ -103,10 +109,6 @@ type Server struct {
 	// its reader starts once the answer is sent (OnResponse), when the
 	// stream delivers to it.
 	playing map[*gortsplib.ServerConn]*sessionData
-
-	// peerUser is the user the other nodes of a cluster log in as ("":
-	// no cluster).
-	peerUser atomic.Value // string
 
 	readers     atomic.Int64
 	writeErrors atomic.Uint64
@@ -223,8 +225,8 @@ func (s *Server) authorize(conn *gortsplib.ServerConn, req *base.Request) (*acce
 	if ok {
 		allows, err := s.authz.CheckRTSP(s.ctx, user, pass, conn.NetConn().RemoteAddr().String())
 		if err == nil && conn.VerifyCredentials(req, user, pass) {
-			peer, _ := s.peerUser.Load().(string)
-			return &access{allows: allows, peer: peer != "" && user == peer}, nil, nil
+			ua := req.Header["User-Agent"]
+			return &access{allows: allows, peer: len(ua) == 1 && ua[0] == PeerUserAgent}, nil, nil
 		}
 		s.log.Info("rtsp reader refused", "user", user, "remote", conn.NetConn().RemoteAddr().String())
 	}
@@ -239,10 +241,6 @@ type access struct {
 	// peer: another node of the cluster (see PeerSource).
 	peer bool
 }
-
-// SetPeerUser names the user the other nodes of a cluster log in as (see
-// PeerSource).
-func (s *Server) SetPeerUser(user string) { s.peerUser.Store(user) }
 
 func cameraID(path string) string { return strings.Trim(path, "/") }
 

@@ -82,8 +82,8 @@ func (c *Config) Validate(v *conf.V) {
 	if c.GOPMaxBytes < 1<<16 || c.GOPMaxBytes > 1<<30 {
 		v.Errorf("gop_max_bytes", "must be between 65536 and 1073741824")
 	}
-	if c.GOPTotalBytes != 0 && (c.GOPTotalBytes < 1<<20 || c.GOPTotalBytes > 1<<40) {
-		v.Errorf("gop_total_bytes", "must be 0 (no bound) or between 1048576 and 1099511627776")
+	if problem := CheckGOPTotal(c.GOPTotalBytes); problem != "" {
+		v.Errorf("gop_total_bytes", "%s", problem)
 	}
 	if c.RegistryPoll.D() < time.Second {
 		v.Errorf("registry_poll", "must be at least 1s")
@@ -91,6 +91,15 @@ func (c *Config) Validate(v *conf.V) {
 	if d := c.HealthReport.D(); d != 0 && (d < 10*time.Second || d > time.Hour) {
 		v.Errorf("health_report", "must be 0s (off) or between 10s and 1h")
 	}
+}
+
+// CheckGOPTotal says what is wrong with n as ingest.gop_total_bytes, ""
+// if nothing.
+func CheckGOPTotal(n int64) string {
+	if n != 0 && (n < 1<<20 || n > 1<<40) {
+		return "must be 0 (no bound) or between 1048576 and 1099511627776"
+	}
+	return ""
 }
 
 // Ingest is the ingest role.

@@ -38,10 +38,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	bytes, cams := c.in.gops.Usage()
+	bytes, cams, limit := c.in.GOPCache()
 	ch <- prometheus.MustNewConstMetric(descGOPBytes, prometheus.GaugeValue, float64(bytes))
 	ch <- prometheus.MustNewConstMetric(descGOPCams, prometheus.GaugeValue, float64(cams))
-	ch <- prometheus.MustNewConstMetric(descGOPLimit, prometheus.GaugeValue, float64(c.in.gops.Limit()))
+	ch <- prometheus.MustNewConstMetric(descGOPLimit, prometheus.GaugeValue, float64(limit))
 	for _, e := range c.in.reg.All() {
 		st, ok := c.in.Status(e.ID)
 		if !ok {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"sharpeye/ingest"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/simcam"
 )
@@ -103,7 +104,7 @@ type options struct {
 	trials    int
 	fixture   string
 	transport string
-	// gopTotal is ingest.gop_total_bytes; -1 keeps the default.
+	// gopTotal is ingest.gop_total_bytes.
 	gopTotal int64
 	warmup   time.Duration
 	duration time.Duration
@@ -121,14 +122,14 @@ type options struct {
 func (o *options) register(fs *flag.FlagSet, section string) {
 	*o = options{
 		cameras: intList{50, 200, 500}, viewers: intList{1, 10, 50, 100, 200}, trials: 20,
-		fixture: defaultFixture, transport: camera.TransportTCP, gopTotal: -1,
+		fixture: defaultFixture, transport: camera.TransportTCP, gopTotal: ingest.Defaults().GOPTotalBytes,
 		warmup: 5 * time.Second, duration: 20 * time.Second, logLevel: "warn",
 	}
 	uses := func(s ...string) bool { return section == "all" || slices.Contains(s, section) }
 	if uses("ingest") {
 		fs.Var(&o.cameras, "cameras", "numbers of cameras, one row each")
 		fs.StringVar(&o.transport, "transport", o.transport, "RTSP transport of the pullers: tcp, udp or auto")
-		fs.Int64Var(&o.gopTotal, "gop-total-bytes", o.gopTotal, "ingest.gop_total_bytes, the bound of all cameras' cached GOPs together (0: none; -1: the default)")
+		fs.Int64Var(&o.gopTotal, "gop-total-bytes", o.gopTotal, "ingest.gop_total_bytes, the bound of all cameras' cached GOPs together (0: none)")
 	}
 	if uses("relay") {
 		fs.Var(&o.viewers, "viewers", "numbers of viewers, one row each")
@@ -187,6 +188,9 @@ func (o *options) validate() error {
 		return errors.New("--duration: must be at least 1s")
 	case o.duration > time.Hour || o.warmup > time.Hour:
 		return errors.New("--duration and --warmup: at most 1h")
+	}
+	if problem := ingest.CheckGOPTotal(o.gopTotal); problem != "" {
+		return fmt.Errorf("--gop-total-bytes: %s", problem)
 	}
 	switch o.transport {
 	case camera.TransportTCP, camera.TransportUDP, camera.TransportAuto:

@@ -95,11 +95,7 @@ func ingestRow(ctx context.Context, o *options, n int, clip *simcam.Clip, progre
 	}
 	releaseMemory() // the previous row's, and the start-up's
 	t0 := time.Now()
-	sc := stackConfig{cameras: cams, log: log}
-	if o.gopTotal >= 0 {
-		sc.gopTotal = &o.gopTotal
-	}
-	st, err := startStack(ctx, sc)
+	st, err := startStack(ctx, stackConfig{cameras: cams, gopTotal: &o.gopTotal, log: log})
 	if err != nil {
 		return row, err
 	}

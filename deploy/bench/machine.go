@@ -237,35 +237,24 @@ func measure(ctx context.Context, w window) (Process, error) {
 	runtime.ReadMemStats(&ms)
 	p.Live = ms.HeapInuse + ms.StackInuse
 	if w.profile != "" {
-		if err := writeHeapProfile(w.profile + ".heap.pprof"); err != nil {
+		if err := writeProfile("heap", w.profile+".heap.pprof", 0); err != nil {
 			return p, err
 		}
-		if err := writeGoroutines(w.profile + ".goroutines.txt"); err != nil {
+		if err := writeProfile("goroutine", w.profile+".goroutines.txt", 1); err != nil {
 			return p, err
 		}
 	}
 	return p, nil
 }
 
-// writeGoroutines writes the goroutines, grouped by stack, to file.
-func writeGoroutines(file string) error {
+// writeProfile writes the runtime profile name to file (debug 0: the
+// pprof format; 1: text, the goroutines grouped by stack).
+func writeProfile(name, file string, debug int) error {
 	f, err := os.Create(file)
 	if err != nil {
 		return err
 	}
-	if err := pprof.Lookup("goroutine").WriteTo(f, 1); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func writeHeapProfile(file string) error {
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+	if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
 		f.Close()
 		return err
 	}

@@ -468,17 +468,8 @@ func TestReserveEachReaderStartsAtAKeyframe(t *testing.T) {
 	if _, err := first.Play(nil); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 3; i++ {
-		// Three new units at the hub after the first reader began.
-		units := hub.Stats().Units
-		deadline := time.Now().Add(10 * time.Second)
-		for hub.Stats().Units == units {
-			if time.Now().After(deadline) {
-				t.Fatal("the camera stopped")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	units := hub.Stats().Units
+	waitFor(t, "three new units at the hub after the first reader began", func() bool { return hub.Stats().Units >= units+3 })
 	if packets.Load() == 0 {
 		t.Fatal("the first reader got nothing")
 	}

@@ -90,9 +90,6 @@ func (c *Config) Validate(v *conf.V) {
 		}
 		seen[cam.ID] = i
 	}
-	if c.Ingest.Cluster.Enabled && c.Bus.Driver != "kafka" {
-		v.Errorf("ingest.cluster.enabled", "needs bus.driver kafka: the ingest nodes share the cameras through a Kafka consumer group (the embedded bus is one node's)")
-	}
 }
 
 // LoadFile reads the configuration file at path over the defaults, then

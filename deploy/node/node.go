@@ -291,6 +291,11 @@ func (n *Node) buildRole(ctx context.Context, role string) error {
 			return err
 		}
 		if n.cfg.Ingest.Cluster.Enabled {
+			// A relay-only node follows the cluster on any bus; an ingest
+			// node shares the cameras through Kafka's group membership.
+			if n.cfg.Bus.Driver != "kafka" {
+				return errors.New("ingest.cluster.enabled needs bus.driver kafka on a node with the ingest role: the ingest nodes share the cameras through a Kafka consumer group (the embedded bus is one node's)")
+			}
 			if err := n.ingest.JoinCluster(n.bus); err != nil {
 				return err
 			}

@@ -15,6 +15,7 @@ import (
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/simcam"
+	"sharpeye/ingest/stream"
 	"sharpeye/relay"
 )
 
@@ -144,13 +145,19 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 			}
 		}
 	}
-	addrA := freeAddr(t)
-	a := startRoles(t, "sqlite", []string{Ingest}, member(addrA))
-	// The service account the nodes pull from each other with (the case
-	// database, and so its users, is shared).
-	secret = token(t, a, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
+	// The service account the nodes pull from each other with, issued
+	// before any of them starts (the case database, and so its users, is
+	// shared).
+	setup := startRoles(t, "sqlite", []string{Console}, func(c *Config) { c.CaseDB = db })
+	secret = token(t, setup, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
+	a := startRoles(t, "sqlite", []string{Ingest}, member(freeAddr(t)))
 	b := startRoles(t, "sqlite", []string{Ingest}, member(freeAddr(t)))
-	edge := startRoles(t, "sqlite", []string{Relay}, member(""), func(c *Config) { c.Ingest.Cluster.Advertise = "" })
+	// A relay-only node follows the cluster without a re-serve, and on
+	// any bus.
+	edge := startRoles(t, "sqlite", []string{Relay}, member(""), func(c *Config) {
+		c.Ingest.Cluster.Advertise = ""
+		c.Bus.Driver = "embedded"
+	})
 
 	// Each camera pulled from the camera by one node, both nodes used (b
 	// joins the group after a has taken every partition).
@@ -189,8 +196,61 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	if st, _ := edge.upstream.Status(theirs); st.Pulled != "node" || st.Owner != b.cfg.Ingest.Cluster.Advertise {
 		t.Errorf("the relay-only node pulls %s %q from %q, want from b (%s)", theirs, st.Pulled, st.Owner, b.cfg.Ingest.Cluster.Advertise)
 	}
+	// A consumer at a of the same camera: a pulls it from b, with the
+	// cluster's account.
+	hub, _, ok := a.ingest.Lookup(theirs)
+	if !ok {
+		t.Fatalf("camera %s unknown at a", theirs)
+	}
+	sub, err := hub.Subscribe(256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitKeyframeAt(t, sub, "a consumer at a")
+	if st, _ := a.ingest.Status(theirs); st.Pulled != "node" {
+		t.Errorf("a takes %s from %q, want from b", theirs, st.Pulled)
+	}
 	if _, _, readers := sim.Stats(theirs); readers != 1 {
-		t.Errorf("%d sessions at camera %s with a viewer at the relay-only node, want b's one", readers, theirs)
+		t.Errorf("%d sessions at camera %s with viewers at a and at the relay-only node, want b's one", readers, theirs)
+	}
+}
+
+// waitKeyframeAt waits for a keyframe on sub.
+func waitKeyframeAt(t *testing.T, sub *stream.Sub, who string) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case u, ok := <-sub.Units():
+			if !ok {
+				t.Fatalf("%s: subscription ended: %v", who, sub.Err())
+			}
+			if u.Key {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no keyframe at %s", who)
+		}
+	}
+}
+
+// A node with the ingest role in the cluster needs the Kafka bus (the
+// embedded one is the node's own); it is refused at start, saying so.
+func TestClusterIngestNodeNeedsKafka(t *testing.T) {
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
+	cfg.CaseDB = casedbtest.Config(t, "sqlite")
+	cfg.Ingest.Cluster.Enabled = true
+	cfg.Ingest.Cluster.Advertise = "rtsp://127.0.0.1:8554"
+	n := New(cfg, Options{Roles: []string{Ingest}}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := n.Start(ctx)
+	if err == nil || !strings.Contains(err.Error(), "needs bus.driver kafka") {
+		t.Fatalf("an ingest node of the cluster on the embedded bus: %v", err)
 	}
 }
 

@@ -99,18 +99,36 @@ func caseMsg(t *testing.T, ch *cases.Change) bus.Message {
 	return bus.Message{Topic: bus.TopicCases, Key: ch.Case.ID, Value: v}
 }
 
-// waitCount waits until q answers want (or fails after a generous time).
+// waitFor waits until cond holds, failing with what after a generous
+// time (the servers share two cores with other packages' tests).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+	}
+}
+
+// queryInt is q's answer, -1 while it fails (the server may be down).
+func queryInt(s analytics.Store, q string) int {
+	got := -1
+	if err := s.DB().QueryRowContext(context.Background(), q).Scan(&got); err != nil {
+		return -1
+	}
+	return got
+}
+
+// waitCount waits until q answers want.
 func waitCount(t *testing.T, s analytics.Store, q string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	var got int
-	for time.Now().Before(deadline) {
-		if err := s.DB().QueryRowContext(context.Background(), q).Scan(&got); err == nil && got == want {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s = %d, want %d", q, got, want)
+	waitFor(t, fmt.Sprintf("%s never answered %d", q, want), func() bool { return queryInt(s, q) == want })
+}
+
+// waitAtLeast waits until q answers want or more.
+func waitAtLeast(t *testing.T, s analytics.Store, q string, want int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s never reached %d", q, want), func() bool { return queryInt(s, q) >= want })
 }
 
 // TestSinkCarriesTheBus: events, case changes and camera health published
@@ -309,12 +327,9 @@ func TestSinkSurvivesClickHouseRestart(t *testing.T) {
 	srv.stop(t)
 	<-published
 	// The sink meets the outage: an insert fails, and nothing more is written.
-	for deadline := time.Now().Add(60 * time.Second); apitest.Metric(t, reg, "sharpeye_analytics_insert_failures_total") == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no insert failed while the server was down")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "no insert failed while the server was down", func() bool {
+		return apitest.Metric(t, reg, "sharpeye_analytics_insert_failures_total") > 0
+	})
 	if sink.Lag() == 0 {
 		t.Fatal("lag is 0 while the store is down")
 	}
@@ -324,13 +339,10 @@ func TestSinkSurvivesClickHouseRestart(t *testing.T) {
 	// The table's rows are visible before the insert has written its
 	// views: the rollups are read once the sink has seen every insert
 	// return (written, or found stored by a retry).
-	for deadline := time.Now().Add(60 * time.Second); apitest.Metric(t, reg, "sharpeye_analytics_rows_total", "table", "events")+
-		apitest.Metric(t, reg, "sharpeye_analytics_replayed_rows_total") < total; {
-		if time.Now().After(deadline) {
-			t.Fatal("the sink never accounted for every event")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "the sink never accounted for every event", func() bool {
+		return apitest.Metric(t, reg, "sharpeye_analytics_rows_total", "table", "events")+
+			apitest.Metric(t, reg, "sharpeye_analytics_replayed_rows_total") >= total
+	})
 	// The hourly rollup is written by a materialized view after the table:
 	// 18.16 does not make the two one write, so an insert that fails
 	// between them (the kill, or a failure while the server comes back)
@@ -356,19 +368,6 @@ func TestSinkSurvivesClickHouseRestart(t *testing.T) {
 	if n := rolled(); n != total {
 		t.Fatalf("after the repair the hourly rollup counts %d events, want %d", n, total)
 	}
-}
-
-func waitAtLeast(t *testing.T, s analytics.Store, q string, want int) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		var got int
-		if err := s.DB().QueryRowContext(context.Background(), q).Scan(&got); err == nil && got >= want {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s never reached %d", q, want)
 }
 
 // chServer is a clickhouse-server of the test's own, started with the

@@ -32,13 +32,7 @@ type verifiedEntry struct {
 }
 
 func verifiedKey(username, secret string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(username))
-	h.Write([]byte{0})
-	h.Write([]byte(secret))
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
+	return sha256.Sum256([]byte(username + "\x00" + secret))
 }
 
 func (v *verified) get(k [32]byte, now time.Time) (verifiedEntry, bool) {

@@ -615,10 +615,11 @@ func (e *Embedded) Publish(ctx context.Context, msgs ...Message) error {
 	buf := make([]byte, 0, n)
 	rows := make([]row, len(msgs))
 	var size int64
+	nowNs, nowMs := now.UnixNano(), now.UnixMilli()
 	for i, m := range msgs {
 		t := m.Time.UnixNano()
 		if m.Time.IsZero() {
-			t = now.UnixNano()
+			t = nowNs
 		}
 		from := len(buf)
 		buf = appendBody(buf, t, m.Key, m.Headers, m.Value)
@@ -626,7 +627,7 @@ func (e *Embedded) Publish(ctx context.Context, msgs ...Message) error {
 		r.tp = topicPart{m.Topic, e.partition(m.Key, parts)}
 		r.enc = buf[from:len(buf):len(buf)]
 		r.size = int64(len(r.enc)) + msgOverhead
-		r.ins = now.UnixMilli()
+		r.ins = nowMs
 		size += r.size
 	}
 	if err := e.admit(ctx, size); err != nil {

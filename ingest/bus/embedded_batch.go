@@ -209,8 +209,10 @@ func (br *batchReader) bytes() ([]byte, error) {
 	return b, nil
 }
 
-// upgradeChunk is how many schema 1 or 2 rows upgradeLog reads at a time.
-const upgradeChunk = 10000
+// upgradeChunk is how many schema 1 or 2 rows upgradeLog reads at a time
+// (a variable for the test that reads a few at a time). A partition's
+// rows start anew at each read.
+var upgradeChunk = 10000
 
 // upgradeLog moves a schema 1 or 2 log (a row per message, headers as
 // JSON) into batch rows, in one transaction: a crash in the middle leaves

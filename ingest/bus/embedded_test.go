@@ -705,14 +705,18 @@ func TestEmbeddedUpgrades(t *testing.T) {
 					t.Fatalf("%s: %v", stmt, err)
 				}
 			}
-			ins := time.Now().UnixMilli()
+			// Each message stored at a time of its own; the rows read 7
+			// at a time, so that a partition spans several reads.
+			base := time.Now().Add(-time.Hour).UnixMilli()
+			ins := func(i int) int64 { return base + int64(i) }
+			defer bus.SetUpgradeChunk(bus.SetUpgradeChunk(7))
 			for i := range 50 {
 				headers := fmt.Sprintf(`{"id":"%d","seq":"%d"}`, i, i)
 				if i == 7 {
 					headers = "{{{"
 				}
 				if _, err := db.Exec(`INSERT INTO log VALUES ('t', ?, ?, ?, ?, ?, ?, ?, 100)`,
-					i%8, i/8, "k"+strconv.Itoa(i), []byte("event "+strconv.Itoa(i)), []byte(headers), int64(i)*1e9, ins); err != nil {
+					i%8, i/8, "k"+strconv.Itoa(i), []byte("event "+strconv.Itoa(i)), []byte(headers), int64(i)*1e9, ins(i)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -761,8 +765,32 @@ func TestEmbeddedUpgrades(t *testing.T) {
 			if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'log'`).Scan(&tables); err != nil || tables != 0 {
 				t.Fatalf("the old log is still there: %d %v", tables, err)
 			}
-			if err := db.QueryRow(`SELECT COUNT(*) FROM batches WHERE ins = ?`, ins).Scan(&rows); err != nil || rows != 8 {
-				t.Fatalf("the 49 old messages are in %d rows, want one per partition: %v", rows, err)
+			// Each old row is stored at the time of its latest message (the
+			// one of the highest offset: i = off*8 + part), and together
+			// they hold the 49 messages.
+			olds, err := db.Query(`SELECT part, off, last, n, ins FROM batches WHERE ins < ? ORDER BY part, off`, base+100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer olds.Close()
+			held := 0
+			for olds.Next() {
+				var part, off, last, n int
+				var got int64
+				if err := olds.Scan(&part, &off, &last, &n, &got); err != nil {
+					t.Fatal(err)
+				}
+				rows++
+				held += n
+				if want := ins(last*8 + part); got != want {
+					t.Errorf("row of partition %d, offsets %d-%d: stored at %d, want %d (its latest message's)", part, off, last, got, want)
+				}
+			}
+			if err := olds.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if held != 49 || rows <= 8 {
+				t.Fatalf("the old rows hold %d messages in %d rows, want 49 in more than one row per partition (read 7 at a time)", held, rows)
 			}
 		})
 	}

@@ -27,12 +27,7 @@ func (in *Ingest) JoinCluster(b bus.Bus) error {
 	if in.cfg.Cluster.Advertise == "" {
 		return errNoAdvertise
 	}
-	c, err := newCluster(in.cfg.Cluster, in.db, in.reg, b, in.log.With("component", "cluster"))
-	if err != nil {
-		return err
-	}
-	in.cluster = c
-	return nil
+	return in.setCluster(b)
 }
 
 // PullsHere says whether this node pulls camera id from the camera itself
@@ -48,8 +43,11 @@ func (in *Ingest) PullsHere(id string) bool {
 // FollowCluster makes a relay-only node pull every camera on demand from
 // the ingest node that owns it (ingest.cluster), instead of from one
 // upstream. Call it before Start.
-func (in *Ingest) FollowCluster() error {
-	c, err := newCluster(in.cfg.Cluster, in.db, in.reg, nil, in.log.With("component", "cluster"))
+func (in *Ingest) FollowCluster() error { return in.setCluster(nil) }
+
+// setCluster takes part in the cluster: a member on b, a follower without.
+func (in *Ingest) setCluster(b bus.Bus) error {
+	c, err := newCluster(in.cfg.Cluster, in.db, in.reg, b, in.log.With("component", "cluster"))
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"sharpeye/configs/conf"
 	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 )
 
 // benchBatch is 1,000 messages of about 500 bytes over 100 keys.
@@ -38,7 +39,7 @@ func BenchmarkProduce(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			c := newCluster(b)
-			cfg := testConfig(c.ListenAddrs())
+			cfg := kafkatest.Config(c.ListenAddrs())
 			cfg.Partitions = 12
 			cfg.BatchTimeout = conf.Duration(tc.batchWait)
 			bs := start(b, cfg, b.TempDir())

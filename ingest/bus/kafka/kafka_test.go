@@ -29,7 +29,6 @@ func newCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 }
 
 // testConfig talks to brokers with short retries and heartbeats.
-func testConfig(brokers []string) kafka.Config { return kafkatest.Config(brokers) }
 
 func logger() *slog.Logger {
 	if os.Getenv("BUS_DEBUG") != "" {
@@ -80,7 +79,7 @@ func TestConformance(t *testing.T) {
 	bustest.Run(t, bustest.Options{
 		New: func(t testing.TB) bus.Bus {
 			c := newCluster(t)
-			return start(t, testConfig(c.ListenAddrs()), t.TempDir())
+			return start(t, kafkatest.Config(c.ListenAddrs()), t.TempDir())
 		},
 	})
 }

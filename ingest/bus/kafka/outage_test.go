@@ -22,6 +22,7 @@ import (
 	"sharpeye/ingest/bus/bustest"
 	"sharpeye/ingest/bus/internal/leak"
 	"sharpeye/ingest/bus/kafka"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 )
 
 // hang bounds every wait in these tests: it only turns a hang into a
@@ -216,7 +217,7 @@ func TestBrokerRestart(t *testing.T) {
 	addr := c1.ListenAddrs()[0]
 	port := portOf(t, addr)
 
-	cfg := testConfig([]string{addr})
+	cfg := kafkatest.Config([]string{addr})
 	cfg.SpoolAfter = conf.Duration(500 * time.Millisecond)
 	b := start(t, cfg, t.TempDir())
 	s := newSink()
@@ -252,7 +253,7 @@ func TestBrokerRefuses(t *testing.T) {
 	leak.Check(t)
 	const n, topic = 10000, "sharpeye.events"
 	c := newCluster(t)
-	cfg := testConfig(c.ListenAddrs())
+	cfg := kafkatest.Config(c.ListenAddrs())
 	cfg.SpoolAfter = conf.Duration(500 * time.Millisecond)
 	b := start(t, cfg, t.TempDir())
 	s := newSink()
@@ -301,7 +302,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	leak.Check(t)
 	const n, topic = 2000, "sharpeye.events"
 	addr, startBroker := deadBroker(t)
-	cfg := testConfig([]string{addr})
+	cfg := kafkatest.Config([]string{addr})
 	cfg.SpoolDir = t.TempDir()
 	b := start(t, cfg, "")
 	drainProgress(t, publisher(t, b, topic, n, 100, 20))
@@ -341,7 +342,7 @@ func TestSpoolFullBlocks(t *testing.T) {
 	leak.Check(t)
 	const topic = "sharpeye.events"
 	addr, startBroker := deadBroker(t)
-	cfg := testConfig([]string{addr})
+	cfg := kafkatest.Config([]string{addr})
 	cfg.SpoolMaxBytes = 64 << 10
 	b := start(t, cfg, t.TempDir())
 
@@ -386,7 +387,7 @@ func TestPerKeyOrder10k(t *testing.T) {
 	leak.Check(t)
 	const topic = "sharpeye.events"
 	c := newCluster(t, kfake.NumBrokers(3))
-	cfg := testConfig(c.ListenAddrs())
+	cfg := kafkatest.Config(c.ListenAddrs())
 	cfg.Partitions = 12
 	cfg.Replication = 3
 	b := start(t, cfg, t.TempDir())
@@ -439,7 +440,7 @@ func TestSASL(t *testing.T) {
 		t.Run(mech, func(t *testing.T) {
 			kmech := map[string]string{kafka.SASLPlain: "PLAIN", kafka.SASLSCRAMSHA256: "SCRAM-SHA-256", kafka.SASLSCRAMSHA512: "SCRAM-SHA-512"}[mech]
 			c := newCluster(t, kfake.EnableSASL(), kfake.Superuser(kmech, "sharpeye", "s3cret"))
-			cfg := testConfig(c.ListenAddrs())
+			cfg := kafkatest.Config(c.ListenAddrs())
 			cfg.SASL = kafka.SASL{Mechanism: mech, Username: "sharpeye", Password: "s3cret"}
 			b := start(t, cfg, t.TempDir())
 			s := newSink()
@@ -464,7 +465,7 @@ func TestSASL(t *testing.T) {
 func TestPublishInvalid(t *testing.T) {
 	leak.Check(t)
 	c := newCluster(t)
-	b := start(t, testConfig(c.ListenAddrs()), t.TempDir())
+	b := start(t, kafkatest.Config(c.ListenAddrs()), t.TempDir())
 	big := bus.Message{Topic: "t", Value: make([]byte, kafka.MaxMessageBytes+1)}
 	if err := b.Publish(t.Context(), big); !errors.Is(err, bus.ErrInvalid) {
 		t.Errorf("Publish of a message over MaxMessageBytes: %v, want ErrInvalid", err)

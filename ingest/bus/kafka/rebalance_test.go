@@ -14,6 +14,7 @@ import (
 	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 	"sharpeye/ingest/bus/internal/leak"
+	"sharpeye/ingest/bus/kafka/kafkatest"
 )
 
 // TestCommitErrorsEndGenerations makes the coordinator refuse offset
@@ -26,7 +27,7 @@ func TestCommitErrorsEndGenerations(t *testing.T) {
 	leak.Check(t)
 	const n, topic = 5000, "sharpeye.events"
 	c := newCluster(t)
-	b := start(t, testConfig(c.ListenAddrs()), t.TempDir())
+	b := start(t, kafkatest.Config(c.ListenAddrs()), t.TempDir())
 	s := newSink()
 
 	var mu sync.Mutex

@@ -236,39 +236,32 @@ func waitKeyframeAt(t *testing.T, sub *stream.Sub, who string) {
 }
 
 // A node with the ingest role in the cluster needs the Kafka bus (the
-// embedded one is the node's own); it is refused at start, saying so.
-func TestClusterIngestNodeNeedsKafka(t *testing.T) {
-	cfg := Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
-	cfg.CaseDB = casedbtest.Config(t, "sqlite")
-	cfg.Ingest.Cluster.Enabled = true
-	cfg.Ingest.Cluster.Advertise = "rtsp://127.0.0.1:8554"
-	n := New(cfg, Options{Roles: []string{Ingest}}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	err := n.Start(ctx)
-	if err == nil || !strings.Contains(err.Error(), "needs bus.driver kafka") {
-		t.Fatalf("an ingest node of the cluster on the embedded bus: %v", err)
-	}
-}
-
-// A node with the ingest role in the cluster must say where the others
-// reach its re-serve; it is refused at start, naming the key.
-func TestClusterIngestNodeNeedsAdvertise(t *testing.T) {
-	cfg := Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
-	cfg.CaseDB = casedbtest.Config(t, "sqlite")
-	cfg.Bus.Driver, cfg.Bus.Kafka = "kafka", kafkatest.Cluster(t, 2)
-	cfg.Ingest.Cluster.Enabled = true
-	n := New(cfg, Options{Roles: []string{Ingest}}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	err := n.Start(ctx)
-	if err == nil || !strings.Contains(err.Error(), "ingest.cluster.advertise is required") {
-		t.Fatalf("an ingest node of the cluster without advertise: %v", err)
+// embedded one is the node's own) and must say where the others reach its
+// re-serve; it is refused at start, naming what is missing.
+func TestClusterIngestNodeRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		mutate     func(*Config)
+	}{
+		{"embedded bus", "needs bus.driver kafka", func(c *Config) { c.Ingest.Cluster.Advertise = "rtsp://127.0.0.1:8554" }},
+		{"no advertise", "ingest.cluster.advertise is required", func(c *Config) {
+			c.Bus.Driver, c.Bus.Kafka = "kafka", kafkatest.Cluster(t, 2)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Defaults()
+			cfg.DataDir = t.TempDir()
+			cfg.HTTP.Listen = "127.0.0.1:0"
+			cfg.Ingest.RTSPServer.Listen = "127.0.0.1:0"
+			cfg.CaseDB = casedbtest.Config(t, "sqlite")
+			cfg.Ingest.Cluster.Enabled = true
+			tc.mutate(&cfg)
+			n := New(cfg, Options{Roles: []string{Ingest}}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if err := n.Start(ctx); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("an ingest node of the cluster with %s: %v", tc.name, err)
+			}
+		})
 	}
 }

@@ -239,33 +239,85 @@ func EventFromEvent(e *event.Event) EventRow {
 		r.Camera = c
 	}
 	r.DeviceKind, _ = e.String("device_kind")
-	keys := make([]string, 0, len(e.Attributes))
-	for k := range e.Attributes {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		switch v := e.Attributes[k].(type) {
-		case string:
-			r.StrKeys, r.StrValues = append(r.StrKeys, k), append(r.StrValues, v)
-		case float64:
-			r.NumKeys, r.NumValues = append(r.NumKeys, k), append(r.NumValues, v)
-		case bool:
-			r.BoolKeys, r.BoolValues = append(r.BoolKeys, k), append(r.BoolValues, v)
+	r.attributes(e.Attributes)
+	if n := len(e.Evidence); n > 0 {
+		// One allocation for the four string columns.
+		strs := make([]string, 4*n)
+		r.EvKinds, r.EvRefs, r.EvTypes, r.EvSHA256 = strs[:n:n], strs[n:2*n:2*n], strs[2*n:3*n:3*n], strs[3*n:]
+		r.EvTimes = make([]int64, n)
+		for i, ev := range e.Evidence {
+			r.EvKinds[i], r.EvRefs[i], r.EvTypes[i], r.EvSHA256[i] = string(ev.Kind), ev.Ref, ev.ContentType, ev.SHA256
+			if ev.Time != nil {
+				r.EvTimes[i] = ev.Time.UnixMilli()
+			}
 		}
-	}
-	for _, ev := range e.Evidence {
-		r.EvKinds = append(r.EvKinds, string(ev.Kind))
-		r.EvRefs = append(r.EvRefs, ev.Ref)
-		r.EvTypes = append(r.EvTypes, ev.ContentType)
-		r.EvSHA256 = append(r.EvSHA256, ev.SHA256)
-		var ms int64
-		if ev.Time != nil {
-			ms = ev.Time.UnixMilli()
-		}
-		r.EvTimes = append(r.EvTimes, ms)
 	}
 	return r
+}
+
+// attributes fills the key/value columns, each sorted by key, with as few
+// allocations as the kinds of values need (this runs for every event the
+// sink stores).
+func (r *EventRow) attributes(attrs map[string]any) {
+	if len(attrs) == 0 {
+		return
+	}
+	type attr struct {
+		k string
+		v any
+	}
+	var buf [24]attr
+	sorted := buf[:0]
+	var strs, nums, bools int
+	for k, v := range attrs {
+		switch v.(type) {
+		case string:
+			strs++
+		case float64:
+			nums++
+		case bool:
+			bools++
+		default:
+			continue
+		}
+		sorted = append(sorted, attr{k, v})
+	}
+	slices.SortFunc(sorted, func(a, b attr) int { return strings.Compare(a.k, b.k) })
+	// The keys of every kind and the string values share one array.
+	text := make([]string, len(sorted)+strs)
+	r.StrKeys, text = text[:strs:strs], text[strs:]
+	r.StrValues, text = text[:strs:strs], text[strs:]
+	r.NumKeys, text = text[:nums:nums], text[nums:]
+	r.BoolKeys = text[:bools:bools]
+	if nums > 0 {
+		r.NumValues = make([]float64, nums)
+	}
+	if bools > 0 {
+		r.BoolValues = make([]bool, bools)
+	}
+	var is, in, ib int
+	for _, a := range sorted {
+		switch v := a.v.(type) {
+		case string:
+			r.StrKeys[is], r.StrValues[is] = a.k, v
+			is++
+		case float64:
+			r.NumKeys[in], r.NumValues[in] = a.k, v
+			in++
+		case bool:
+			r.BoolKeys[ib], r.BoolValues[ib] = a.k, v
+			ib++
+		}
+	}
+	if strs == 0 {
+		r.StrKeys, r.StrValues = nil, nil
+	}
+	if nums == 0 {
+		r.NumKeys = nil
+	}
+	if bools == 0 {
+		r.BoolKeys = nil
+	}
 }
 
 // Event rebuilds the event a row was made from (tests and raw exports).

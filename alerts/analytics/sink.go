@@ -65,7 +65,11 @@ func (s *Sink) Run(ctx context.Context) error {
 	go func() { defer close(expired); s.expireLoop(ctx) }()
 	defer func() { cancel(); <-expired }() // the store is closed after Run
 	s.once.Do(func() { close(s.consuming) })
-	return s.bus.Consume(ctx, s.cfg.Sink.Group, []string{bus.TopicEvents, bus.TopicCases}, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Handle)
+	topics := []string{bus.TopicEvents, bus.TopicCases}
+	if sc, ok := s.bus.(bus.StagedConsumer); ok {
+		return sc.ConsumeStaged(ctx, s.cfg.Sink.Group, topics, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Prepare, bus.Rebalance{})
+	}
+	return s.bus.Consume(ctx, s.cfg.Sink.Group, topics, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Handle)
 }
 
 func (s *Sink) expireLoop(ctx context.Context) {
@@ -116,11 +120,33 @@ func (s *Sink) repairRollups(ctx context.Context) {
 	}
 }
 
-// Handle writes one consumed batch; it is the bus handler (exported for
-// the benchmark and tests). An error leaves the batch uncommitted: the bus
-// delivers it again after a backoff.
+// Handle writes one consumed batch: Prepare, then its Write (exported for
+// tests). An error leaves the batch uncommitted: the bus delivers it again
+// after a backoff.
 func (s *Sink) Handle(ctx context.Context, msgs []bus.Message) error {
+	return s.Prepare(msgs)(ctx)
+}
+
+// Prepare decodes a consumed batch into rows, the step of the handler
+// that may run while the batch before is inserted; the Write it returns
+// dead-letters what was refused, inserts the rows and keeps the sink's
+// bookkeeping, so that whether a batch may be a replay is decided when it
+// is written, after the batches before it.
+func (s *Sink) Prepare(msgs []bus.Message) bus.Write {
 	b, bad := FromMessages(msgs)
+	decoded := true
+	return func(ctx context.Context) error {
+		if !decoded {
+			// A failed insert may have dropped rows from b in place.
+			b, bad = FromMessages(msgs)
+		}
+		err := s.write(ctx, msgs, &b, bad)
+		decoded = err == nil
+		return err
+	}
+}
+
+func (s *Sink) write(ctx context.Context, msgs []bus.Message, b *Batch, bad []Rejected) error {
 	if len(bad) > 0 {
 		dead := make([]bus.Message, len(bad))
 		for i, r := range bad {
@@ -138,7 +164,7 @@ func (s *Sink) Handle(ctx context.Context, msgs []bus.Message) error {
 	}
 	check := s.mayBeReplay(msgs)
 	start := time.Now()
-	n, err := s.store.Insert(ctx, &b, check)
+	n, err := s.store.Insert(ctx, b, check)
 	if err != nil {
 		s.m.failures.Inc()
 		s.forget(msgs) // the insert may have landed: check the retry

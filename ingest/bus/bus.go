@@ -42,6 +42,32 @@ type Producer interface {
 // them, an error redelivers them (after a backoff) without committing.
 type Handler func(ctx context.Context, msgs []Message) error
 
+// Prepare is the first step of a handler in two steps: it turns a batch
+// into the Write that stores it, and must have no effect beyond its result
+// (decoding, validating), because a consumer may run it for a batch while
+// the Write of the batch before is still running, and drops its result
+// when the partitions change hands.
+type Prepare func(msgs []Message) Write
+
+// Write stores a prepared batch. A consumer runs the Writes of one member
+// in order, one at a time; returning nil commits the batch, an error runs
+// the same Write again after a backoff.
+type Write func(ctx context.Context) error
+
+// Sequential is the Handler that prepares a batch and writes it, for a
+// consumer that does not overlap the two steps.
+func Sequential(p Prepare) Handler {
+	return func(ctx context.Context, msgs []Message) error { return p(msgs)(ctx) }
+}
+
+// StagedConsumer is a consumer that prepares the next batch while the one
+// before is written: a store's insert waiting on its server and the
+// decoding of what follows overlap. Both buses implement it.
+type StagedConsumer interface {
+	// ConsumeStaged is ConsumeRebalance with a handler in two steps.
+	ConsumeStaged(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p Prepare, r Rebalance) error
+}
+
 // Consumer reads topics as a member of a consumer group.
 type Consumer interface {
 	// Consume runs until ctx ends, calling h with batches of at most

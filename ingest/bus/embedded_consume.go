@@ -101,6 +101,18 @@ func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []
 	}
 }
 
+// ConsumeStaged implements StagedConsumer without overlapping the steps:
+// the embedded bus's consumers read from its own log, where the next
+// batch costs little, and its store (SQLite) writes on the same cores.
+func (e *Embedded) ConsumeStaged(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p Prepare, r Rebalance) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil handler", ErrInvalid)
+	}
+	return e.ConsumeRebalance(ctx, group, topics, maxBatch, maxWait, Sequential(p), r)
+}
+
+var _ StagedConsumer = (*Embedded)(nil)
+
 // handle calls h until it accepts msgs, waiting between attempts.
 func (e *Embedded) handle(ctx context.Context, m *member, msgs []Message, h Handler) error {
 	for attempt := 0; ; attempt++ {

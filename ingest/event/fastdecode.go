@@ -161,7 +161,13 @@ func (d *fastDecoder) event(e *Event) bool {
 					if !ok {
 						return false
 					}
-					v = json.Number(lit)
+					// A number that does not fit stays a json.Number, for
+					// validate to explain.
+					if f, reason := parseNumber(json.Number(lit)); reason == "" {
+						v = f
+					} else {
+						v = json.Number(lit)
+					}
 				}
 				if _, dup := e.Attributes[string(name)]; dup {
 					return false

@@ -173,6 +173,17 @@ func checkCoordinate(field string, v *float64, limit float64) *Error {
 
 // checkRegion explains what is wrong with the region path s, or returns "".
 func checkRegion(s string) string {
+	if validRegions.has(s) {
+		return ""
+	}
+	reason := checkRegionSegments(s)
+	if reason == "" {
+		validRegions.add(s)
+	}
+	return reason
+}
+
+func checkRegionSegments(s string) string {
 	if len(s) > MaxRegionLen {
 		return tooLong(len(s), MaxRegionLen)
 	}
@@ -311,8 +322,11 @@ func (ev *Evidence) validate() *Error {
 		if reason := checkText(ev.ContentType, MaxContentTypeLen, false, true); reason != "" {
 			return fieldError("content_type", reason)
 		}
-		if t, _, err := mime.ParseMediaType(ev.ContentType); err != nil || !strings.Contains(t, "/") {
-			return fieldError("content_type", quoteShort(ev.ContentType)+" is not a media type such as \"image/jpeg\"")
+		if !validMediaTypes.has(ev.ContentType) {
+			if t, _, err := mime.ParseMediaType(ev.ContentType); err != nil || !strings.Contains(t, "/") {
+				return fieldError("content_type", quoteShort(ev.ContentType)+" is not a media type such as \"image/jpeg\"")
+			}
+			validMediaTypes.add(ev.ContentType)
 		}
 	}
 	if ev.Time != nil {

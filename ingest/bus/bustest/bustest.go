@@ -44,6 +44,7 @@ func Run(t *testing.T, o Options) {
 	t.Run("PerKeyOrder", s.perKeyOrder)
 	t.Run("RedeliverOnError", s.redeliverOnError)
 	t.Run("ResumeFromCommitted", s.resumeFromCommitted)
+	t.Run("Staged", s.staged)
 	t.Run("SeveralGroups", s.severalGroups)
 	t.Run("GroupMembersShare", s.groupMembersShare)
 	t.Run("RebalanceHooks", s.rebalanceHooks)
@@ -414,6 +415,89 @@ func (s *suite) resumeFromCommitted(t *testing.T) {
 	}
 	if got := second.distinct(); got != want {
 		t.Errorf("second consumer got %d messages, want %d", got, want)
+	}
+}
+
+// consumeStaged is consume for a handler in two steps.
+func (s *suite) consumeStaged(t testing.TB, sc bus.StagedConsumer, group string, topics []string, maxBatch int, p bus.Prepare) *consumer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &consumer{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.err = sc.ConsumeStaged(ctx, group, topics, maxBatch, s.o.MaxWait, p, bus.Rebalance{})
+	}()
+	t.Cleanup(func() { c.stop(t, s.o.Timeout) })
+	return c
+}
+
+// staged consumes with a handler in two steps whose every third write
+// fails, then stops the consumer at a write it refuses: the writes keep
+// each key's order, a refused write is retried, and a new consumer gets
+// exactly what was not written (a batch prepared but not written, or
+// written but refused, is not committed).
+func (s *suite) staged(t *testing.T) {
+	b := s.o.New(t)
+	sc, ok := b.(bus.StagedConsumer)
+	if !ok {
+		t.Skip("the bus is not a bus.StagedConsumer")
+	}
+	topic := s.name(t, "topic")
+	group := s.name(t, "group")
+	const n, stopAfter = 200, 60
+	s.publish(t, b, keyed(topic, n, 5)...)
+
+	first := newRecorder()
+	var writes, failed atomic.Int64
+	refused := make(chan struct{})
+	var once sync.Once
+	c1 := s.consumeStaged(t, sc, group, []string{topic}, 10, func(ms []bus.Message) bus.Write {
+		ms = slices.Clone(ms)
+		return func(context.Context) error {
+			if first.distinct() >= stopAfter {
+				once.Do(func() { close(refused) })
+				return errors.New("stopping")
+			}
+			if writes.Add(1)%3 == 2 {
+				failed.Add(1)
+				return errors.New("store unavailable")
+			}
+			first.add(ms)
+			return nil
+		}
+	})
+	select {
+	case <-refused:
+	case <-time.After(s.o.Timeout):
+		t.Fatal("the first consumer never reached its stopping point")
+	}
+	if err := c1.stop(t, s.o.Timeout); err != nil {
+		t.Fatalf("first ConsumeStaged returned %v after its context ended, want nil", err)
+	}
+	if failed.Load() == 0 {
+		t.Fatal("no write failed")
+	}
+	if err := CheckKeyOrder(first.snapshot()); err != nil {
+		t.Errorf("writes out of order: %v", err)
+	}
+
+	second := newRecorder()
+	s.consumeStaged(t, sc, group, []string{topic}, 10, func(ms []bus.Message) bus.Write {
+		ms = slices.Clone(ms)
+		return func(context.Context) error { second.add(ms); return nil }
+	})
+	want := n - first.distinct()
+	second.wait(t, s.o.Timeout, fmt.Sprintf("the %d messages not written", want), func() bool { return second.distinct() >= want })
+	for _, m := range first.snapshot() {
+		if second.has(idOf(m)) {
+			t.Errorf("message %s was written and committed by the first consumer and delivered again", idOf(m))
+		}
+	}
+	if got := second.distinct(); got != want {
+		t.Errorf("second consumer got %d messages, want %d", got, want)
+	}
+	if err := CheckKeyOrder(second.snapshot()); err != nil {
+		t.Errorf("second consumer: %v", err)
 	}
 }
 

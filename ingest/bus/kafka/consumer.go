@@ -43,6 +43,29 @@ func (b *Bus) ConsumeRebalance(ctx context.Context, group string, topics []strin
 	if err := bus.CheckConsume(group, topics, maxBatch, h); err != nil {
 		return err
 	}
+	return b.consume(ctx, &member{b: b, group: group, maxBatch: maxBatch, maxWait: maxWait, h: h, r: r}, topics)
+}
+
+// ConsumeStaged is ConsumeRebalance with a handler in two steps: while a
+// batch is written, the next one is collected and prepared (see
+// bus.StagedConsumer). A batch is committed once its Write returned nil,
+// before the next Write starts; when the generation ends, the prepared
+// batch is dropped and the Write in flight is cancelled (uncommitted).
+func (b *Bus) ConsumeStaged(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p bus.Prepare, r bus.Rebalance) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil handler", bus.ErrInvalid)
+	}
+	if err := bus.CheckConsume(group, topics, maxBatch, bus.Sequential(p)); err != nil {
+		return err
+	}
+	return b.consume(ctx, &member{b: b, group: group, maxBatch: maxBatch, maxWait: maxWait, prepare: p, r: r}, topics)
+}
+
+var _ bus.StagedConsumer = (*Bus)(nil)
+
+// consume runs m until ctx ends.
+func (b *Bus) consume(ctx context.Context, m *member, topics []string) error {
+	group, maxWait := m.group, m.maxWait
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
 	topics = slices.Compact(topics)
@@ -89,10 +112,7 @@ func (b *Bus) ConsumeRebalance(ctx context.Context, group string, topics []strin
 		}
 	}()
 
-	m := &member{
-		b: b, log: log, group: group, maxBatch: maxBatch, maxWait: maxWait, h: h, r: r,
-		fetchLog: &throttle{},
-	}
+	m.log, m.maxWait, m.fetchLog = log, maxWait, &throttle{}
 	for {
 		gen, err := cg.Next(ctx)
 		if err != nil {
@@ -135,7 +155,9 @@ type member struct {
 	group    string
 	maxBatch int
 	maxWait  time.Duration
+	// h handles each batch, unless prepare is set (ConsumeStaged).
 	h        bus.Handler
+	prepare  bus.Prepare
 	r        bus.Rebalance
 	fetchLog *throttle
 }
@@ -218,23 +240,70 @@ func (m *member) generation(ctx, gctx context.Context, gen *kafka.Generation) {
 		})
 	}
 
+	if m.prepare != nil {
+		m.staged(ctx, gen, fetched)
+		return
+	}
 	for {
 		batch, err := collect(ctx, fetched, m.maxBatch, m.maxWait)
 		if err != nil {
 			return // the generation or Consume ended
 		}
-		if err := m.b.handle(ctx, m.group, batch, m.h); err != nil {
+		msgs := fromKafkaBatch(batch)
+		if err := m.b.retry(ctx, m.group, len(msgs), func(ctx context.Context) error { return m.h(ctx, slices.Clone(msgs)) }); err != nil {
 			return // ended while h refused it: the next owner gets the batch
 		}
-		if err := gen.CommitOffsets(commitOffsets(batch)); err != nil {
-			// Delivered again, to whoever holds the partitions next: at
-			// least once.
-			m.b.metrics.commitErrors.WithLabelValues(m.group).Inc()
-			m.log.Warn("commit offsets", "messages", len(batch), "generation", gen.ID, "err", err)
-		}
-		m.b.metrics.consumed.WithLabelValues(m.group).Add(float64(len(batch)))
-		m.b.recordLag(m.group, batch)
+		m.committed(gen, batch)
 	}
+}
+
+// staged is generation's loop for ConsumeStaged: one goroutine writes the
+// prepared batches in order and commits each, while this one collects and
+// prepares the next. It returns once the writer has.
+func (m *member) staged(ctx context.Context, gen *kafka.Generation, fetched <-chan kafka.Message) {
+	type prepared struct {
+		batch []kafka.Message
+		write bus.Write
+	}
+	queue := make(chan prepared) // one batch prepared while one is written
+	writer := make(chan struct{})
+	go func() {
+		defer close(writer)
+		for p := range queue {
+			if err := m.b.retry(ctx, m.group, len(p.batch), p.write); err != nil {
+				return // ended while the write failed: the next owner gets the batch
+			}
+			m.committed(gen, p.batch)
+		}
+	}()
+	defer func() {
+		close(queue)
+		<-writer
+	}()
+	for {
+		batch, err := collect(ctx, fetched, m.maxBatch, m.maxWait)
+		if err != nil {
+			return // the generation or Consume ended
+		}
+		p := prepared{batch, m.prepare(fromKafkaBatch(batch))}
+		select {
+		case queue <- p:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// committed commits a handled batch's offsets and counts it.
+func (m *member) committed(gen *kafka.Generation, batch []kafka.Message) {
+	if err := gen.CommitOffsets(commitOffsets(batch)); err != nil {
+		// Delivered again, to whoever holds the partitions next: at
+		// least once.
+		m.b.metrics.commitErrors.WithLabelValues(m.group).Inc()
+		m.log.Warn("commit offsets", "messages", len(batch), "generation", gen.ID, "err", err)
+	}
+	m.b.metrics.consumed.WithLabelValues(m.group).Add(float64(len(batch)))
+	m.b.recordLag(m.group, batch)
 }
 
 // read fetches one partition's messages into out until ctx ends.
@@ -337,15 +406,19 @@ func commitOffsets(batch []kafka.Message) map[string]map[int]int64 {
 	return offsets
 }
 
-// handle calls h until it accepts the batch, waiting between attempts; it
-// returns an error only when ctx ends.
-func (b *Bus) handle(ctx context.Context, group string, batch []kafka.Message, h bus.Handler) error {
+func fromKafkaBatch(batch []kafka.Message) []bus.Message {
 	msgs := make([]bus.Message, len(batch))
 	for i, km := range batch {
 		msgs[i] = fromKafka(km)
 	}
+	return msgs
+}
+
+// retry calls h until it accepts the batch of n messages, waiting between
+// attempts; it returns an error only when ctx ends.
+func (b *Bus) retry(ctx context.Context, group string, n int, h func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
-		err := h(ctx, slices.Clone(msgs))
+		err := h(ctx)
 		if err == nil {
 			return nil
 		}
@@ -354,7 +427,7 @@ func (b *Bus) handle(ctx context.Context, group string, batch []kafka.Message, h
 		}
 		b.metrics.handlerErrors.WithLabelValues(group).Inc()
 		d := bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())
-		b.log.Warn("handler failed; batch will be delivered again", "group", group, "messages", len(msgs), "attempt", attempt+1, "retry_in", d, "err", err)
+		b.log.Warn("handler failed; batch will be delivered again", "group", group, "messages", n, "attempt", attempt+1, "retry_in", d, "err", err)
 		if err := bus.SleepCtx(ctx, d); err != nil {
 			return err
 		}

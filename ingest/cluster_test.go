@@ -78,7 +78,7 @@ func owners(t *testing.T, ids []string, nodes ...*clusterNode) map[string]*clust
 		for _, id := range ids {
 			for _, n := range nodes {
 				st, _ := n.Status(id)
-				if st.Pulled == "camera" {
+				if st.Pulled == PulledCamera {
 					if out[id] != nil {
 						problem = fmt.Sprintf("camera %s pulled itself by two nodes", id)
 					}
@@ -91,7 +91,7 @@ func owners(t *testing.T, ids []string, nodes ...*clusterNode) map[string]*clust
 			}
 			for _, n := range nodes {
 				if st, _ := n.Status(id); st.Owner != out[id].cfg.Cluster.Advertise ||
-					(n != out[id] && st.Pulled != "node") {
+					(n != out[id] && st.Pulled != PulledNode) {
 					problem = fmt.Sprintf("camera %s at %s: pulled %q, owner %q; want %s", id, n.cfg.Cluster.Advertise, st.Pulled, st.Owner, out[id].cfg.Cluster.Advertise)
 				}
 			}
@@ -209,7 +209,7 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	}
 	defer sub.Close()
 	waitKeyframe(t, sub, "viewer at the non-owner")
-	if st, _ := a.Status(theirs); st.Status.State != rtsp.StateOnline || st.Pulled != "node" {
+	if st, _ := a.Status(theirs); st.Status.State != rtsp.StateOnline || st.Pulled != PulledNode {
 		t.Fatalf("camera %s at a: %s, pulled %q", theirs, st.Status.State, st.Pulled)
 	}
 	for _, id := range ids {
@@ -322,7 +322,7 @@ func waitPulledFrom(t *testing.T, in *Ingest, id, owner string) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, _ := in.Status(id)
-		if st.Pulled == "node" && st.Owner == owner {
+		if st.Pulled == PulledNode && st.Owner == owner {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -345,7 +345,7 @@ func TestClusterOwnerGone(t *testing.T) {
 	edge := startFollower(t, cams, db, time.Second)
 	waitState(t, edge, "gate", rtsp.StateError, true)
 	st, _ := edge.Status("gate")
-	if st.Pulled != "none" || st.Status.State != rtsp.StateError || st.Status.Reason != errNoOwner.Error() {
+	if st.Pulled != PulledNone || st.Status.State != rtsp.StateError || st.Status.Reason != errNoOwner.Error() {
 		t.Fatalf("pulled %q, state %s (%s); want none, error: %v", st.Pulled, st.Status.State, st.Status.Reason, errNoOwner)
 	}
 	if st.Owner != "rtsp://ingest-9:8554" {

@@ -380,6 +380,13 @@ type CameraStatus struct {
 	Owner string `json:"owner,omitempty"`
 }
 
+// The values of CameraStatus.Pulled.
+const (
+	PulledCamera = "camera"
+	PulledNode   = "node"
+	PulledNone   = "none"
+)
+
 // Status returns one camera's record (redacted) and state. The record is
 // the registry's latest; the state is its puller's (a camera just added or
 // changed shows "connecting" until its new puller runs).
@@ -393,18 +400,21 @@ func (in *Ingest) Status(id string) (CameraStatus, bool) {
 	in.mu.Lock()
 	r, running := in.cams[id]
 	in.mu.Unlock()
-	// Where the running puller pulls from; until it runs, where it will.
-	source := in.pullFrom(id)
+	// Where the running puller pulls from; until it runs, where it will
+	// (asking the cluster only then).
+	var source string
 	if running {
 		source = r.source
+	} else {
+		source = in.pullFrom(id)
 	}
 	switch source {
 	case pullDirect:
-		st.Pulled = "camera"
+		st.Pulled = PulledCamera
 	case pullNowhere:
-		st.Pulled = "none"
+		st.Pulled = PulledNone
 	default:
-		st.Pulled = "node"
+		st.Pulled = PulledNode
 	}
 	if running && r.entry.Version == e.Version && r.entry.Source == e.Source {
 		st.Status, st.Stream = r.puller.Status(), r.hub.Stats()

@@ -76,7 +76,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descConsumer, float64(st.Stream.Subscribers))
 		counter(descSlow, st.Stream.SlowDrops)
 		pulled := 0.0
-		if st.Pulled == "camera" {
+		if st.Pulled == PulledCamera {
 			pulled = 1
 		}
 		gauge(descPulled, pulled)

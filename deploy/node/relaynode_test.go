@@ -11,6 +11,7 @@ import (
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/configs/conf"
 	"sharpeye/console/auth"
+	"sharpeye/ingest"
 	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
@@ -167,7 +168,7 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 		for _, id := range ids {
 			var owners []*Node
 			for _, n := range []*Node{a, b} {
-				if st, ok := n.ingest.Status(id); ok && st.Pulled == "camera" && st.Status.State == rtsp.StateOnline {
+				if st, ok := n.ingest.Status(id); ok && st.Pulled == ingest.PulledCamera && st.Status.State == rtsp.StateOnline {
 					owners = append(owners, n)
 				}
 			}
@@ -187,13 +188,13 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	// A viewer at the relay-only node, of a camera b owns.
 	var theirs string
 	for _, id := range ids {
-		if st, _ := b.ingest.Status(id); st.Pulled == "camera" {
+		if st, _ := b.ingest.Status(id); st.Pulled == ingest.PulledCamera {
 			theirs = id
 		}
 	}
 	viewerToken := token(t, edge, auth.NewUser{Username: "wall-1", Password: "wall-password-1", Role: auth.Commander, Region: "lanxi"})
 	watchKeyframe(t, edge, theirs, viewerToken, "the relay-only node's viewer")
-	if st, _ := edge.upstream.Status(theirs); st.Pulled != "node" || st.Owner != b.cfg.Ingest.Cluster.Advertise {
+	if st, _ := edge.upstream.Status(theirs); st.Pulled != ingest.PulledNode || st.Owner != b.cfg.Ingest.Cluster.Advertise {
 		t.Errorf("the relay-only node pulls %s %q from %q, want from b (%s)", theirs, st.Pulled, st.Owner, b.cfg.Ingest.Cluster.Advertise)
 	}
 	// A consumer at a of the same camera: a pulls it from b, with the
@@ -208,7 +209,7 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	}
 	defer sub.Close()
 	waitKeyframeAt(t, sub, "a consumer at a")
-	if st, _ := a.ingest.Status(theirs); st.Pulled != "node" {
+	if st, _ := a.ingest.Status(theirs); st.Pulled != ingest.PulledNode {
 		t.Errorf("a takes %s from %q, want from b", theirs, st.Pulled)
 	}
 	if _, _, readers := sim.Stats(theirs); readers != 1 {

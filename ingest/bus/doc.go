@@ -18,6 +18,11 @@
 //     message's offset is committed only after the handler returned nil for
 //     it, so handlers must be idempotent (by event id). A handler's error
 //     delivers the same batch again after a backoff; nothing is skipped.
+//   - A handler may come in two steps (StagedConsumer): a Prepare without
+//     effects, which the Kafka bus runs for the next batch while the
+//     previous batch's Write runs, and the Write, run in order and
+//     committed when it returns nil (the embedded bus runs the two in
+//     turn).
 //   - Several groups each see every message; the members of one group
 //     (Consume calls with the same group) share the topics' partitions.
 //   - Consume returns nil when its context ends, promptly, even while the

@@ -13,6 +13,7 @@ import (
 	"sharpeye/configs/conf"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
+	"sharpeye/ingest/stream/streamtest"
 )
 
 // relayAuth lets the relay node's account read every region.
@@ -61,16 +62,7 @@ func TestPullFromUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, edge, "gate", rtsp.StateOnline, true)
-	for keys := 0; keys == 0; {
-		select {
-		case u := <-sub.Units():
-			if u.Key {
-				keys++
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no keyframe from the upstream")
-		}
-	}
+	streamtest.WaitKeyframe(t, sub, streamtest.Timeout, "viewer at the edge")
 	if n := up.rtsp.Readers(); n != 1 {
 		t.Errorf("%d readers at the upstream's re-serve, want the edge", n)
 	}

@@ -16,7 +16,7 @@ import (
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/simcam"
-	"sharpeye/ingest/stream"
+	"sharpeye/ingest/stream/streamtest"
 	"sharpeye/relay"
 )
 
@@ -203,36 +203,12 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	if !ok {
 		t.Fatalf("camera %s unknown at a", theirs)
 	}
-	sub, err := hub.Subscribe(256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	waitKeyframeAt(t, sub, "a consumer at a")
+	streamtest.Watch(t, hub, "a consumer at a")
 	if st, _ := a.ingest.Status(theirs); st.Pulled != ingest.PulledNode {
 		t.Errorf("a takes %s from %q, want from b", theirs, st.Pulled)
 	}
 	if _, _, readers := sim.Stats(theirs); readers != 1 {
 		t.Errorf("%d sessions at camera %s with viewers at a and at the relay-only node, want b's one", readers, theirs)
-	}
-}
-
-// waitKeyframeAt waits for a keyframe on sub.
-func waitKeyframeAt(t *testing.T, sub *stream.Sub, who string) {
-	t.Helper()
-	timeout := time.After(time.Minute)
-	for {
-		select {
-		case u, ok := <-sub.Units():
-			if !ok {
-				t.Fatalf("%s: subscription ended: %v", who, sub.Err())
-			}
-			if u.Key {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no keyframe at %s", who)
-		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"sync"
@@ -116,10 +115,12 @@ type cluster struct {
 	announcing sync.Mutex
 }
 
-// ownerInfo is a row of camera_owners.
+// ownerInfo is a row of camera_owners, with whether its owner was still
+// confirming it when the directory was read.
 type ownerInfo struct {
-	node        string
-	since, seen int64
+	node string
+	seen int64
+	live bool
 }
 
 func newCluster(cfg ClusterConfig, db *casedb.DB, reg *camera.Registry, b bus.Bus, log *slog.Logger) (*cluster, error) {
@@ -143,9 +144,7 @@ func newCluster(cfg ClusterConfig, db *casedb.DB, reg *camera.Registry, b bus.Bu
 // partitionOf is the partition of sharpeye.cameras that decides who owns
 // camera id; c.mu held, nparts > 0.
 func (c *cluster) partitionOf(id string) int {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return int(h.Sum32() % uint32(c.nparts))
+	return bus.KeyPartition(id, c.nparts)
 }
 
 // source says where camera id is pulled from here (see pullFrom):
@@ -164,7 +163,7 @@ func (c *cluster) source(id string, now time.Time) string {
 		}
 	}
 	o, ok := c.owners[id]
-	if !ok || o.node == c.cfg.Advertise || now.UnixMilli()-o.seen > c.staleMs() {
+	if !ok || o.node == c.cfg.Advertise || !o.live {
 		return pullNowhere
 	}
 	return o.node
@@ -372,20 +371,22 @@ func (c *cluster) announce(ctx context.Context) error {
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, c.db.Rebind(`INSERT INTO camera_owners (camera_id, node, since, seen) VALUES (?, ?, ?, ?)
 		ON CONFLICT (camera_id) DO UPDATE SET node = excluded.node, since = excluded.since, seen = excluded.seen
-		WHERE excluded.since >= camera_owners.since`))
+		WHERE excluded.since >= camera_owners.since OR camera_owners.seen < ?`))
 	if err != nil {
 		return fmt.Errorf("announce owned cameras: %w", err)
 	}
 	defer stmt.Close()
 	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r.id, c.cfg.Advertise, r.since, seen); err != nil {
+		if _, err := stmt.ExecContext(ctx, r.id, c.cfg.Advertise, r.since, seen, seen-stale); err != nil {
 			return fmt.Errorf("announce camera %s: %w", r.id, err)
 		}
 	}
 	// A row of a camera this node no longer knows goes if this node wrote
 	// it or nobody has confirmed it for three announce intervals, checked
 	// again here: another node's registry may know the camera (still, or
-	// again) and have confirmed it since the directory was read.
+	// again) and have confirmed it since the directory was read. (Above,
+	// a row is taken over when this node's assignment is newer, or, since
+	// each node stamps its own clock, when its owner stopped confirming.)
 	for _, id := range gone {
 		if _, err := tx.ExecContext(ctx, c.db.Rebind(`DELETE FROM camera_owners WHERE camera_id = ? AND (node = ? OR seen < ?)`), id, c.cfg.Advertise, seen-stale); err != nil {
 			return fmt.Errorf("forget deleted camera %s: %w", id, err)
@@ -400,28 +401,28 @@ func (c *cluster) announce(ctx context.Context) error {
 // readDirectory loads camera_owners and has the role reconcile when an
 // owner changed.
 func (c *cluster) readDirectory(ctx context.Context) error {
-	rows, err := c.db.Query(ctx, `SELECT camera_id, node, since, seen FROM camera_owners`)
+	rows, err := c.db.Query(ctx, `SELECT camera_id, node, seen FROM camera_owners`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	stale, now := c.staleMs(), time.Now().UnixMilli()
 	owners := map[string]ownerInfo{}
 	for rows.Next() {
 		var id string
 		var o ownerInfo
-		if err := rows.Scan(&id, &o.node, &o.since, &o.seen); err != nil {
+		if err := rows.Scan(&id, &o.node, &o.seen); err != nil {
 			return err
 		}
+		o.live = now-o.seen <= stale
 		owners[id] = o
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	stale := c.staleMs()
-	now := time.Now().UnixMilli()
 	c.mu.Lock()
 	moved := !maps.EqualFunc(owners, c.owners, func(a, b ownerInfo) bool {
-		return a.node == b.node && (now-a.seen > stale) == (now-b.seen > stale)
+		return a.node == b.node && a.live == b.live
 	})
 	c.owners = owners
 	c.mu.Unlock()

@@ -20,7 +20,7 @@ import (
 	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/rtsp"
-	"sharpeye/ingest/stream"
+	"sharpeye/ingest/stream/streamtest"
 )
 
 // clusterNode is one ingest node of a test cluster.
@@ -106,25 +106,6 @@ func owners(t *testing.T, ids []string, nodes ...*clusterNode) map[string]*clust
 	}
 }
 
-// waitKeyframe waits for a keyframe on sub.
-func waitKeyframe(t *testing.T, sub *stream.Sub, what string) {
-	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case u, ok := <-sub.Units():
-			if !ok {
-				t.Fatalf("%s: the subscription ended", what)
-			}
-			if u.Key {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("%s: no keyframe", what)
-		}
-	}
-}
-
 // Two ingest nodes on one bus and one case database share the cameras:
 // each camera has one session, at its owner, which the other node names
 // and pulls from while someone watches it there, as does a relay-only
@@ -203,12 +184,7 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	if !ok {
 		t.Fatalf("camera %s unknown at a", theirs)
 	}
-	sub, err := hub.Subscribe(256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	waitKeyframe(t, sub, "viewer at the non-owner")
+	sub := streamtest.Watch(t, hub, "viewer at the non-owner")
 	if st, _ := a.Status(theirs); st.Status.State != rtsp.StateOnline || st.Pulled != PulledNode {
 		t.Fatalf("camera %s at a: %s, pulled %q", theirs, st.Status.State, st.Pulled)
 	}
@@ -238,12 +214,7 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	edge := startFollower(t, cams, db, time.Second)
 	waitPulledFrom(t, edge, theirs, c.cfg.Cluster.Advertise)
 	ehub, _, _ := edge.Lookup(theirs)
-	esub, err := ehub.Subscribe(256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer esub.Close()
-	waitKeyframe(t, esub, "viewer at the relay-only node")
+	esub := streamtest.Watch(t, ehub, "viewer at the relay-only node")
 
 	// c stops: a takes its cameras, and the viewers go on.
 	stopped := time.Now()
@@ -267,13 +238,8 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	// Drain what the viewers had queued, then see a new keyframe.
-	for _, s := range []*stream.Sub{sub, esub} {
-		for len(s.Units()) > 0 {
-			<-s.Units()
-		}
-		waitKeyframe(t, s, "viewer after the hand-over")
-	}
+	streamtest.Fresh(t, sub, "viewer at a after the hand-over")
+	streamtest.Fresh(t, esub, "viewer at the relay-only node after the hand-over")
 	if _, _, readers := sim.Stats(theirs); readers != 1 {
 		t.Errorf("camera %s has %d sessions with viewers at two nodes, want a's one", theirs, readers)
 	}
@@ -351,6 +317,27 @@ func TestClusterOwnerGone(t *testing.T) {
 	if st.Owner != "rtsp://ingest-9:8554" {
 		t.Errorf("owner %q, want the last one written", st.Owner)
 	}
+
+	// An owner that stops confirming while a viewer's puller pulls from it
+	// (here, in vain): once its row is stale, the puller is replaced.
+	now := time.Now().UnixMilli()
+	if _, err := db.Exec(context.Background(), `UPDATE camera_owners SET since = ?, seen = ? WHERE camera_id = ?`, now, now, "gate"); err != nil {
+		t.Fatal(err)
+	}
+	hub, _, _ := edge.Lookup("gate")
+	sub, err := hub.Subscribe(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	waitFor(t, "the viewer's puller pulls from the owner that confirms", func() bool {
+		st, _ := edge.Status("gate")
+		return st.Pulled == PulledNode
+	})
+	waitFor(t, "the puller follows the owner gone silent", func() bool {
+		st, _ := edge.Status("gate")
+		return st.Pulled == PulledNone && st.Status.Reason == errNoOwner.Error()
+	})
 }
 
 // A revoked partition's cameras are pulled on for the grace, and a
@@ -424,12 +411,7 @@ func TestClusterFollowerFindsTheNewOwnerAtOnce(t *testing.T) {
 	waitPulledFrom(t, edge, "gate", first.cfg.Cluster.Advertise)
 	// A viewer at the relay-only node, which pulls on demand.
 	hub, _, _ := edge.Lookup("gate")
-	sub, err := hub.Subscribe(256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	waitKeyframe(t, sub, "viewer at the relay-only node")
+	sub := streamtest.Watch(t, hub, "viewer at the relay-only node")
 
 	// The owner stops; another node starts and takes the camera over.
 	stopped := time.Now()
@@ -437,10 +419,7 @@ func TestClusterFollowerFindsTheNewOwnerAtOnce(t *testing.T) {
 	second := startClusterNode(t, cams, db, b)
 	owners(t, []string{"gate"}, second)
 	waitPulledFrom(t, edge, "gate", second.cfg.Cluster.Advertise)
-	for len(sub.Units()) > 0 {
-		<-sub.Units()
-	}
-	waitKeyframe(t, sub, "viewer after the hand-over")
+	streamtest.Fresh(t, sub, "viewer after the hand-over")
 	t.Logf("the relay-only node pulls from the new owner %v after the old one stopped", time.Since(stopped).Round(time.Millisecond))
 }
 

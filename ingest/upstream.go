@@ -22,7 +22,8 @@ func (in *Ingest) PullFrom(up rtsp.Upstream) { in.upstream = &up }
 // JoinCluster makes this node one of the ingest nodes sharing the cameras
 // (ingest.cluster, which must be enabled): it pulls itself, and runs the
 // detectors of, only the cameras the group on b gives it, and pulls the
-// others on demand from their owners' re-serves. Call it before Start.
+// others on demand from their owners' re-serves. Call it before Run
+// (after Start, when the advertised address is the re-serve's bound port).
 func (in *Ingest) JoinCluster(b bus.Bus) error {
 	if in.cfg.Cluster.Advertise == "" {
 		return errNoAdvertise

@@ -561,6 +561,13 @@ func (e *Embedded) partition(key string, parts int) int {
 	if key == "" {
 		return int(e.rr.Add(1) % uint32(parts))
 	}
+	return KeyPartition(key, parts)
+}
+
+// KeyPartition maps key onto one of parts partitions (FNV-1a): the
+// embedded bus's keyed messages, and the ingest cluster's cameras (which
+// are not published by key, so Kafka's own mapping does not matter to it).
+func KeyPartition(key string, parts int) int {
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(parts))

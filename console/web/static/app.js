@@ -132,11 +132,15 @@ async function loadCameras() {
 
 // pulledFrom says, in a cluster of ingest nodes, which node pulls the
 // camera from the camera: this one, or another (whose re-serve this node
-// pulls it from while someone watches here).
+// pulls it from while someone watches here), or none (the last owner
+// named stopped confirming it).
 function pulledFrom(c) {
   if (!c.owner) return "";
   const node = c.owner.replace(/^rtsp:\/\//, "");
-  const text = c.pulled === "camera" ? "pulled here 本节点拉流" : `via ${node} 经由`;
+  const text = {
+    camera: "pulled here 本节点拉流",
+    node: `via ${node} 经由`,
+  }[c.pulled] || `no owner (last ${node}) 无节点拉流`;
   return el("div", { class: "muted small", title: "owner " + node }, text);
 }
 

@@ -51,6 +51,13 @@ func (b *GOPBudget) add(h *Hub) {
 	b.dirty.Store(true)
 }
 
+// touch asks for a new ranking at the next keyframe of any hub.
+func (b *GOPBudget) touch() {
+	if b != nil {
+		b.dirty.Store(true)
+	}
+}
+
 func (b *GOPBudget) remove(h *Hub) {
 	if b == nil {
 		return
@@ -75,7 +82,7 @@ func (b *GOPBudget) allows(h *Hub, now time.Time) bool {
 	if b.dirty.Load() || now.Sub(b.ranked) >= rankEvery {
 		b.rankLocked(now)
 	}
-	return h.gopAllowed
+	return h.gopAllowed.Load()
 }
 
 // rankLocked shares the budget out among the hubs.
@@ -102,9 +109,10 @@ func (b *GOPBudget) rankLocked(now time.Time) {
 		cands[i] = c
 	}
 	// A hub whose first GOP has not ended yet is charged the mean of the
-	// others, so that a node starting hundreds of cameras at once does not
-	// cache them all until their sizes are known.
-	var guess int64
+	// others, or while no size is known the largest GOP a hub caches, so
+	// that a node starting hundreds of cameras at once does not cache them
+	// all until their sizes are known.
+	guess := int64(-1)
 	if known > 0 {
 		guess = sum / known
 	}
@@ -123,15 +131,23 @@ func (b *GOPBudget) rankLocked(now time.Time) {
 			// Not pulled (on demand and unwatched, disabled, or pulled
 			// elsewhere in a cluster): nothing to cache, no share taken.
 			// It is ranked again when it starts.
-			c.h.gopAllowed = true
+			c.h.gopAllowed.Store(true)
 			continue
 		}
 		size := c.size
-		if size == 0 {
+		switch {
+		case size < 0:
+			// Its GOPs are larger than a hub caches: no share.
+			c.h.gopAllowed.Store(false)
+			continue
+		case size == 0 && guess < 0:
+			size = int64(c.h.cfg.MaxGOPBytes)
+		case size == 0:
 			size = guess
 		}
-		c.h.gopAllowed = used+size <= b.limit
-		if c.h.gopAllowed {
+		allowed := used+size <= b.limit
+		c.h.gopAllowed.Store(allowed)
+		if allowed {
 			used += size
 		}
 	}

@@ -22,14 +22,17 @@ const testGOPSize = 1014 + 9*100
 func newBudgetHarness(t *testing.T, limit int64, ids ...string) *budgetHarness {
 	bh := &budgetHarness{t: t, budget: NewGOPBudget(limit)}
 	for _, id := range ids {
-		cfg := DefaultHubConfig()
-		cfg.Budget = bh.budget
-		h := NewHub(id, cfg)
-		h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
-		t.Cleanup(h.Close)
-		bh.hubs = append(bh.hubs, h)
+		bh.add(id, DefaultHubConfig())
 	}
 	return bh
+}
+
+// add adds a hub of camera id with cfg to the budget.
+func (bh *budgetHarness) add(id string, cfg HubConfig) *Hub {
+	cfg.Budget = bh.budget
+	h := newTestHubConfig(bh.t, id, cfg)
+	bh.hubs = append(bh.hubs, h)
+	return h
 }
 
 // round sends one GOP through every hub still open, one after the other.
@@ -65,6 +68,9 @@ func (bh *budgetHarness) cached() string {
 	if bytes, n := bh.budget.Usage(); bytes != sum || n != len(out) {
 		bh.t.Fatalf("usage %d bytes in %d hubs, the hubs hold %d in %d", bytes, n, sum, len(out))
 	}
+	if limit := bh.budget.Limit(); limit > 0 && sum > limit {
+		bh.t.Fatalf("the hubs hold %d bytes, over the budget's %d", sum, limit)
+	}
 	return fmt.Sprint(out)
 }
 
@@ -73,10 +79,13 @@ func TestGOPBudgetGoesToTheCamerasWatchedLast(t *testing.T) {
 	bh := newBudgetHarness(t, 2*testGOPSize+100, "a", "b", "c", "d")
 	a, c, d := bh.hubs[0], bh.hubs[2], bh.hubs[3]
 
-	// Before any size is known every camera caches its first GOP; from the
-	// second, the budget holds: nobody has watched anything, so the first
-	// two added keep theirs.
+	// Until a size is known each camera is charged the largest GOP a hub
+	// caches: none caches its first GOP. From the second, nobody having
+	// watched anything, the first two added have theirs.
 	bh.round()
+	if got := bh.cached(); got != "[]" {
+		t.Fatalf("cached %s before any GOP size is known, want none", got)
+	}
 	bh.round()
 	if got := bh.cached(); got != "[a b]" {
 		t.Fatalf("cached %s, want [a b]", got)
@@ -156,9 +165,7 @@ func TestGOPBudgetUnlimited(t *testing.T) {
 		t.Fatalf("cached %s with no bound, want [a b c]", got)
 	}
 	// A hub with no budget at all.
-	d := NewHub("d", DefaultHubConfig())
-	d.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
-	t.Cleanup(d.Close)
+	d := newTestHubConfig(t, "d", DefaultHubConfig())
 	alone := &budgetHarness{t: t, hubs: []*Hub{d}}
 	alone.round()
 	if got := d.Stats().GOPBytes; got != testGOPSize {
@@ -190,5 +197,51 @@ func TestGOPBudgetSkipsCamerasNotPulled(t *testing.T) {
 	bh.round()
 	if got := bh.cached(); got != "[idle a]" {
 		t.Fatalf("cached %s once idle is pulled and watched, want [idle a]", got)
+	}
+}
+
+// A camera that lost its share drops its GOP at its next unit, not at its
+// next keyframe, so that the new one's GOP and the old one's are not held
+// together for a GOP's length.
+func TestGOPBudgetLostShareDroppedAtOnce(t *testing.T) {
+	bh := newBudgetHarness(t, testGOPSize+100, "a", "b")
+	a, b := bh.hubs[0], bh.hubs[1]
+	bh.round()
+	bh.round()
+	if got := bh.cached(); got != "[a]" {
+		t.Fatalf("cached %s, want [a]", got)
+	}
+	s, err := b.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bh.pts += 40 * time.Millisecond
+	b.Publish(bh.pts, time.Now(), [][]byte{append([]byte{0x65}, bytes.Repeat([]byte{1}, 999)...)})
+	if got := a.Stats().GOPBytes; got != testGOPSize {
+		t.Fatalf("a holds %d bytes before its next unit, want its GOP (%d)", got, testGOPSize)
+	}
+	a.Publish(bh.pts, time.Now(), [][]byte{append([]byte{0x41}, 2)})
+	if got := a.Stats().GOPBytes; got != 0 {
+		t.Fatalf("a still holds %d bytes after losing its share to b", got)
+	}
+	if got := b.Stats().GOPBytes; got != 1014 {
+		t.Fatalf("b caches %d bytes from its keyframe, want 1014", got)
+	}
+}
+
+// A camera whose GOPs are larger than a hub caches takes no share: the
+// budget goes to the cameras that can use it.
+func TestGOPBudgetSkipsGOPsTooLargeToCache(t *testing.T) {
+	bh := newBudgetHarness(t, testGOPSize+100)
+	cfg := DefaultHubConfig()
+	cfg.MaxGOPBytes = testGOPSize - 100
+	bh.add("big", cfg)
+	bh.add("a", DefaultHubConfig())
+	bh.round()
+	bh.round()
+	bh.round()
+	if got := bh.cached(); got != "[a]" {
+		t.Fatalf("cached %s, want [a] (big's GOPs never fit a hub)", got)
 	}
 }

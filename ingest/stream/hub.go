@@ -41,24 +41,28 @@ type Hub struct {
 	changed  chan struct{} // closed and replaced when track or subscribers change
 	rate     rateMeter     // of the current track
 
-	// sinceKey counts the bytes since the last keyframe, cached or not;
-	// seenKey says a keyframe of the current track has come.
-	sinceKey int64
-	seenKey  bool
+	// sinceKey and unitsSinceKey count what came since the last keyframe,
+	// cached or not; seenKey says a keyframe of the current track has come.
+	sinceKey      int64
+	unitsSinceKey int
+	seenKey       bool
 
 	units, bytes, keys, slowDrops atomic.Uint64
 	lastUnit                      atomic.Int64 // unix nanos
 
 	// For the budget, which reads them without the hub's lock: consumers
 	// that ask for the stream, when one last came or left (unix nanos),
-	// the size of the last complete GOP and of the cached one.
+	// the size of the last complete GOP (-1 when it was too large to
+	// cache, 0 while unknown) and of the cached one.
 	watchers    atomic.Int32
 	watchedAt   atomic.Int64
 	gopSize     atomic.Int64
 	cachedBytes atomic.Int64
 	streaming   atomic.Bool // has a track: a camera not pulled takes no share
-	// gopAllowed is the budget's decision, under the budget's lock.
-	gopAllowed bool
+	// gopAllowed is the budget's decision, written under the budget's lock
+	// at any hub's keyframe: a hub starts caching at its own next keyframe,
+	// and drops its GOP as soon as it sees it lost its share.
+	gopAllowed atomic.Bool
 }
 
 // NewHub returns an empty hub for camera id.
@@ -94,7 +98,7 @@ func (h *Hub) SetTrack(t Track) {
 	h.track, h.hasTrack = t, true
 	h.epoch++
 	h.dropGOPLocked()
-	h.sinceKey, h.seenKey = 0, false
+	h.sinceKey, h.unitsSinceKey, h.seenKey = 0, 0, false
 	h.setStreaming(true)
 	h.rate = rateMeter{}
 	h.notifyLocked()
@@ -190,25 +194,33 @@ func (h *Hub) withParams(nalus [][]byte) [][]byte {
 func (h *Hub) cache(u *Unit) {
 	if u.Key {
 		if h.seenKey {
-			if h.gopSize.Swap(h.sinceKey) == 0 && h.cfg.Budget != nil {
-				h.cfg.Budget.dirty.Store(true) // the first size known: share anew
+			size := h.sinceKey
+			if size > int64(h.cfg.MaxGOPBytes) || h.unitsSinceKey > h.cfg.MaxGOPUnits {
+				size = -1 // never cached: it takes no share
+			}
+			if h.gopSize.Swap(size) == 0 {
+				h.cfg.Budget.touch() // the first size known: share anew
 			}
 		}
-		h.seenKey, h.sinceKey = true, 0
+		h.seenKey, h.sinceKey, h.unitsSinceKey = true, 0, 0
 		// Clear, not only truncate: the previous GOP's units past the new
 		// length would stay reachable until overwritten, a second GOP in
 		// memory per camera.
 		clear(h.gop)
 		h.gop = h.gop[:0]
 		h.gopBytes = 0
-		h.gopValid = h.cfg.Budget.allows(h, time.Now())
+		h.cachedBytes.Store(0)
+		h.gopValid = h.cfg.Budget.allows(h, u.Received)
 		if !h.gopValid {
 			h.gop = nil
 		}
+	} else if h.gopValid && h.cfg.Budget.limited() && !h.gopAllowed.Load() {
+		// The budget gave this hub's share to another since its keyframe.
+		h.dropGOPLocked()
 	}
 	h.sinceKey += int64(u.Size)
+	h.unitsSinceKey++
 	if !h.gopValid {
-		h.cachedBytes.Store(0)
 		return
 	}
 	if len(h.gop) >= h.cfg.MaxGOPUnits || h.gopBytes+u.Size > h.cfg.MaxGOPBytes {
@@ -229,8 +241,8 @@ func (h *Hub) dropGOPLocked() {
 
 // setStreaming notes whether the hub has a track, for the budget.
 func (h *Hub) setStreaming(v bool) {
-	if h.streaming.Swap(v) != v && h.cfg.Budget != nil {
-		h.cfg.Budget.dirty.Store(true)
+	if h.streaming.Swap(v) != v {
+		h.cfg.Budget.touch()
 	}
 }
 
@@ -239,9 +251,7 @@ func (h *Hub) setStreaming(v bool) {
 func (h *Hub) watchChanged(delta int32) {
 	h.watchers.Add(delta)
 	h.watchedAt.Store(time.Now().UnixNano())
-	if h.cfg.Budget != nil {
-		h.cfg.Budget.dirty.Store(true)
-	}
+	h.cfg.Budget.touch()
 }
 
 // Sub is one consumer's subscription.

@@ -16,7 +16,14 @@ var (
 
 func newTestHub(t *testing.T) *Hub {
 	t.Helper()
-	h := NewHub("cam1", DefaultHubConfig())
+	return newTestHubConfig(t, "cam1", DefaultHubConfig())
+}
+
+// newTestHubConfig is a hub of camera id with cfg, streaming H.264,
+// closed when the test ends.
+func newTestHubConfig(t *testing.T, id string, cfg HubConfig) *Hub {
+	t.Helper()
+	h := NewHub(id, cfg)
 	h.SetTrack(Track{Codec: H264, SPS: sps, PPS: pps})
 	t.Cleanup(h.Close)
 	return h

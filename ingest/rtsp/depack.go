@@ -6,6 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+
 	"sharpeye/ingest/stream"
 )
 
@@ -122,12 +125,12 @@ func (d *depacketizer) h264(pl []byte) error {
 	if len(pl) == 0 {
 		return errBadPacket
 	}
-	switch typ := pl[0] & 0x1f; {
+	switch typ := h264.NALUType(pl[0] & 0x1f); {
 	case typ >= 1 && typ <= 23:
 		return d.whole(pl)
-	case typ == 24: // STAP-A
+	case typ == h264.NALUTypeSTAPA:
 		return d.aggregate(pl[1:])
-	case typ == 28: // FU-A
+	case typ == h264.NALUTypeFUA:
 		if len(pl) < 2 {
 			return errBadPacket
 		}
@@ -142,12 +145,12 @@ func (d *depacketizer) h265(pl []byte) error {
 	if len(pl) < 2 {
 		return errBadPacket
 	}
-	switch typ := (pl[0] >> 1) & 0x3f; {
-	case typ <= 47:
+	switch typ := h265.NALUType((pl[0] >> 1) & 0x3f); {
+	case typ < h265.NALUType_AggregationUnit:
 		return d.whole(pl)
-	case typ == 48: // aggregation packet
+	case typ == h265.NALUType_AggregationUnit:
 		return d.aggregate(pl[2:])
-	case typ == 49: // fragmentation unit
+	case typ == h265.NALUType_FragmentationUnit:
 		if len(pl) < 3 {
 			return errBadPacket
 		}

@@ -130,9 +130,11 @@ type Puller struct {
 	online time.Duration // in online stretches that have ended
 
 	packets, lost, decodeErrs, reconnects atomic.Uint64
-	jitterMs                              atomic.Uint64 // float64 bits, of the current session
-	lastPacket                            atomic.Int64
-	transport                             atomic.Value // string: udp or tcp
+	// tapped: the current session's packets come through the tap.
+	tapped     atomic.Bool
+	jitterMs   atomic.Uint64 // float64 bits, of the current session
+	lastPacket atomic.Int64
+	transport  atomic.Value // string: udp or tcp
 }
 
 // NewPuller returns a puller for cam feeding hub.
@@ -301,13 +303,16 @@ func (p *Puller) session(ctx context.Context) error {
 		ReadTimeout:   p.cfg.ReadTimeout.D(),
 		WriteTimeout:  p.cfg.WriteTimeout.D(),
 		UserAgent:     p.userAgent(),
-		DialContext:   tapDialer(&tapped, func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) }),
 		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
 		OnTransportSwitch: func(err error) {
 			p.transport.Store("tcp")
 			p.log.Info("switched to RTSP over TCP", "reason", conf.RedactURLs(err.Error()))
 		},
+	}
+	if u.Scheme == "rtsp" && p.cam.Transport != camera.TransportUDP {
+		// Under TLS the tap would read ciphertext.
+		c.DialContext = tapDialer(&tapped, func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) })
 	}
 	p.transport.Store("udp")
 	switch p.cam.Transport {
@@ -345,10 +350,12 @@ func (p *Puller) session(ctx context.Context) error {
 	p.jitterMs.Store(0)
 	var jitter jitterMeter // the packet callback's own, like the depacketizer: gortsplib calls it from one goroutine
 
-	if t, ch := tapped.Load(), interleavedChannel(res); t != nil && ch >= 0 && u.Scheme == "rtsp" {
+	if t, ch := tapped.Load(), interleavedChannel(res); t != nil && ch >= 0 {
 		taken = newTapReceiver(p, forma.PayloadType(), track.Codec, &jitter)
 		t.take(ch)
+		p.tapped.Store(true)
 	} else {
+		p.tapped.Store(false)
 		decode, err := decoder(forma)
 		if err != nil {
 			return err
@@ -363,6 +370,9 @@ func (p *Puller) session(ctx context.Context) error {
 			// first one that begins a keyframe.
 			pts, ok := c.PacketPTS(m, pkt)
 			au, err := decode(pkt)
+			if err != nil {
+				p.decodeErrs.Add(1) // as the tap's depacketizer counts them
+			}
 			if !ok || err != nil || len(au) == 0 {
 				return
 			}

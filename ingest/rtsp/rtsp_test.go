@@ -152,6 +152,11 @@ func TestPullTransports(t *testing.T) {
 			if st.State != rtsp.StateOnline || st.Transport != want || st.Codec != "H264" || st.Width != street.Width || st.Height != street.Height || st.PacketsReceived == 0 {
 				t.Fatalf("status %+v", st)
 			}
+			// Over TCP the packets come through the tap, not gortsplib's
+			// reader.
+			if tapped := p.Tapped(); tapped != (transport == camera.TransportTCP) {
+				t.Fatalf("over %s the tap is used: %v", transport, tapped)
+			}
 		})
 	}
 }

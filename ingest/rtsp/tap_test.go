@@ -91,10 +91,13 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 	both(body)
 	both(frame(1, []byte{0x80, 200, 0, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24})) // RTCP
 	both([]byte{'x'})                                                                                                              // skipped by gortsplib
+	// gortsplib gets each header and the payload's first three bytes, or
+	// fewer when it is shorter (the last packet's two, without padding).
+	keep := []int{3, 3, 2}
 	for i, p := range pkts {
 		in.Write(frame(0, p))
 		hl, _ := rtpHeaderLen(p)
-		h := append([]byte(nil), p[:hl]...)
+		h := append([]byte(nil), p[:hl+keep[i]]...)
 		h[0] &^= 0x20
 		want.Write(frame(0, h))
 		if i == 1 {
@@ -129,8 +132,9 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 	}
 }
 
-func TestTapPassesAllBeforeTakingAndWhenLost(t *testing.T) {
-	pkt := frame(0, rtpPkt(1, 0, true, []byte{0x65}, 0, -1, 0))
+func TestTapPassesAllBeforeTakingAndLongHeaders(t *testing.T) {
+	rtp := rtpPkt(1, 0, true, []byte{0x65}, 0, -1, 0)
+	pkt := frame(0, rtp)
 	rnd := rand.New(rand.NewPCG(7, 7))
 	taken := 0
 	onRTP := func([]byte, int, time.Time) { taken++ }
@@ -141,14 +145,58 @@ func TestTapPassesAllBeforeTakingAndWhenLost(t *testing.T) {
 		t.Fatalf("a tap not taking changed the stream (%d packets taken)", taken)
 	}
 
-	// A message header that never ends within the buffer: the framing is
-	// lost, and from there everything passes unchanged, RTP included.
-	garbage := append([]byte("RTSP/1.0 200 OK\r\nX: "), bytes.Repeat([]byte{'a'}, 2*tapBuffer)...)
-	in := append(bytes.Clone(garbage), pkt...)
+	// A message header longer than the read buffer: the buffer grows, the
+	// header passes whole and the packet after it is taken.
+	header := append([]byte("RTSP/1.0 200 OK\r\nX: "), bytes.Repeat([]byte{'a'}, 2*tapBuffer)...)
+	header = append(header, "\r\n\r\n"...)
+	in := append(bytes.Clone(header), pkt...)
+	want := append(bytes.Clone(header), frame(0, rtp)...) // a one-byte payload: all of it
 	tp = newTap(&chunkConn{data: bytes.Clone(in), rnd: rnd, max: 3000}, onRTP)
 	tp.take(0)
-	if out := readAll(t, tp, rnd); !bytes.Equal(out, in) || taken != 0 {
-		t.Fatalf("after losing the framing the tap changed the stream (%d packets taken)", taken)
+	if out := readAll(t, tp, rnd); !bytes.Equal(out, want) || taken != 1 {
+		t.Fatalf("a long header: %d bytes out, want %d; %d packets taken, want 1", len(out), len(want), taken)
+	}
+
+	// One that never ends: an error, not a stream passed on unread.
+	endless := append([]byte("RTSP/1.0 200 OK\r\nX: "), bytes.Repeat([]byte{'a'}, tapMaxHeader)...)
+	tp = newTap(&chunkConn{data: endless, rnd: rnd, max: 3000}, onRTP)
+	tp.take(0)
+	for {
+		_, err := tp.Read(make([]byte, 4096))
+		if errors.Is(err, errTapHeader) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("an endless header: %v, want %v", err, errTapHeader)
+		}
+	}
+}
+
+// The tap holds back nothing that is whole: a response and a frame
+// written and then nothing more (the camera waits for the client) are
+// read in full without waiting for more bytes.
+func TestTapHoldsNothingBack(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	tp := newTap(client, func([]byte, int, time.Time) {})
+	tp.take(1) // another channel than the frame's
+	want := append([]byte("RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 3\r\n\r\nabc"), frame(0, []byte{1, 2, 3, 4})...)
+	go server.Write(want)
+	if err := client.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for len(got) < len(want) {
+		p := make([]byte, 100)
+		n, err := tp.Read(p)
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", len(got), len(want), err)
+		}
+		got = append(got, p[:n]...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 

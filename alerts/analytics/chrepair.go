@@ -203,8 +203,5 @@ func (s *CHStore) repairOnce(ctx context.Context, r summedRollup, hour time.Time
 	}
 	s.log.Warn("analytics rollup repaired: an insert had stopped between the table and its views",
 		"rollup", r.table, "hour", hour.UTC().Format(time.RFC3339), "rows", n)
-	if s.afterRepair != nil {
-		s.afterRepair(r.table, hour)
-	}
 	return int(n), nil
 }

@@ -29,8 +29,6 @@ type CHStore struct {
 	feat    features
 	closed  sync.Once
 	err     error
-	// afterRepair, if set (tests), runs after each repair insert.
-	afterRepair func(table string, hour time.Time)
 }
 
 // OpenClickHouse connects, creates the database when missing and applies
@@ -137,16 +135,14 @@ func (s *CHStore) Close() error {
 // brought in line for the cases the batch touches.
 func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, error) {
 	var n Inserted
-	// The case events before stored ones are dropped (in place): a retry
-	// after a failed sync of cases_flat must sync their cases all the same.
+	// The case events before stored ones are dropped: a retry after a
+	// failed sync of cases_flat must sync their cases all the same.
 	touched := b.Cases
 	if check {
-		touched = slices.Clone(b.Cases)
-		skipped, err := s.dropStored(ctx, b)
-		if err != nil {
+		var err error
+		if b, n.Skipped, err = s.dropStored(ctx, b); err != nil {
 			return n, err
 		}
-		n.Skipped = skipped
 	}
 	if len(b.Events) > 0 {
 		if err := s.insertEvents(ctx, b.Events); err != nil {
@@ -174,24 +170,24 @@ func (s *CHStore) Insert(ctx context.Context, b *Batch, check bool) (Inserted, e
 	return n, nil
 }
 
-// dropStored removes from b the rows whose ids the store already holds
+// dropStored returns b without the rows whose ids the store already holds
 // (and duplicates within b), looking only in the partitions the batch's
 // times fall in. The hours of the rows found stored are noted for repair
 // (see RepairRollups): the insert that stored them may have stopped before
 // their rollups.
-func (s *CHStore) dropStored(ctx context.Context, b *Batch) (int, error) {
-	before := b.Len()
+func (s *CHStore) dropStored(ctx context.Context, b *Batch) (*Batch, int, error) {
+	var out Batch
 	var err error
-	if b.Events, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time }); err != nil {
-		return 0, err
+	if out.Events, err = keepNew(ctx, s, "events", "time", b.Events, func(r EventRow) (string, time.Time) { return r.ID, r.Time }); err != nil {
+		return nil, 0, err
 	}
-	if b.Cases, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time }); err != nil {
-		return 0, err
+	if out.Cases, err = keepNew(ctx, s, "case_events", "time", b.Cases, func(r CaseRow) (string, time.Time) { return r.ID, r.Time }); err != nil {
+		return nil, 0, err
 	}
-	if b.Health, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute }); err != nil {
-		return 0, err
+	if out.Health, err = keepNew(ctx, s, "camera_health", "minute", b.Health, func(r HealthRow) (string, time.Time) { return r.ID, r.Minute }); err != nil {
+		return nil, 0, err
 	}
-	return before - b.Len(), nil
+	return &out, b.Len() - out.Len(), nil
 }
 
 // idChunk bounds the ids of one lookup query (the query's text must stay
@@ -243,7 +239,8 @@ func keepNew[R any](ctx context.Context, s *CHStore, tbl, timeCol string, rows [
 		}
 	}
 	hours := map[time.Time]bool{}
-	out := rows[:0]
+	// A new slice: the caller's batch stays whole for a retry.
+	out := make([]R, 0, len(rows))
 	for _, r := range rows {
 		id, t := key(r)
 		if stored[id] {

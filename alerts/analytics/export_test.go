@@ -3,7 +3,6 @@ package analytics
 import (
 	"context"
 	"io/fs"
-	"time"
 
 	"github.com/pressly/goose/v3"
 )
@@ -70,6 +69,3 @@ func Quantiles(driver, x, cond string, pcts ...int) []string {
 func (s *CHStore) Exec(ctx context.Context, query string) error {
 	return s.conn.Exec(ctx, query)
 }
-
-// AfterRepair has fn run after each repair insert.
-func (s *CHStore) AfterRepair(fn func(table string, hour time.Time)) { s.afterRepair = fn }

@@ -69,7 +69,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	if sc, ok := s.bus.(bus.StagedConsumer); ok {
 		return sc.ConsumeStaged(ctx, s.cfg.Sink.Group, topics, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Prepare, bus.Rebalance{})
 	}
-	return s.bus.Consume(ctx, s.cfg.Sink.Group, topics, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), s.Handle)
+	return s.bus.Consume(ctx, s.cfg.Sink.Group, topics, s.cfg.Sink.Batch, s.cfg.Sink.BatchWait.D(), bus.Sequential(s.Prepare))
 }
 
 func (s *Sink) expireLoop(ctx context.Context) {
@@ -120,48 +120,49 @@ func (s *Sink) repairRollups(ctx context.Context) {
 	}
 }
 
-// Handle writes one consumed batch: Prepare, then its Write (exported for
-// tests). An error leaves the batch uncommitted: the bus delivers it again
-// after a backoff.
-func (s *Sink) Handle(ctx context.Context, msgs []bus.Message) error {
-	return s.Prepare(msgs)(ctx)
-}
-
-// Prepare decodes a consumed batch into rows, the step of the handler
-// that may run while the batch before is inserted; the Write it returns
-// dead-letters what was refused, inserts the rows and keeps the sink's
-// bookkeeping, so that whether a batch may be a replay is decided when it
-// is written, after the batches before it.
+// Prepare decodes a consumed batch into rows, the step of the bus
+// handler that may run while the batch before is inserted (exported for
+// tests: bus.Sequential(s.Prepare) is the handler in one step). The Write
+// it returns dead-letters what was refused, inserts the rows and keeps
+// the sink's bookkeeping, so that whether a batch may be a replay is
+// decided when it is written, after the batches before it. A Write that
+// fails is run again on the same rows (the store leaves them as they
+// were); its dead letters are published once.
 func (s *Sink) Prepare(msgs []bus.Message) bus.Write {
 	b, bad := FromMessages(msgs)
-	decoded := true
 	return func(ctx context.Context) error {
-		if !decoded {
-			// A failed insert may have dropped rows from b in place.
-			b, bad = FromMessages(msgs)
+		if err := s.deadLetter(ctx, bad); err != nil {
+			return err
 		}
-		err := s.write(ctx, msgs, &b, bad)
-		decoded = err == nil
-		return err
+		bad = nil
+		return s.write(ctx, msgs, &b)
 	}
 }
 
-func (s *Sink) write(ctx context.Context, msgs []bus.Message, b *Batch, bad []Rejected) error {
-	if len(bad) > 0 {
-		dead := make([]bus.Message, len(bad))
-		for i, r := range bad {
-			s.m.rejected.WithLabelValues(r.Msg.Topic).Inc()
-			dead[i] = bus.Message{Topic: bus.TopicDeadLetter, Key: r.Msg.Key, Value: r.Msg.Value, Headers: map[string]string{
-				bus.HeaderReason: r.Reason,
-				bus.HeaderSource: r.Msg.Topic + "/" + strconv.Itoa(r.Msg.Partition) + "@" + strconv.FormatInt(r.Msg.Offset, 10),
-			}}
-		}
-		// Dead letters first: the batch is committed only once they are durable.
-		if err := s.bus.Publish(ctx, dead...); err != nil {
-			return fmt.Errorf("dead-letter %d messages: %w", len(dead), err)
-		}
-		s.log.Warn("analytics sink rejected messages to the dead-letter topic", "count", len(bad), "first_reason", bad[0].Reason)
+// deadLetter publishes the messages refused, before their batch is
+// committed.
+func (s *Sink) deadLetter(ctx context.Context, bad []Rejected) error {
+	if len(bad) == 0 {
+		return nil
 	}
+	dead := make([]bus.Message, len(bad))
+	for i, r := range bad {
+		dead[i] = bus.Message{Topic: bus.TopicDeadLetter, Key: r.Msg.Key, Value: r.Msg.Value, Headers: map[string]string{
+			bus.HeaderReason: r.Reason,
+			bus.HeaderSource: r.Msg.Topic + "/" + strconv.Itoa(r.Msg.Partition) + "@" + strconv.FormatInt(r.Msg.Offset, 10),
+		}}
+	}
+	if err := s.bus.Publish(ctx, dead...); err != nil {
+		return fmt.Errorf("dead-letter %d messages: %w", len(dead), err)
+	}
+	for _, r := range bad {
+		s.m.rejected.WithLabelValues(r.Msg.Topic).Inc()
+	}
+	s.log.Warn("analytics sink rejected messages to the dead-letter topic", "count", len(bad), "first_reason", bad[0].Reason)
+	return nil
+}
+
+func (s *Sink) write(ctx context.Context, msgs []bus.Message, b *Batch) error {
 	check := s.mayBeReplay(msgs)
 	start := time.Now()
 	n, err := s.store.Insert(ctx, b, check)

@@ -20,7 +20,8 @@ type Store interface {
 	// Insert writes b. Rows are idempotent by id: when check is set (the
 	// batch may have been written before: the first batch of a partition
 	// after a start, or a batch retried after an error), rows already
-	// stored are skipped first, so that nothing is counted twice.
+	// stored are skipped first, so that nothing is counted twice. It
+	// leaves b as it was, so that a failed insert can be retried with it.
 	Insert(ctx context.Context, b *Batch, check bool) (Inserted, error)
 	// Expire drops rows older than their table's retention at now.
 	Expire(ctx context.Context, now time.Time) error

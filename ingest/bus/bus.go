@@ -50,13 +50,17 @@ type Handler func(ctx context.Context, msgs []Message) error
 type Prepare func(msgs []Message) Write
 
 // Write stores a prepared batch. A consumer runs the Writes of one member
-// in order, one at a time; returning nil commits the batch, an error runs
-// the same Write again after a backoff.
+// in order, one at a time; returning nil commits the batch, an error
+// delivers it again after a backoff (the Kafka bus runs the same Write
+// again, the embedded bus prepares the batch anew).
 type Write func(ctx context.Context) error
 
 // Sequential is the Handler that prepares a batch and writes it, for a
-// consumer that does not overlap the two steps.
+// consumer that does not overlap the two steps; nil for a nil p.
 func Sequential(p Prepare) Handler {
+	if p == nil {
+		return nil
+	}
 	return func(ctx context.Context, msgs []Message) error { return p(msgs)(ctx) }
 }
 

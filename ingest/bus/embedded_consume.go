@@ -105,9 +105,6 @@ func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []
 // the embedded bus's consumers read from its own log, where the next
 // batch costs little, and its store (SQLite) writes on the same cores.
 func (e *Embedded) ConsumeStaged(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p Prepare, r Rebalance) error {
-	if p == nil {
-		return fmt.Errorf("%w: nil handler", ErrInvalid)
-	}
 	return e.ConsumeRebalance(ctx, group, topics, maxBatch, maxWait, Sequential(p), r)
 }
 

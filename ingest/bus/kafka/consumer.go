@@ -52,9 +52,6 @@ func (b *Bus) ConsumeRebalance(ctx context.Context, group string, topics []strin
 // before the next Write starts; when the generation ends, the prepared
 // batch is dropped and the Write in flight is cancelled (uncommitted).
 func (b *Bus) ConsumeStaged(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p bus.Prepare, r bus.Rebalance) error {
-	if p == nil {
-		return fmt.Errorf("%w: nil handler", bus.ErrInvalid)
-	}
 	if err := bus.CheckConsume(group, topics, maxBatch, bus.Sequential(p)); err != nil {
 		return err
 	}
@@ -65,11 +62,11 @@ var _ bus.StagedConsumer = (*Bus)(nil)
 
 // consume runs m until ctx ends.
 func (b *Bus) consume(ctx context.Context, m *member, topics []string) error {
-	group, maxWait := m.group, m.maxWait
+	group := m.group
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
 	topics = slices.Compact(topics)
-	maxWait = max(maxWait, time.Millisecond)
+	m.maxWait = max(m.maxWait, time.Millisecond)
 	log := b.log.With("group", group)
 
 	for attempt := 0; ; attempt++ {
@@ -112,7 +109,7 @@ func (b *Bus) consume(ctx context.Context, m *member, topics []string) error {
 		}
 	}()
 
-	m.log, m.maxWait, m.fetchLog = log, maxWait, &throttle{}
+	m.log, m.fetchLog = log, &throttle{}
 	for {
 		gen, err := cg.Next(ctx)
 		if err != nil {

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,8 +30,6 @@ func newCluster(t testing.TB, opts ...kfake.Opt) *kfake.Cluster {
 	t.Cleanup(c.Close)
 	return c
 }
-
-// testConfig talks to brokers with short retries and heartbeats.
 
 func logger() *slog.Logger {
 	if os.Getenv("BUS_DEBUG") != "" {
@@ -104,17 +102,29 @@ func TestStagedOverlaps(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	consumed := func() int {
+		return int(apitest.Metric(t, r.reg, "sharpeye_kafka_consumed_messages_total"))
+	}
+	// Each Write notes what was committed when it started: every batch
+	// before it, and nothing of its own.
+	var mu sync.Mutex
+	var sizes, seen []int
 	prepared := make(chan []bus.Message, len(msgs))
 	release := make(chan struct{})
-	var batches atomic.Int64
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		done <- r.ConsumeStaged(cctx, "staged", []string{topic}, 10, 10*time.Millisecond, func(ms []bus.Message) bus.Write {
-			first := batches.Add(1) == 1
+			mu.Lock()
+			i := len(sizes)
+			sizes = append(sizes, len(ms))
+			mu.Unlock()
 			prepared <- ms
 			return func(ctx context.Context) error {
-				if first {
+				mu.Lock()
+				seen = append(seen, consumed())
+				mu.Unlock()
+				if i == 0 {
 					select {
 					case <-release:
 					case <-ctx.Done():
@@ -130,8 +140,8 @@ func TestStagedOverlaps(t *testing.T) {
 		select {
 		case ms := <-prepared:
 			return ms
-		case <-ctx.Done():
-			t.Fatal("no batch prepared within a minute")
+		case <-time.After(10 * time.Second):
+			t.Fatal("no batch prepared within 10 s")
 			return nil
 		}
 	}
@@ -140,22 +150,25 @@ func TestStagedOverlaps(t *testing.T) {
 	if len(b1) == 0 || len(b2) == 0 || b2[0].Offset != b1[len(b1)-1].Offset+1 {
 		t.Fatalf("prepared batches do not follow each other: %d then %d messages", len(b1), len(b2))
 	}
-	consumed := func() float64 {
-		return apitest.Metric(t, r.reg, "sharpeye_kafka_consumed_messages_total")
-	}
-	if n := consumed(); n != 0 {
-		t.Fatalf("%v messages committed while the first Write waits, want 0", n)
-	}
 	close(release)
 	total := len(b1) + len(b2)
 	for total < len(msgs) {
 		total += len(next())
 	}
-	for consumed() < float64(len(msgs)) {
+	for consumed() < len(msgs) {
 		if err := bus.SleepCtx(ctx, 10*time.Millisecond); err != nil {
 			t.Fatalf("%v of %d messages committed", consumed(), len(msgs))
 		}
 	}
+	mu.Lock()
+	before := 0
+	for i, n := range seen {
+		if n != before {
+			t.Errorf("write %d started with %d messages committed, want the %d of the batches before it", i, n, before)
+		}
+		before += sizes[i]
+	}
+	mu.Unlock()
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("ConsumeStaged: %v", err)

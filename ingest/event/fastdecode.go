@@ -163,10 +163,11 @@ func (d *fastDecoder) event(e *Event) bool {
 					}
 					// A number that does not fit stays a json.Number, for
 					// validate to explain.
-					if f, reason := parseNumber(json.Number(lit)); reason == "" {
+					n := json.Number(lit)
+					if f, reason := parseNumber(n); reason == "" {
 						v = f
 					} else {
-						v = json.Number(lit)
+						v = n
 					}
 				}
 				if _, dup := e.Attributes[string(name)]; dup {

@@ -163,11 +163,18 @@ type consumer struct {
 
 func (s *suite) consume(t testing.TB, b bus.Bus, group string, topics []string, maxBatch int, h bus.Handler) *consumer {
 	t.Helper()
+	return s.start(t, func(ctx context.Context) error { return b.Consume(ctx, group, topics, maxBatch, s.o.MaxWait, h) })
+}
+
+// start runs consume (a Consume call) until the consumer is stopped or
+// the test ends.
+func (s *suite) start(t testing.TB, consume func(context.Context) error) *consumer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &consumer{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
-		c.err = b.Consume(ctx, group, topics, maxBatch, s.o.MaxWait, h)
+		c.err = consume(ctx)
 	}()
 	t.Cleanup(func() { c.stop(t, s.o.Timeout) })
 	return c
@@ -381,14 +388,9 @@ func (s *suite) resumeFromCommitted(t *testing.T) {
 // consumeStaged is consume for a handler in two steps.
 func (s *suite) consumeStaged(t testing.TB, sc bus.StagedConsumer, group string, topics []string, maxBatch int, p bus.Prepare) *consumer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &consumer{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		c.err = sc.ConsumeStaged(ctx, group, topics, maxBatch, s.o.MaxWait, p, bus.Rebalance{})
-	}()
-	t.Cleanup(func() { c.stop(t, s.o.Timeout) })
-	return c
+	return s.start(t, func(ctx context.Context) error {
+		return sc.ConsumeStaged(ctx, group, topics, maxBatch, s.o.MaxWait, p, bus.Rebalance{})
+	})
 }
 
 // staged is resumeFromCommitted with a handler in two steps whose every

@@ -195,8 +195,6 @@ func (s *suite) rebalanceHooks(t *testing.T) {
 	var got [3]int
 	var gotMu sync.Mutex
 	run := func(member int) {
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &consumer{cancel: cancel, done: make(chan struct{})}
 		h := func(_ context.Context, ms []bus.Message) error {
 			own.handled(member, ms)
 			gotMu.Lock()
@@ -205,12 +203,9 @@ func (s *suite) rebalanceHooks(t *testing.T) {
 			rec.add(ms)
 			return nil
 		}
-		go func() {
-			defer close(c.done)
-			c.err = rb.ConsumeRebalance(ctx, group, []string{topic}, 16, s.o.MaxWait, h, own.rebalance(member))
-		}()
-		t.Cleanup(func() { c.stop(t, s.o.Timeout) })
-		members[member] = c
+		members[member] = s.start(t, func(ctx context.Context) error {
+			return rb.ConsumeRebalance(ctx, group, []string{topic}, 16, s.o.MaxWait, h, own.rebalance(member))
+		})
 	}
 	handledBy := func(member int) int {
 		gotMu.Lock()
@@ -348,17 +343,13 @@ func (s *suite) assignedRetried(t *testing.T) {
 		return assigned(ctx, parts)
 	}
 	rec := newRecorder()
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &consumer{cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		c.err = rb.ConsumeRebalance(ctx, s.name(t, "group"), []string{topic}, 16, s.o.MaxWait, func(_ context.Context, ms []bus.Message) error {
+	c := s.start(t, func(ctx context.Context) error {
+		return rb.ConsumeRebalance(ctx, s.name(t, "group"), []string{topic}, 16, s.o.MaxWait, func(_ context.Context, ms []bus.Message) error {
 			own.handled(1, ms)
 			rec.add(ms)
 			return nil
 		}, hooks)
-	}()
-	t.Cleanup(func() { c.stop(t, s.o.Timeout) })
+	})
 	rec.wait(t, s.o.Timeout, fmt.Sprintf("%d messages", n), func() bool { return rec.distinct() == n })
 	if err := c.stop(t, s.o.Timeout); err != nil {
 		t.Fatalf("Consume returned %v after its context ended, want nil", err)

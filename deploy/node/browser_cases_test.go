@@ -30,13 +30,16 @@ func TestBrowserCases(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// text reads sel's text in one step in the page: the lists re-render
+	// on live updates, so a node found first and read after may be gone.
 	text := func(sel string) string {
 		t.Helper()
-		var s string
-		if err := chromedp.Run(ctx, chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
-			t.Fatalf("read %s: %v", sel, err)
+		var s *string
+		js := fmt.Sprintf(`(e => e && e.innerText)(document.querySelector(%q))`, sel)
+		if err := chromedp.Run(ctx, chromedp.Evaluate(js, &s)); err != nil || s == nil {
+			t.Fatalf("read %s: %v (found: %v)", sel, err, s != nil)
 		}
-		return s
+		return *s
 	}
 
 	err := chromedp.Run(ctx,

@@ -27,6 +27,10 @@ type depacketizer struct {
 	frag  bool    // the last NAL unit is a fragment still open
 	seq   uint16
 	first bool // no packet seen yet
+	// synced says a NAL unit has started since the first packet: the
+	// fragments before it end a NAL unit sent before the pull joined,
+	// which is no loss.
+	synced bool
 
 	// last is the timestamp of the last unit, elapsed the time from the
 	// first packet to it in 90 kHz ticks.
@@ -209,6 +213,8 @@ func (d *depacketizer) fragment(start, end bool, header, piece []byte) error {
 			return err
 		}
 		d.frag = true
+	case !d.frag && !d.synced:
+		return nil // the end of a NAL unit sent before the pull joined
 	case !d.frag:
 		return errLostFragment // its start was lost
 	}
@@ -226,6 +232,7 @@ func (d *depacketizer) fragment(start, end bool, header, piece []byte) error {
 
 // add starts a NAL unit with b.
 func (d *depacketizer) add(b []byte) error {
+	d.synced = true
 	if len(d.ends) >= maxUnitNALUs || len(*d.buf)+len(b) > maxUnitBytes {
 		return errUnitTooLarge
 	}

@@ -478,12 +478,21 @@ func decoder(forma format.Format) (func(*rtp.Packet) ([][]byte, error), error) {
 	return nil, &camError{"no depacketizer for " + forma.Codec()}
 }
 
-// ignoreFragments turns "need more packets" into no access unit, no error.
+// ignoreFragments turns "need more packets" into no access unit, no
+// error, and so does a fragment without its start before the first unit:
+// the end of a NAL unit sent before the pull joined, which is no loss.
 func ignoreFragments(decode func(*rtp.Packet) ([][]byte, error)) func(*rtp.Packet) ([][]byte, error) {
+	started := false
 	return func(pkt *rtp.Packet) ([][]byte, error) {
 		au, err := decode(pkt)
-		if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrMorePacketsNeeded) {
+		switch {
+		case errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrMorePacketsNeeded):
+			started = true // the packet was taken
 			return nil, nil
+		case !started && (errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious)):
+			return nil, nil
+		case err == nil:
+			started = true
 		}
 		return au, err
 	}

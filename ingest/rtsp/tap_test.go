@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/rtp"
+
 	"sharpeye/ingest/stream"
 )
 
@@ -302,6 +305,78 @@ func TestDepacketizeH264(t *testing.T) {
 	}
 	if u.ptss[1] != 120*time.Millisecond || u.ptss[2] != 160*time.Millisecond {
 		t.Fatalf("pts %v", u.ptss)
+	}
+}
+
+// TestDepacketizeJoinedMidFragment: a pull that joins in the middle of a
+// fragmented NAL unit drops its tail without calling it a loss; a
+// fragment whose start is lost later is one.
+func TestDepacketizeJoinedMidFragment(t *testing.T) {
+	fu := func(start, end bool, piece ...byte) []byte {
+		h := byte(0x05)
+		if start {
+			h |= 0x80
+		}
+		if end {
+			h |= 0x40
+		}
+		return append([]byte{0x60 | 28, h}, piece...)
+	}
+	d := newDepacketizer(stream.H264)
+	var u units
+	errs := pushAll(t, d, &u,
+		rtpPkt(7, 0, false, fu(false, false, 1, 2), 0, -1, 0), // joined here
+		rtpPkt(8, 0, true, fu(false, true, 3), 0, -1, 0),
+		rtpPkt(9, 3600, false, fu(true, false, 4), 0, -1, 0),
+		rtpPkt(10, 3600, true, fu(false, true, 5), 0, -1, 0),
+		rtpPkt(12, 7200, true, fu(false, true, 6), 0, -1, 0), // 11, its start, lost
+	)
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("the tail before the first NAL unit gave %v, %v", errs[0], errs[1])
+	}
+	if !errors.Is(errs[4], errLostFragment) {
+		t.Fatalf("a fragment whose start was lost gave %v, want %v", errs[4], errLostFragment)
+	}
+	if len(u.aus) != 1 || !bytes.Equal(u.aus[0][0], []byte{0x65, 4, 5}) {
+		t.Fatalf("units %x, want the one whole NAL unit", u.aus)
+	}
+}
+
+// TestDecoderJoinedMidFragment: gortsplib's depacketizer, which UDP
+// pulls use, is wrapped the same way: a tail before the first NAL unit is
+// no error, a lost start later is.
+func TestDecoderJoinedMidFragment(t *testing.T) {
+	decode, err := decoder(&format.H264{PayloadTyp: 96, PacketizationMode: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	var aus [][][]byte
+	for _, b := range [][]byte{
+		rtpPkt(7, 0, false, []byte{0x60 | 28, 0x05, 1, 2}, 0, -1, 0), // joined here
+		rtpPkt(8, 0, true, []byte{0x60 | 28, 0x45, 3}, 0, -1, 0),
+		rtpPkt(9, 3600, false, []byte{0x60 | 28, 0x85, 4}, 0, -1, 0),
+		rtpPkt(10, 3600, true, []byte{0x60 | 28, 0x45, 5}, 0, -1, 0),
+		rtpPkt(12, 7200, true, []byte{0x60 | 28, 0x45, 6}, 0, -1, 0), // 11, its start, lost
+	} {
+		var pkt rtp.Packet
+		if err := pkt.Unmarshal(b); err != nil {
+			t.Fatal(err)
+		}
+		au, err := decode(&pkt)
+		errs = append(errs, err)
+		if au != nil {
+			aus = append(aus, au)
+		}
+	}
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("the tail before the first NAL unit gave %v, %v", errs[0], errs[1])
+	}
+	if errs[4] == nil {
+		t.Fatal("no error for a fragment whose start was lost")
+	}
+	if len(aus) != 1 || !bytes.Equal(aus[0][0], []byte{0x65, 4, 5}) {
+		t.Fatalf("units %x, want the one whole NAL unit", aus)
 	}
 }
 

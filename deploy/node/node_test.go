@@ -43,6 +43,16 @@ func startNode(t *testing.T, driver string, mutate ...func(*Config)) *Node {
 // test ends.
 func startRoles(t *testing.T, driver string, roles []string, mutate ...func(*Config)) *Node {
 	t.Helper()
+	n, err := tryStartRoles(t, driver, roles, mutate...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// tryStartRoles is startRoles returning the error of Start.
+func tryStartRoles(t *testing.T, driver string, roles []string, mutate ...func(*Config)) (*Node, error) {
+	t.Helper()
 	cfg := Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.HTTP.Listen = "127.0.0.1:0"
@@ -56,7 +66,8 @@ func startRoles(t *testing.T, driver string, roles []string, mutate ...func(*Con
 	n := New(cfg, Options{Roles: roles}, NewLogs(LogConfig{Format: "text", Level: "error"}, io.Discard))
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := n.Start(ctx); err != nil {
-		t.Fatal(err)
+		cancel()
+		return nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
@@ -66,7 +77,7 @@ func startRoles(t *testing.T, driver string, roles []string, mutate ...func(*Con
 			t.Errorf("node stopped with %v", err)
 		}
 	})
-	return n
+	return n, nil
 }
 
 type client struct {

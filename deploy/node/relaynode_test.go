@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +114,23 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// startAt starts a node whose configuration needs its RTSP address before
+// it listens (mutate takes the address): the port freeAddr found may be
+// taken by another process before the node listens on it, so a start that
+// fails on a taken address tries another.
+func startAt(t *testing.T, roles []string, mutate func(addr string) func(*Config)) *Node {
+	t.Helper()
+	for try := 0; ; try++ {
+		n, err := tryStartRoles(t, "sqlite", roles, mutate(freeAddr(t)))
+		if err == nil {
+			return n
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || try == 4 {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Two ingest nodes with ingest.cluster share the cameras through a Kafka
 // consumer group (kfake here), one RTSP session per camera between them,
 // and a relay-only node with the cluster enabled and no upstream plays a
@@ -151,8 +170,8 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 	// shared).
 	setup := startRoles(t, "sqlite", []string{Console}, func(c *Config) { c.CaseDB = db })
 	secret = token(t, setup, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
-	a := startRoles(t, "sqlite", []string{Ingest}, member(freeAddr(t)))
-	b := startRoles(t, "sqlite", []string{Ingest}, member(freeAddr(t)))
+	a := startAt(t, []string{Ingest}, member)
+	b := startAt(t, []string{Ingest}, member)
 	// A relay-only node follows the cluster without a re-serve, and on
 	// any bus.
 	edge := startRoles(t, "sqlite", []string{Relay}, member(""), func(c *Config) {

@@ -5,15 +5,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 
+	"sharpeye/ingest/camera"
 	"sharpeye/ingest/stream"
 )
 
@@ -94,15 +98,15 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 	both(body)
 	both(frame(1, []byte{0x80, 200, 0, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24})) // RTCP
 	both([]byte{'x'})                                                                                                              // skipped by gortsplib
-	// gortsplib gets each header and the payload's first three bytes, or
-	// fewer when it is shorter (the last packet's two, without padding).
-	keep := []int{3, 3, 2}
+	// gortsplib gets the first packet's header and the payload's first
+	// three bytes, and no other packet: they come within the beat (see
+	// TestTapBeat).
 	for i, p := range pkts {
 		in.Write(frame(0, p))
-		hl, _ := rtpHeaderLen(p)
-		h := append([]byte(nil), p[:hl+keep[i]]...)
-		h[0] &^= 0x20
-		want.Write(frame(0, h))
+		if i == 0 {
+			hl, _ := rtpHeaderLen(p)
+			want.Write(frame(0, p[:hl+3]))
+		}
 		if i == 1 {
 			both([]byte("RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n")) // a keep-alive's answer between packets
 		}
@@ -111,15 +115,20 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 	both(frame(0, notRTP)) // gortsplib has it whole and counts the error
 	both(frame(2, []byte("another channel")))
 
-	for seed := range uint64(50) {
+	for seed := range uint64(60) {
 		rnd := rand.New(rand.NewPCG(seed, 1))
 		var got [][]byte
-		tp := newTap(&chunkConn{data: bytes.Clone(in.Bytes()), rnd: rnd, max: 1 + rnd.IntN(3*tapBuffer)}, func(pkt []byte, hl int, _ time.Time) {
+		var conn net.Conn = &chunkConn{data: bytes.Clone(in.Bytes()), rnd: rnd, max: 1 + rnd.IntN(3*tapBuffer)}
+		if seed%3 == 0 {
+			conn = tcpWritten(t, in.Bytes(), rnd) // the raw reads of a socket
+		}
+		tp := newTap(conn, func(pkt []byte, hl int, _ time.Time) {
 			if want, _ := rtpHeaderLen(pkt); hl != want {
 				t.Fatalf("header length %d, want %d", hl, want)
 			}
 			got = append(got, bytes.Clone(pkt))
 		})
+		tp.beatEvery = time.Hour // however slow the machine
 		tp.take(0)
 		if out := readAll(t, tp, rnd); !bytes.Equal(out, want.Bytes()) {
 			t.Fatalf("seed %d: gortsplib's side differs at byte %d of %d", seed, mismatch(out, want.Bytes()), want.Len())
@@ -132,6 +141,89 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 				t.Fatalf("seed %d: packet %d differs", seed, i)
 			}
 		}
+	}
+}
+
+// tcpWritten is the client end of a loopback TCP connection whose other
+// end writes data in pieces of random sizes, some after a pause, and then
+// closes.
+func tcpWritten(t *testing.T, data []byte, rnd *rand.Rand) net.Conn {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pieces [][]byte
+	for b := data; len(b) > 0; {
+		n := min(len(b), 1+rnd.IntN(3*tapBuffer))
+		pieces, b = append(pieces, b[:n]), b[n:]
+	}
+	pause := rnd.IntN(3)
+	go func() {
+		defer server.Close()
+		for i, p := range pieces {
+			if i%3 == pause {
+				time.Sleep(time.Millisecond)
+			}
+			if _, err := server.Write(p); err != nil {
+				return
+			}
+		}
+	}()
+	if _, ok := client.(syscall.Conn); !ok {
+		t.Fatal("a TCP connection is no syscall.Conn")
+	}
+	return client
+}
+
+// TestTapBeat: gortsplib gets the first packet the tap takes and then one
+// every tapBeat, numbered one after the other whatever the camera's
+// numbers in between (it would count those it did not get as lost).
+func TestTapBeat(t *testing.T) {
+	tp := newTap(nil, func([]byte, int, time.Time) {})
+	tp.take(0)
+	start := time.Now()
+	var want []byte
+	for i := range 12 {
+		tp.now = start.Add(time.Duration(i) * 100 * time.Millisecond)
+		pkt := rtpPkt(uint16(65530+3*i), uint32(i)*9000, true, []byte{0x41, 1, 2, 3, 4}, 0, -1, 0)
+		tp.packet(pkt)
+		if i%5 == 0 {
+			h := bytes.Clone(pkt[:12+3])
+			binary.BigEndian.PutUint16(h[2:], uint16(65530+i/5))
+			want = append(want, frame(0, h)...)
+		}
+	}
+	if !bytes.Equal(tp.out, want) {
+		t.Fatalf("gortsplib got %x, want %x", tp.out, want)
+	}
+}
+
+// TestTapReceiverCountsLosses: the receiver counts the packets lost from
+// the camera's sequence numbers (gortsplib, which gets only the beat,
+// cannot), across the wrap, and not a late or repeated packet.
+func TestTapReceiverCountsLosses(t *testing.T) {
+	hub := stream.NewHub("cam", stream.DefaultHubConfig())
+	defer hub.Close()
+	p := NewPuller(camera.Camera{ID: "cam"}, hub, PullConfig{}, slog.New(slog.DiscardHandler))
+	r := newTapReceiver(p, 96, stream.H264, &jitterMeter{})
+	now := time.Now()
+	for _, seq := range []uint16{65533, 65534, 1, 2, 2, 1, 3, 7} { // 65535, 0 and 4-6 lost
+		pkt := rtpPkt(seq, 0, false, []byte{0x41, 1}, 0, -1, 0)
+		r.packet(pkt, 12, now)
+	}
+	if st := p.Status(); st.PacketsLost != 5 || st.PacketsReceived != 8 {
+		t.Fatalf("%d packets lost of %d received, want 5 of 8", st.PacketsLost, st.PacketsReceived)
 	}
 }
 
@@ -179,13 +271,50 @@ func TestTapPassesAllBeforeTakingAndLongHeaders(t *testing.T) {
 // written and then nothing more (the camera waits for the client) are
 // read in full without waiting for more bytes.
 func TestTapHoldsNothingBack(t *testing.T) {
-	client, server := net.Pipe()
-	defer client.Close()
-	defer server.Close()
-	tp := newTap(client, func([]byte, int, time.Time) {})
-	tp.take(1) // another channel than the frame's
-	want := append([]byte("RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 3\r\n\r\nabc"), frame(0, []byte{1, 2, 3, 4})...)
-	go server.Write(want)
+	t.Run("pipe", func(t *testing.T) {
+		client, server := net.Pipe()
+		defer client.Close()
+		defer server.Close()
+		holdsNothingBack(t, client, server)
+	})
+	t.Run("tcp", func(t *testing.T) { // the raw reads of a socket
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		client, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		server, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer server.Close()
+		holdsNothingBack(t, client, server)
+	})
+}
+
+func holdsNothingBack(t *testing.T, client, server net.Conn) {
+	taken := 0
+	tp := newTap(client, func([]byte, int, time.Time) { taken++ })
+	tp.beatEvery = time.Hour // however slow the machine
+	tp.take(0)
+	// A response, a frame of another channel and two packets taken, and
+	// after a pause another response: gortsplib gets the first packet's
+	// header (the second comes within the beat) and both responses.
+	resp1 := []byte("RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 3\r\n\r\nabc")
+	other := frame(1, []byte{1, 2, 3, 4})
+	pkt1, pkt2 := rtpPkt(1, 0, false, []byte{0x41, 1, 2, 3, 4}, 0, -1, 0), rtpPkt(2, 0, true, []byte{0x41, 5, 6}, 0, -1, 0)
+	resp2 := []byte("RTSP/1.0 200 OK\r\nCSeq: 2\r\n\r\n")
+	go func() {
+		server.Write(slices.Concat(resp1, other, frame(0, pkt1), frame(0, pkt2)))
+		time.Sleep(20 * time.Millisecond)
+		server.Write(resp2)
+	}()
+	want := slices.Concat(resp1, other, frame(0, pkt1[:15]), resp2)
 	if err := client.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +327,8 @@ func TestTapHoldsNothingBack(t *testing.T) {
 		}
 		got = append(got, p[:n]...)
 	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("got %q, want %q", got, want)
+	if !bytes.Equal(got, want) || taken != 2 {
+		t.Fatalf("got %q and %d packets taken, want %q and 2", got, taken, want)
 	}
 }
 
@@ -218,7 +347,7 @@ type units struct {
 	ptss []time.Duration
 }
 
-func (u *units) emit(au [][]byte, pts time.Duration) {
+func (u *units) emit(au [][]byte, pts time.Duration, _ *stream.Buffer) {
 	u.aus = append(u.aus, au)
 	u.ptss = append(u.ptss, pts)
 }
@@ -439,7 +568,7 @@ func FuzzTap(f *testing.F) {
 					t.Fatal("the tap took a packet it cannot read, or misread its header")
 				}
 				if rp, err := parseRTP(pkt, hl); err == nil {
-					d.push(rp, func([][]byte, time.Duration) {})
+					d.push(rp, func([][]byte, time.Duration, *stream.Buffer) {})
 				}
 			})
 			tp.take(0)
@@ -472,7 +601,7 @@ func FuzzDepacketize(f *testing.F) {
 				if flags&4 != 0 {
 					ts += 3600
 				}
-				d.push(rtpPacket{marker: flags&1 != 0, seq: seq, ts: ts, payload: b[:n]}, func(au [][]byte, _ time.Duration) {
+				d.push(rtpPacket{marker: flags&1 != 0, seq: seq, ts: ts, payload: b[:n]}, func(au [][]byte, _ time.Duration, _ *stream.Buffer) {
 					for _, n := range au {
 						if len(n) == 0 {
 							t.Fatal("an empty NAL unit")

@@ -162,7 +162,9 @@ type Process struct {
 	Heap uint64 `json:"go_heap_inuse_bytes"`
 	// Live is the heap and stacks in use after a GC, once the window is
 	// over.
-	Live       uint64 `json:"live_heap_stacks_bytes"`
+	Live uint64 `json:"live_heap_stacks_bytes"`
+	// Stacks is the goroutines' stacks, part of Live.
+	Stacks     uint64 `json:"stacks_bytes"`
 	Goroutines int    `json:"goroutines"`
 }
 
@@ -235,7 +237,7 @@ func measure(ctx context.Context, w window) (Process, error) {
 	// After the CPU window: a forced GC would count in it.
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	p.Live = ms.HeapInuse + ms.StackInuse
+	p.Live, p.Stacks = ms.HeapInuse+ms.StackInuse, ms.StackInuse
 	if w.profile != "" {
 		if err := writeProfile("heap", w.profile+".heap.pprof", 0); err != nil {
 			return p, err

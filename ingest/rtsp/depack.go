@@ -92,9 +92,9 @@ func (d *depacketizer) pts(ts uint32) time.Duration {
 // push adds a packet and hands each unit it ends (a packet with the
 // marker bit ends its own; one with a new timestamp ends the previous
 // unit, whose last packet was lost or which had no marker) to emit, with
-// its presentation time. An error says the packet could not be used; the
+// its presentation time and the buffer that holds it. An error says the packet could not be used; the
 // rest of its unit is kept, without the NAL unit it broke.
-func (d *depacketizer) push(p rtpPacket, emit func(au [][]byte, pts time.Duration)) (err error) {
+func (d *depacketizer) push(p rtpPacket, emit emitFunc) (err error) {
 	if d.first {
 		d.first, d.last = false, p.ts
 	} else if p.seq != d.seq+1 && d.frag {
@@ -252,9 +252,12 @@ func (d *depacketizer) dropFragment() {
 	d.ends = d.ends[:len(d.ends)-1]
 }
 
-// finish hands the unit gathered to emit, in one allocation, and starts
-// over.
-func (d *depacketizer) finish(emit func([][]byte, time.Duration)) {
+// emitFunc takes an access unit whose NAL units are in buf.
+type emitFunc func(au [][]byte, pts time.Duration, buf *stream.Buffer)
+
+// finish hands the unit gathered to emit, copied into a buffer of its
+// size, and starts over.
+func (d *depacketizer) finish(emit emitFunc) {
 	if d.frag {
 		d.dropFragment()
 	}
@@ -262,14 +265,16 @@ func (d *depacketizer) finish(emit func([][]byte, time.Duration)) {
 	if len(d.ends) == 0 {
 		return
 	}
-	data := append([]byte(nil), *d.buf...) // not zeroed first, unlike make
+	buf := stream.NewBuffer(len(*d.buf))
+	data := buf.Bytes()
+	copy(data, *d.buf)
 	au := make([][]byte, len(d.ends))
 	start := 0
 	for i, end := range d.ends {
 		au[i] = data[start:end:end]
 		start = end
 	}
-	emit(au, d.pts(d.ts))
+	emit(au, d.pts(d.ts), buf)
 }
 
 func (d *depacketizer) reset() {

@@ -132,10 +132,17 @@ func clone(b []byte) []byte {
 // camera's clock) to every subscriber. It never blocks. The hub takes
 // ownership of nalus.
 func (h *Hub) Publish(pts time.Duration, received time.Time, nalus [][]byte) {
+	h.PublishBuffer(pts, received, nalus, nil)
+}
+
+// PublishBuffer is Publish of NAL units that are all in buf, which the
+// hub releases once it no longer needs the unit, if no consumer got it.
+func (h *Hub) PublishBuffer(pts time.Duration, received time.Time, nalus [][]byte, buf *Buffer) {
 	nalus = dropEmpty(nalus)
 	h.mu.Lock()
 	if h.closed || !h.hasTrack || len(nalus) == 0 {
 		h.mu.Unlock()
+		buf.Release()
 		return
 	}
 	h.track.updateParams(nalus)
@@ -143,12 +150,13 @@ func (h *Hub) Publish(pts time.Duration, received time.Time, nalus [][]byte) {
 	if key {
 		nalus = h.withParams(nalus)
 	}
-	u := &Unit{PTS: pts, Received: received, NALUs: nalus, Key: key, Epoch: h.epoch}
+	u := &Unit{PTS: pts, Received: received, NALUs: nalus, Key: key, Epoch: h.epoch, buf: buf}
 	for _, n := range nalus {
 		u.Size += len(n)
 	}
-	h.cache(u)
+	cached := h.cache(u)
 	h.rate.add(received, u.Size, key)
+	u.shared = len(h.subs) > 0
 	for s := range h.subs {
 		select {
 		case s.ch <- u:
@@ -156,6 +164,9 @@ func (h *Hub) Publish(pts time.Duration, received time.Time, nalus [][]byte) {
 			h.dropLocked(s, ErrSlowConsumer)
 			h.slowDrops.Add(1)
 		}
+	}
+	if !cached {
+		release(u)
 	}
 	h.mu.Unlock()
 
@@ -191,7 +202,24 @@ func (h *Hub) withParams(nalus [][]byte) [][]byte {
 	return out
 }
 
-func (h *Hub) cache(u *Unit) {
+// release gives back the buffer of a unit the hub no longer needs, if no
+// consumer has it.
+func release(u *Unit) {
+	if !u.shared {
+		u.buf.Release()
+	}
+	u.buf = nil
+}
+
+// releaseGOPLocked releases the cached GOP's units.
+func (h *Hub) releaseGOPLocked() {
+	for _, u := range h.gop {
+		release(u)
+	}
+}
+
+// cache keeps u in the cached GOP, if it can, and says whether it did.
+func (h *Hub) cache(u *Unit) bool {
 	if u.Key {
 		if h.seenKey {
 			size := h.sinceKey
@@ -206,6 +234,7 @@ func (h *Hub) cache(u *Unit) {
 		// Clear, not only truncate: the previous GOP's units past the new
 		// length would stay reachable until overwritten, a second GOP in
 		// memory per camera.
+		h.releaseGOPLocked()
 		clear(h.gop)
 		h.gop = h.gop[:0]
 		h.gopBytes = 0
@@ -221,20 +250,22 @@ func (h *Hub) cache(u *Unit) {
 	h.sinceKey += int64(u.Size)
 	h.unitsSinceKey++
 	if !h.gopValid {
-		return
+		return false
 	}
 	if len(h.gop) >= h.cfg.MaxGOPUnits || h.gopBytes+u.Size > h.cfg.MaxGOPBytes {
 		// Keyframes too far apart to cache: new consumers wait for the next.
 		h.dropGOPLocked()
-		return
+		return false
 	}
 	h.gop = append(h.gop, u)
 	h.gopBytes += u.Size
 	h.cachedBytes.Store(int64(h.gopBytes))
+	return true
 }
 
 // dropGOPLocked forgets the cached GOP until the next keyframe.
 func (h *Hub) dropGOPLocked() {
+	h.releaseGOPLocked()
 	h.gop, h.gopBytes, h.gopValid = nil, 0, false
 	h.cachedBytes.Store(0)
 }
@@ -285,6 +316,7 @@ func (h *Hub) subscribe(queue int, passive bool) (*Sub, error) {
 	}
 	s := &Sub{hub: h, ch: make(chan *Unit, queue+len(h.gop)), done: make(chan struct{}), passive: passive}
 	for _, u := range h.gop {
+		u.shared = true
 		s.ch <- u
 	}
 	h.subs[s] = struct{}{}

@@ -51,6 +51,12 @@ type Unit struct {
 	Epoch uint32
 	// Size is the total of the NAL units' lengths.
 	Size int
+
+	// buf holds the NAL units, if the hub may release it; shared says the
+	// unit reached a consumer, so it never may (both under the hub's
+	// lock).
+	buf    *Buffer
+	shared bool
 }
 
 // Errors a subscription ends with.

@@ -316,8 +316,14 @@ func (c *cluster) assigned(ctx context.Context, parts []bus.TopicPartition) erro
 func (c *cluster) revoked(ctx context.Context, parts []bus.TopicPartition) {
 	c.announcing.Lock()
 	defer c.announcing.Unlock()
-	until := time.Now().Add(c.cfg.HandoverGrace.D())
+	now := time.Now()
+	until := now.Add(c.cfg.HandoverGrace.D())
 	c.mu.Lock()
+	for p, t := range c.leaving {
+		if !now.Before(t) {
+			delete(c.leaving, p) // its grace is over
+		}
+	}
 	for _, tp := range parts {
 		if _, ok := c.owned[tp.Partition]; ok {
 			delete(c.owned, tp.Partition)

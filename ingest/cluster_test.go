@@ -384,6 +384,11 @@ func TestClusterHandover(t *testing.T) {
 	if direct() {
 		t.Fatal("pulled after the grace")
 	}
+	// A later revocation forgets the partitions whose grace is over.
+	c.revoked(ctx, nil)
+	if len(c.leaving) != 0 {
+		t.Fatalf("%d partitions leaving after their grace", len(c.leaving))
+	}
 	// Another node took it later; this node's late write loses.
 	if _, err := db.Exec(ctx, `UPDATE camera_owners SET node = 'rtsp://ingest-2:8554', since = ? WHERE camera_id = 'gate'`, since+1000); err != nil {
 		t.Fatal(err)

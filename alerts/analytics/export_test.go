@@ -69,3 +69,10 @@ func Quantiles(driver, x, cond string, pcts ...int) []string {
 func (s *CHStore) Exec(ctx context.Context, query string) error {
 	return s.conn.Exec(ctx, query)
 }
+
+// EventRowAttributes is the attribute columns EventFromEvent fills.
+func EventRowAttributes(attrs map[string]any) EventRow {
+	var r EventRow
+	r.attributes(attrs)
+	return r
+}

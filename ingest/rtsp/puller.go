@@ -21,8 +21,6 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/pion/rtp"
 
 	"sharpeye/configs/conf"
@@ -296,7 +294,7 @@ func (p *Puller) session(ctx context.Context) error {
 	// Over TCP the tap takes the RTP packets out of the connection (see
 	// tap); taken is what it hands them to, set once the track is known.
 	var tapped atomic.Pointer[tap]
-	var taken *tapReceiver
+	var taken *receiver
 	c := &gortsplib.Client{
 		Scheme:        u.Scheme,
 		Host:          u.Host,
@@ -350,33 +348,19 @@ func (p *Puller) session(ctx context.Context) error {
 	p.jitterMs.Store(0)
 	var jitter jitterMeter // the packet callback's own, like the depacketizer: gortsplib calls it from one goroutine
 
+	recv := newReceiver(p, forma.PayloadType(), track.Codec, &jitter)
 	if t, ch := tapped.Load(), interleavedChannel(res); t != nil && ch >= 0 {
-		taken = newTapReceiver(p, forma.PayloadType(), track.Codec, &jitter)
+		taken = recv
 		t.take(ch)
 		p.tapped.Store(true)
 	} else {
+		// gortsplib reads the packets (over UDP, or under TLS), puts them
+		// in order and counts the losses.
 		p.tapped.Store(false)
-		decode, err := decoder(forma)
-		if err != nil {
-			return err
-		}
-		c.OnPacketRTPAny(func(m *description.Media, f format.Format, pkt *rtp.Packet) {
-			if m != medi {
-				return
+		c.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+			if m == medi {
+				recv.take(rtpPacket{marker: pkt.Marker, seq: pkt.SequenceNumber, ts: pkt.Timestamp, payload: pkt.Payload}, pkt.PayloadType, nil, time.Now())
 			}
-			now := time.Now()
-			p.arrived(&jitter, now, pkt.Timestamp)
-			// The time decoder must see every packet: it starts on the
-			// first one that begins a keyframe.
-			pts, ok := c.PacketPTS(m, pkt)
-			au, err := decode(pkt)
-			if err != nil {
-				p.decodeErrs.Add(1) // as the tap's depacketizer counts them
-			}
-			if !ok || err != nil || len(au) == 0 {
-				return
-			}
-			p.hub.Publish(pts, now, au)
 		})
 	}
 	if _, err := c.Play(nil); err != nil {
@@ -443,6 +427,10 @@ func (p *Puller) describeError(err error) error {
 func findVideo(desc *description.Session) (*description.Media, format.Format, stream.Track, error) {
 	var h264 *format.H264
 	if medi := desc.FindFormat(&h264); medi != nil {
+		if h264.PacketizationMode > 1 {
+			// Interleaved mode (RFC 6184's STAP-B, MTAP and FU-B): cameras do not use it.
+			return nil, nil, stream.Track{}, &camError{fmt.Sprintf("H.264 packetization-mode %d is not supported (only 0 and 1)", h264.PacketizationMode)}
+		}
 		return medi, h264, stream.Track{Codec: stream.H264, SPS: h264.SPS, PPS: h264.PPS}, nil
 	}
 	var h265 *format.H265
@@ -456,46 +444,6 @@ func findVideo(desc *description.Session) (*description.Media, format.Format, st
 		}
 	}
 	return nil, nil, stream.Track{}, &camError{fmt.Sprintf("no H.264 or H.265 video (the camera offers %s)", strings.Join(codecs, ", "))}
-}
-
-// decoder is gortsplib's depacketizer of forma (findVideo's), for the
-// sessions the tap does not take (UDP, rtsps).
-func decoder(forma format.Format) (func(*rtp.Packet) ([][]byte, error), error) {
-	switch f := forma.(type) {
-	case *format.H264:
-		dec, err := f.CreateDecoder()
-		if err != nil {
-			return nil, &camError{"h264: " + err.Error()}
-		}
-		return ignoreFragments(dec.Decode), nil
-	case *format.H265:
-		dec, err := f.CreateDecoder()
-		if err != nil {
-			return nil, &camError{"h265: " + err.Error()}
-		}
-		return ignoreFragments(dec.Decode), nil
-	}
-	return nil, &camError{"no depacketizer for " + forma.Codec()}
-}
-
-// ignoreFragments turns "need more packets" into no access unit, no
-// error, and so does a fragment without its start before the first unit:
-// the end of a NAL unit sent before the pull joined, which is no loss.
-func ignoreFragments(decode func(*rtp.Packet) ([][]byte, error)) func(*rtp.Packet) ([][]byte, error) {
-	started := false
-	return func(pkt *rtp.Packet) ([][]byte, error) {
-		au, err := decode(pkt)
-		switch {
-		case errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrMorePacketsNeeded):
-			started = true // the packet was taken
-			return nil, nil
-		case !started && (errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious)):
-			return nil, nil
-		case err == nil:
-			started = true
-		}
-		return au, err
-	}
 }
 
 // Status returns the camera's state and statistics.

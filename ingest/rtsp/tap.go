@@ -370,8 +370,12 @@ func interleavedChannel(res *base.Response) int {
 	return th.InterleavedIDs[0]
 }
 
-// tapReceiver is a session's receiver of the packets its tap takes.
-type tapReceiver struct {
+// receiver is a session's receiver of its video packets: those the tap
+// takes over TCP, and those gortsplib reads over UDP (see Puller.session).
+// Its depacketizer gathers each access unit into a pooled buffer that the
+// hub may use again (gortsplib's would allocate each fragment, each unit
+// and its list of NAL units).
+type receiver struct {
 	p      *Puller
 	pt     uint8
 	dep    *depacketizer
@@ -383,11 +387,11 @@ type tapReceiver struct {
 	seqOK  bool      // seq is set
 }
 
-func newTapReceiver(p *Puller, pt uint8, codec stream.Codec, jitter *jitterMeter) *tapReceiver {
-	r := &tapReceiver{p: p, pt: pt, dep: newDepacketizer(codec), jitter: jitter}
+func newReceiver(p *Puller, pt uint8, codec stream.Codec, jitter *jitterMeter) *receiver {
+	r := &receiver{p: p, pt: pt, dep: newDepacketizer(codec), jitter: jitter}
 	r.emit = func(au [][]byte, pts time.Duration, buf *stream.Buffer) {
-		// The units before the first keyframe are dropped, as gortsplib's
-		// path does: nothing could decode them.
+		// The units before the first keyframe are dropped: nothing could
+		// decode them.
 		if !r.keyed && !stream.IsKey(codec, au) {
 			buf.Release()
 			return
@@ -399,7 +403,7 @@ func newTapReceiver(p *Puller, pt uint8, codec stream.Codec, jitter *jitterMeter
 }
 
 // packet takes an RTP packet whose header, hl bytes, the tap has read.
-func (r *tapReceiver) packet(pkt []byte, hl int, now time.Time) {
+func (r *receiver) packet(pkt []byte, hl int, now time.Time) {
 	// Packets lost: gortsplib, which sees only some of them (see
 	// tap.packet), cannot tell. A packet from before the last is late
 	// or a duplicate, not a loss.
@@ -410,11 +414,17 @@ func (r *tapReceiver) packet(pkt []byte, hl int, now time.Time) {
 		}
 		r.seq, r.seqOK = seq, true
 	}
-	if pkt[1]&0x7f != r.pt {
+	rp, err := parseRTP(pkt, hl)
+	r.take(rp, pkt[1]&0x7f, err, now)
+}
+
+// take takes a packet of payload type pt (err: it could not be read),
+// from the tap or from gortsplib.
+func (r *receiver) take(rp rtpPacket, pt uint8, err error, now time.Time) {
+	if pt != r.pt {
 		r.p.packets.Add(1)
 		return // another format of the media
 	}
-	rp, err := parseRTP(pkt, hl)
 	r.p.arrived(r.jitter, now, rp.ts)
 	if err != nil {
 		r.p.decodeErrs.Add(1)

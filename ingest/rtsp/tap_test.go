@@ -10,15 +10,16 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/pion/rtp"
-
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/stream"
+
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
 )
 
 // chunkConn gives its data in pieces of random sizes, then io.EOF.
@@ -216,7 +217,7 @@ func TestTapReceiverCountsLosses(t *testing.T) {
 	hub := stream.NewHub("cam", stream.DefaultHubConfig())
 	defer hub.Close()
 	p := NewPuller(camera.Camera{ID: "cam"}, hub, PullConfig{}, slog.New(slog.DiscardHandler))
-	r := newTapReceiver(p, 96, stream.H264, &jitterMeter{})
+	r := newReceiver(p, 96, stream.H264, &jitterMeter{})
 	now := time.Now()
 	for _, seq := range []uint16{65533, 65534, 1, 2, 2, 1, 3, 7} { // 65535, 0 and 4-6 lost
 		pkt := rtpPkt(seq, 0, false, []byte{0x41, 1}, 0, -1, 0)
@@ -471,44 +472,6 @@ func TestDepacketizeJoinedMidFragment(t *testing.T) {
 	}
 }
 
-// TestDecoderJoinedMidFragment: gortsplib's depacketizer, which UDP
-// pulls use, is wrapped the same way: a tail before the first NAL unit is
-// no error, a lost start later is.
-func TestDecoderJoinedMidFragment(t *testing.T) {
-	decode, err := decoder(&format.H264{PayloadTyp: 96, PacketizationMode: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errs []error
-	var aus [][][]byte
-	for _, b := range [][]byte{
-		rtpPkt(7, 0, false, []byte{0x60 | 28, 0x05, 1, 2}, 0, -1, 0), // joined here
-		rtpPkt(8, 0, true, []byte{0x60 | 28, 0x45, 3}, 0, -1, 0),
-		rtpPkt(9, 3600, false, []byte{0x60 | 28, 0x85, 4}, 0, -1, 0),
-		rtpPkt(10, 3600, true, []byte{0x60 | 28, 0x45, 5}, 0, -1, 0),
-		rtpPkt(12, 7200, true, []byte{0x60 | 28, 0x45, 6}, 0, -1, 0), // 11, its start, lost
-	} {
-		var pkt rtp.Packet
-		if err := pkt.Unmarshal(b); err != nil {
-			t.Fatal(err)
-		}
-		au, err := decode(&pkt)
-		errs = append(errs, err)
-		if au != nil {
-			aus = append(aus, au)
-		}
-	}
-	if errs[0] != nil || errs[1] != nil {
-		t.Fatalf("the tail before the first NAL unit gave %v, %v", errs[0], errs[1])
-	}
-	if errs[4] == nil {
-		t.Fatal("no error for a fragment whose start was lost")
-	}
-	if len(aus) != 1 || !bytes.Equal(aus[0][0], []byte{0x65, 4, 5}) {
-		t.Fatalf("units %x, want the one whole NAL unit", aus)
-	}
-}
-
 func TestDepacketizeH265AndTimestampWrap(t *testing.T) {
 	vps := []byte{0x40, 0x01, 0x0c}
 	sps := []byte{0x42, 0x01, 0x01}
@@ -612,4 +575,22 @@ func FuzzDepacketize(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFindVideoRefusesInterleavedH264: a camera announcing H.264 in
+// interleaved mode, which no depacketizer here reads, is told so.
+func TestFindVideoRefusesInterleavedH264(t *testing.T) {
+	desc := &description.Session{Medias: []*description.Media{{
+		Type:    description.MediaTypeVideo,
+		Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 2}},
+	}}}
+	_, _, _, err := findVideo(desc)
+	var ce *camError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "packetization-mode 2") {
+		t.Fatalf("findVideo: %v, want an error naming packetization-mode 2", err)
+	}
+	desc.Medias[0].Formats[0].(*format.H264).PacketizationMode = 1
+	if _, _, track, err := findVideo(desc); err != nil || track.Codec != stream.H264 {
+		t.Fatalf("mode 1: %v, %v", track.Codec, err)
+	}
 }

@@ -26,7 +26,31 @@ import (
 // clusterNode is one ingest node of a test cluster.
 type clusterNode struct {
 	*Ingest
+	reg  *prometheus.Registry
 	stop func()
+}
+
+// pulledHere is the node's sharpeye_camera_pulled_here of each camera.
+func (n *clusterNode) pulledHere(t *testing.T) map[string]float64 {
+	t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "sharpeye_camera_pulled_here" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "camera" {
+					out[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 // startClusterNode runs an ingest node of the cluster on b and db, with
@@ -40,7 +64,8 @@ func startClusterNode(t *testing.T, cams []camera.Camera, db *casedb.DB, b bus.B
 	cfg.Cluster.Username, cfg.Cluster.Password = "relay-1", "sey_relay_token"
 	cfg.Cluster.HandoverGrace = conf.Duration(300 * time.Millisecond)
 	cfg.Cluster.Announce = conf.Duration(time.Second)
-	in := New(cfg, cams, db, relayAuth{}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	reg := prometheus.NewRegistry()
+	in := New(cfg, cams, db, relayAuth{}, reg, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := in.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -64,7 +89,7 @@ func startClusterNode(t *testing.T, cams []camera.Camera, db *casedb.DB, b bus.B
 		}
 	}
 	t.Cleanup(stop)
-	return &clusterNode{Ingest: in, stop: stop}
+	return &clusterNode{Ingest: in, reg: reg, stop: stop}
 }
 
 // owners waits until every camera is pulled from the camera by exactly one
@@ -170,6 +195,15 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 		t.Fatalf("one node owns every camera (%d and %d): the cluster shares nothing", count[a], count[c])
 	}
 	t.Logf("owned: %d and %d cameras", count[a], count[c])
+	// The metric says which node pulls each camera from the camera.
+	for _, n := range []*clusterNode{a, c} {
+		pulled := n.pulledHere(t)
+		for _, id := range ids {
+			if want := map[bool]float64{true: 1}[own[id] == n]; pulled[id] != want {
+				t.Errorf("sharpeye_camera_pulled_here{camera=%q} at %s: %v, want %v", id, n.cfg.Cluster.Advertise, pulled[id], want)
+			}
+		}
+	}
 
 	// A viewer at a of a camera c owns: pulled from c's re-serve, still
 	// one session at the camera.

@@ -64,6 +64,9 @@ func (c *PullConfig) Validate(v *conf.V) {
 			v.Errorf(f.key, "must be positive")
 		}
 	}
+	if d := c.ReadTimeout.D(); d > 0 && d < 2*time.Second {
+		v.Errorf("read_timeout", "must be at least 2s (gortsplib counts whole seconds since a camera's last packet)")
+	}
 	if c.BackoffMax.D() < c.BackoffMin.D() {
 		v.Errorf("backoff_max", "must be at least backoff_min")
 	}
@@ -310,7 +313,7 @@ func (p *Puller) session(ctx context.Context) error {
 	}
 	if u.Scheme == "rtsp" && p.cam.Transport != camera.TransportUDP {
 		// Under TLS the tap would read ciphertext.
-		c.DialContext = tapDialer(&tapped, func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) })
+		c.DialContext = tapDialer(&tapped, min(tapBeat, p.cfg.ReadTimeout.D()/4), func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) })
 	}
 	p.transport.Store("udp")
 	switch p.cam.Transport {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -28,8 +29,8 @@ import (
 // copies what it keeps, once, into the access unit, and counts the
 // packets lost), and passes gortsplib the RTP header and the first
 // tapKeep bytes of the payload of one packet every tapBeat, renumbered
-// so that it sees no loss: enough for its read timeout and its receiver
-// reports to the camera. RTSP messages, RTCP and the other channels pass
+// so that it sees no loss: enough for its read timeout. RTSP messages,
+// RTCP and the other channels pass
 // unchanged. On a socket the tap reads with RawConn (see fillRaw).
 //
 // The tap follows the stream's framing as gortsplib's reader does (an
@@ -63,10 +64,15 @@ type tap struct {
 	// raw reads the connection when it is a socket (see fillRaw).
 	raw syscall.RawConn
 	// beat is when the tap last gave gortsplib an RTP packet, beatSeq the
-	// sequence number the next one gets, beatEvery tapBeat (see packet).
+	// sequence number the next one gets, beatEvery how often (see
+	// packet).
 	beat      time.Time
 	beatSeq   uint16
 	beatEvery time.Duration
+	// deadline is the read deadline fillRaw set, probeEvery after a read
+	// (tapProbe).
+	deadline   time.Time
+	probeEvery time.Duration
 }
 
 const (
@@ -82,9 +88,9 @@ const (
 var errTapHeader = fmt.Errorf("an RTSP message header longer than %d KiB", tapMaxHeader>>10)
 
 func newTap(nc net.Conn, onRTP func([]byte, int, time.Time)) *tap {
-	t := &tap{Conn: nc, onRTP: onRTP, in: make([]byte, tapBuffer), out: make([]byte, 0, tapOut), beatEvery: tapBeat}
+	t := &tap{Conn: nc, onRTP: onRTP, in: make([]byte, tapBuffer), out: make([]byte, 0, tapOut), beatEvery: tapBeat, probeEvery: tapProbe}
 	t.channel.Store(-1)
-	if sc, ok := nc.(syscall.Conn); ok {
+	if sc, ok := nc.(syscall.Conn); ok && rawReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			t.raw = raw
 		}
@@ -152,46 +158,75 @@ func (t *tap) fill() error {
 // bytes for gortsplib. It stays in one RawConn.Read for that, so that a
 // read that leaves the socket empty is followed by a wait for the next
 // bytes: net.Conn.Read would read again first, find nothing and then
-// wait, two system calls for each burst of packets instead of one (the
-// read calls were a third of the CPU of 500 cameras).
+// wait, two system calls for each burst of packets instead of one.
+//
+// A short read can also stop at the camera's FIN (or a reset) queued
+// behind the bytes, which then brings no readiness of its own: the wait
+// has a deadline, probeEvery after the last read, at which the tap reads
+// again (a camera that closes the session is seen within it, not after
+// the read timeout).
 func (t *tap) fillRaw(max int) error {
-	var ferr error
-	err := t.raw.Read(func(fd uintptr) bool {
-		for {
-			if ferr = t.space(); ferr != nil {
-				return true
+	for {
+		var ferr error
+		err := t.raw.Read(func(fd uintptr) bool {
+			for {
+				if ferr = t.space(); ferr != nil {
+					return true
+				}
+				n, err := rawRead(fd, t.in[t.w:])
+				switch {
+				case err == syscall.EINTR:
+					continue
+				case err == syscall.EAGAIN:
+					t.arm(time.Now())
+					return false // wait until readable
+				case err != nil:
+					ferr = &net.OpError{Op: "read", Net: "tcp", Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+					return true
+				case n == 0:
+					ferr = io.EOF
+					return true
+				}
+				t.now = time.Now()
+				drained := t.w+n < len(t.in)
+				t.w += n
+				t.handle(max)
+				if len(t.out) > 0 {
+					return true
+				}
+				if drained {
+					// The socket had no more: wait for the next bytes (the
+					// poller saw any that came since) rather than read.
+					t.arm(t.now)
+					return false
+				}
 			}
-			n, err := syscall.Read(int(fd), t.in[t.w:])
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-				return false // wait until readable
-			case err != nil:
-				ferr = &net.OpError{Op: "read", Net: "tcp", Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: os.NewSyscallError("read", err)}
-				return true
-			case n == 0:
-				ferr = io.EOF
-				return true
-			}
-			t.now = time.Now()
-			drained := t.w+n < len(t.in)
-			t.w += n
-			t.handle(max)
-			if len(t.out) > 0 {
-				return true
-			}
-			if drained {
-				// The socket had no more: wait for the next bytes (the
-				// poller saw any that came since) rather than read.
-				return false
-			}
+		})
+		if ferr != nil {
+			return ferr
 		}
-	})
-	if ferr != nil {
-		return ferr
+		if errors.Is(err, os.ErrDeadlineExceeded) && !t.deadline.IsZero() {
+			// The probe's deadline, not the caller's (gortsplib sets
+			// none): read again.
+			t.deadline = time.Time{}
+			if err := t.Conn.SetReadDeadline(time.Time{}); err != nil {
+				return err
+			}
+			continue
+		}
+		return err
 	}
-	return err
+}
+
+// arm sets the deadline of the wait that follows a read at now to
+// probeEvery after it, unless the one set is still at least half that
+// far off (so that a stream of packets moves it twice a probe at most).
+func (t *tap) arm(now time.Time) {
+	if !t.deadline.IsZero() && t.deadline.Sub(now) >= t.probeEvery/2 {
+		return
+	}
+	t.deadline = now.Add(t.probeEvery)
+	t.Conn.SetReadDeadline(t.deadline)
 }
 
 // handle turns what is in the read buffer into bytes for gortsplib, up to
@@ -253,11 +288,16 @@ func (t *tap) handle(max int) {
 const tapKeep = 3
 
 // tapBeat is how often gortsplib gets an RTP packet of those the tap
-// takes: often enough for its read timeout (which counts whole seconds
-// since the last packet) and its receiver reports, rarely enough that it
-// costs nothing (parsing every packet's header was a sixth of the CPU of
-// 500 cameras).
+// takes (at most; a quarter of the read timeout when that is shorter):
+// often enough for its read timeout, which counts whole seconds since the
+// last packet, rarely enough that it costs nothing (parsing every
+// packet's header was a sixth of the CPU of 500 cameras). Over TCP
+// gortsplib sends no receiver reports, so the camera never sees the
+// renumbering.
 const tapBeat = 500 * time.Millisecond
+
+// tapProbe bounds the wait after a short read (see fillRaw).
+const tapProbe = time.Second
 
 // packet hands an RTP packet to onRTP and, every tapBeat, gives gortsplib
 // its header and the start of its payload, numbered on from the last it
@@ -344,14 +384,16 @@ func messageLength(b []byte) (int, bool) {
 }
 
 // tapDialer dials like gortsplib's default and wraps the connection in a
-// tap, kept in *last for the session to start taking after SETUP.
-func tapDialer(last *atomic.Pointer[tap], onRTP func([]byte, int, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
+// tap, kept in *last for the session to start taking after SETUP, that
+// gives gortsplib a packet every beat.
+func tapDialer(last *atomic.Pointer[tap], beat time.Duration, onRTP func([]byte, int, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
 		if err != nil {
 			return nil, err
 		}
 		t := newTap(nc, onRTP)
+		t.beatEvery = beat
 		last.Store(t)
 		return t, nil
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"sharpeye/configs/conf"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/stream"
 
@@ -150,20 +151,7 @@ func TestTapTakesTheRTPAndPassesTheRest(t *testing.T) {
 // closes.
 func tcpWritten(t *testing.T, data []byte, rnd *rand.Rand) net.Conn {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	client, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := tcpPair(t)
 	var pieces [][]byte
 	for b := data; len(b) > 0; {
 		n := min(len(b), 1+rnd.IntN(3*tapBuffer))
@@ -181,9 +169,6 @@ func tcpWritten(t *testing.T, data []byte, rnd *rand.Rand) net.Conn {
 			}
 		}
 	}()
-	if _, ok := client.(syscall.Conn); !ok {
-		t.Fatal("a TCP connection is no syscall.Conn")
-	}
 	return client
 }
 
@@ -279,23 +264,75 @@ func TestTapHoldsNothingBack(t *testing.T) {
 		holdsNothingBack(t, client, server)
 	})
 	t.Run("tcp", func(t *testing.T) { // the raw reads of a socket
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		client, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		server, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer server.Close()
+		client, server := tcpPair(t)
 		holdsNothingBack(t, client, server)
 	})
+}
+
+// tcpPair is both ends of a loopback TCP connection, closed when the test
+// ends.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	if _, ok := client.(syscall.Conn); !ok {
+		t.Fatal("a TCP connection is no syscall.Conn")
+	}
+	return client, server
+}
+
+// TestTapSeesACloseBehindTheLastBytes: a camera that sends its last
+// packet and closes the connection while the tap is busy leaves the FIN
+// behind bytes a read returns alone, with no readiness of its own; the
+// tap reads again after probeEvery and ends with io.EOF instead of
+// waiting for bytes that never come.
+func TestTapSeesACloseBehindTheLastBytes(t *testing.T) {
+	client, server := tcpPair(t)
+	release := make(chan struct{})
+	first := true
+	tp := newTap(client, func([]byte, int, time.Time) {
+		if first { // busy with the first packet while the rest comes
+			first = false
+			<-release
+		}
+	})
+	tp.beat, tp.beatEvery = time.Now(), time.Hour // nothing for gortsplib
+	tp.probeEvery = 50 * time.Millisecond
+	tp.take(0)
+	go func() {
+		server.Write(frame(0, rtpPkt(1, 0, false, []byte{0x41, 1}, 0, -1, 0)))
+		time.Sleep(50 * time.Millisecond)
+		server.Write(frame(0, rtpPkt(2, 0, true, []byte{0x41, 2}, 0, -1, 0)))
+		server.Close()
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tp.Read(make([]byte, 100))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("the tap's read after the camera closed: %v, want %v", err, io.EOF)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the tap still waits for bytes after the camera closed")
+	}
 }
 
 func holdsNothingBack(t *testing.T, client, server net.Conn) {
@@ -592,5 +629,22 @@ func TestFindVideoRefusesInterleavedH264(t *testing.T) {
 	desc.Medias[0].Formats[0].(*format.H264).PacketizationMode = 1
 	if _, _, track, err := findVideo(desc); err != nil || track.Codec != stream.H264 {
 		t.Fatalf("mode 1: %v, %v", track.Codec, err)
+	}
+}
+
+// TestReadTimeoutAtLeastTwoSeconds: gortsplib counts whole seconds since
+// a camera's last packet (and the tap gives it one every beat), so a
+// shorter read timeout would take streaming cameras offline.
+func TestReadTimeoutAtLeastTwoSeconds(t *testing.T) {
+	var c struct {
+		Pull PullConfig `yaml:"pull"`
+	}
+	c.Pull = DefaultPullConfig()
+	err := conf.Load(&c, []byte("pull:\n  read_timeout: 1500ms\n"), "test.yml", nil)
+	if err == nil || !strings.Contains(err.Error(), "read_timeout") || !strings.Contains(err.Error(), "at least 2s") {
+		t.Fatalf("read_timeout 1.5s: %v", err)
+	}
+	if err := conf.Load(&c, []byte("pull:\n  read_timeout: 2s\n"), "test.yml", nil); err != nil {
+		t.Fatalf("read_timeout 2s: %v", err)
 	}
 }

@@ -407,6 +407,19 @@ func pushAll(t *testing.T, d *depacketizer, u *units, pkts ...[]byte) []error {
 	return errs
 }
 
+// fuA is an H.264 FU-A payload of an IDR slice: start and end flags and
+// a piece of the NAL unit.
+func fuA(start, end bool, piece ...byte) []byte {
+	h := byte(0x05)
+	if start {
+		h |= 0x80
+	}
+	if end {
+		h |= 0x40
+	}
+	return append([]byte{0x60 | 28, h}, piece...)
+}
+
 func TestDepacketizeH264(t *testing.T) {
 	sps := []byte{0x67, 0x42, 0xc0, 0x1e}
 	pps := []byte{0x68, 0xce, 0x3c, 0x80}
@@ -416,16 +429,7 @@ func TestDepacketizeH264(t *testing.T) {
 		stapA = append(stapA, byte(len(n)>>8), byte(len(n)))
 		stapA = append(stapA, n...)
 	}
-	fu := func(start, end bool, piece []byte) []byte {
-		h := byte(0x05)
-		if start {
-			h |= 0x80
-		}
-		if end {
-			h |= 0x40
-		}
-		return append([]byte{0x60 | 28, h}, piece...)
-	}
+	fu := func(start, end bool, piece []byte) []byte { return fuA(start, end, piece...) }
 	d := newDepacketizer(stream.H264)
 	var u units
 	errs := pushAll(t, d, &u,
@@ -479,16 +483,7 @@ func TestDepacketizeH264(t *testing.T) {
 // fragmented NAL unit drops its tail without calling it a loss; a
 // fragment whose start is lost later is one.
 func TestDepacketizeJoinedMidFragment(t *testing.T) {
-	fu := func(start, end bool, piece ...byte) []byte {
-		h := byte(0x05)
-		if start {
-			h |= 0x80
-		}
-		if end {
-			h |= 0x40
-		}
-		return append([]byte{0x60 | 28, h}, piece...)
-	}
+	fu := fuA
 	d := newDepacketizer(stream.H264)
 	var u units
 	errs := pushAll(t, d, &u,

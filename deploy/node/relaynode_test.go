@@ -131,26 +131,29 @@ func startAt(t *testing.T, roles []string, mutate func(addr string) func(*Config
 	}
 }
 
-// Two ingest nodes with ingest.cluster share the cameras through a Kafka
-// consumer group (kfake here), one RTSP session per camera between them,
-// and a relay-only node with the cluster enabled and no upstream plays a
-// camera from whichever node owns it: the wiring of the node's roles, on
-// top of the ingest package's own cluster tests.
-func TestClusterNodesShareTheCameras(t *testing.T) {
-	ids := []string{"gate", "bridge", "market", "school", "clinic", "depot"}
+// testCluster is six simulated cameras and what a node of a cluster
+// pulling them needs (Kafka in kfake, a shared case database, the
+// service account the nodes pull from each other with): member(addr)
+// configures a node whose re-serve listens on addr ("": none).
+func testCluster(t *testing.T) (ids []string, sim *simcam.Server, member func(addr string) func(*Config)) {
+	t.Helper()
+	ids = []string{"gate", "bridge", "market", "school", "clinic", "depot"}
 	fixtures := map[string]string{}
 	var cams []camera.Camera
 	for _, id := range ids {
 		fixtures[id] = "street-360p.h264"
 	}
-	sim := startSim(t, simcam.Config{}, fixtures)
+	sim = startSim(t, simcam.Config{}, fixtures)
 	for _, id := range ids {
 		cams = append(cams, camera.Camera{ID: id, Name: id, URL: sim.URL(id), Transport: "tcp", Region: "lanxi/dongcheng"})
 	}
 	kcfg := kafkatest.Cluster(t, 8)
 	db := casedbtest.Config(t, "sqlite")
-	var secret string
-	member := func(addr string) func(*Config) {
+	// The service account, issued before any node starts (the case
+	// database, and so its users, is shared).
+	setup := startRoles(t, "sqlite", []string{Console}, func(c *Config) { c.CaseDB = db })
+	secret := token(t, setup, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
+	member = func(addr string) func(*Config) {
 		return func(c *Config) {
 			c.Cameras = cams
 			c.CaseDB = db
@@ -165,25 +168,18 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 			}
 		}
 	}
-	// The service account the nodes pull from each other with, issued
-	// before any of them starts (the case database, and so its users, is
-	// shared).
-	setup := startRoles(t, "sqlite", []string{Console}, func(c *Config) { c.CaseDB = db })
-	secret = token(t, setup, auth.NewUser{Username: "relay-1", Role: auth.ServiceAccount, Region: "lanxi"})
-	a := startAt(t, []string{Ingest}, member)
-	b := startAt(t, []string{Ingest}, member)
-	// A relay-only node follows the cluster without a re-serve, and on
-	// any bus.
-	edge := startRoles(t, "sqlite", []string{Relay}, member(""), func(c *Config) {
-		c.Ingest.Cluster.Advertise = ""
-		c.Bus.Driver = "embedded"
-	})
+	return ids, sim, member
+}
 
-	// Each camera pulled from the camera by one node, both nodes used (b
-	// joins the group after a has taken every partition).
+// waitShared waits until each camera is pulled from the camera by one of
+// a and b, both used (b joins the group after a has taken every
+// partition), with one session at the camera, and returns one camera b
+// pulls.
+func waitShared(t *testing.T, ids []string, sim *simcam.Server, a, b *Node) string {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		owned := map[*Node]int{}
+		owned, theirs := map[*Node]int{}, ""
 		for _, id := range ids {
 			var owners []*Node
 			for _, n := range []*Node{a, b} {
@@ -193,24 +189,39 @@ func TestClusterNodesShareTheCameras(t *testing.T) {
 			}
 			if _, _, readers := sim.Stats(id); len(owners) == 1 && readers == 1 {
 				owned[owners[0]]++
+				if owners[0] == b {
+					theirs = id
+				}
 			}
 		}
 		if owned[a]+owned[b] == len(ids) && owned[a] > 0 && owned[b] > 0 {
-			break
+			return theirs
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("cameras owned by one node each, with one session: %d by a, %d by b, of %d", owned[a], owned[b], len(ids))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// Two ingest nodes with ingest.cluster share the cameras through a Kafka
+// consumer group (kfake here), one RTSP session per camera between them,
+// and a relay-only node with the cluster enabled and no upstream plays a
+// camera from whichever node owns it: the wiring of the node's roles, on
+// top of the ingest package's own cluster tests.
+func TestClusterNodesShareTheCameras(t *testing.T) {
+	ids, sim, member := testCluster(t)
+	a := startAt(t, []string{Ingest}, member)
+	b := startAt(t, []string{Ingest}, member)
+	// A relay-only node follows the cluster without a re-serve, and on
+	// any bus.
+	edge := startRoles(t, "sqlite", []string{Relay}, member(""), func(c *Config) {
+		c.Ingest.Cluster.Advertise = ""
+		c.Bus.Driver = "embedded"
+	})
 
 	// A viewer at the relay-only node, of a camera b owns.
-	var theirs string
-	for _, id := range ids {
-		if st, _ := b.ingest.Status(id); st.Pulled == ingest.PulledCamera {
-			theirs = id
-		}
-	}
+	theirs := waitShared(t, ids, sim, a, b)
 	viewerToken := token(t, edge, auth.NewUser{Username: "wall-1", Password: "wall-password-1", Role: auth.Commander, Region: "lanxi"})
 	watchKeyframe(t, edge, theirs, viewerToken, "the relay-only node's viewer")
 	if st, _ := edge.upstream.Status(theirs); st.Pulled != ingest.PulledNode || st.Owner != b.cfg.Ingest.Cluster.Advertise {

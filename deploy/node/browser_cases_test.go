@@ -42,12 +42,10 @@ func TestBrowserCases(t *testing.T) {
 		return *s
 	}
 
+	if err := logIn(ctx, n.URL(), "", "zhang.wei", "duty-commander-1"); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
 	err := chromedp.Run(ctx,
-		chromedp.Navigate(n.URL()+"/"),
-		chromedp.WaitVisible(`#login-form`),
-		chromedp.SendKeys(`#login-form input[name=username]`, "zhang.wei"),
-		chromedp.SendKeys(`#login-form input[name=password]`, "duty-commander-1"),
-		chromedp.Click(`#login-form button[type=submit]`),
 		chromedp.WaitVisible(`#status .tile`),
 		chromedp.WaitVisible(`#case-counts .tile`),
 	)

@@ -40,14 +40,7 @@ func TestBrowserClusterCameras(t *testing.T) {
 			want[id] = "pulled here"
 		}
 	}
-	if err := chromedp.Run(ctx,
-		chromedp.Navigate(a.URL()+"/"),
-		chromedp.WaitVisible(`#login-form`),
-		chromedp.SendKeys(`#login-form input[name=username]`, "admin"),
-		chromedp.SendKeys(`#login-form input[name=password]`, "admin-password-1"),
-		chromedp.Click(`#login-form button[type=submit]`),
-		chromedp.WaitVisible(`#status .tile`),
-	); err != nil {
+	if err := logIn(ctx, a.URL(), "", "admin", "admin-password-1"); err != nil {
 		t.Fatalf("log in: %v", err)
 	}
 	// The list is read when the page opens: open it until the hand-over's

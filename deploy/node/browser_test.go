@@ -198,12 +198,10 @@ func TestBrowserConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tiles int
+	if err := logIn(ctx, n.URL(), "", "admin", "admin-password-1"); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
 	err := chromedp.Run(ctx,
-		chromedp.Navigate(n.URL()+"/"),
-		chromedp.WaitVisible(`#login-form`),
-		chromedp.SendKeys(`#login-form input[name=username]`, "admin"),
-		chromedp.SendKeys(`#login-form input[name=password]`, "admin-password-1"),
-		chromedp.Click(`#login-form button[type=submit]`),
 		chromedp.WaitVisible(`#status .tile`),
 		chromedp.Evaluate(`document.querySelectorAll('#status .tile.ok').length`, &tiles),
 	)

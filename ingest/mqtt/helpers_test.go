@@ -38,27 +38,34 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// mqttGoroutines is the stacks of the goroutines of the broker, the
+// clients and this package.
+func mqttGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var found []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "Goroutines()") || strings.Contains(g, "testing.(*M).") {
+			continue
+		}
+		if strings.Contains(g, "mochi-mqtt") || strings.Contains(g, "paho.mqtt") || strings.Contains(g, "sharpeye/ingest/mqtt.") {
+			found = append(found, g)
+		}
+	}
+	return strings.Join(found, "\n\n")
+}
+
 // leakedGoroutines waits for the goroutines of the broker, the clients and
 // this package to end, and returns the stacks of those that do not.
 func leakedGoroutines() string {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "leakedGoroutines") || strings.Contains(g, "testing.(*M).") {
-				continue
-			}
-			if strings.Contains(g, "mochi-mqtt") || strings.Contains(g, "paho.mqtt") || strings.Contains(g, "sharpeye/ingest/mqtt.") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
+		leaked := mqttGoroutines()
+		if leaked == "" {
 			return ""
 		}
 		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
+			return leaked
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -283,7 +290,7 @@ func runIntake(t testing.TB, in *Intake) (stop func()) {
 					t.Errorf("intake: %v", err)
 				}
 			case <-time.After(patience):
-				t.Errorf("intake did not stop")
+				t.Errorf("intake did not stop; its goroutines:\n%s", mqttGoroutines())
 			}
 		})
 	}

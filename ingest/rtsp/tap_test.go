@@ -301,11 +301,12 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 // waiting for bytes that never come.
 func TestTapSeesACloseBehindTheLastBytes(t *testing.T) {
 	client, server := tcpPair(t)
-	release := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	first := true
 	tp := newTap(client, func([]byte, int, time.Time) {
 		if first { // busy with the first packet while the rest comes
 			first = false
+			close(entered)
 			<-release
 		}
 	})
@@ -314,10 +315,11 @@ func TestTapSeesACloseBehindTheLastBytes(t *testing.T) {
 	tp.take(0)
 	go func() {
 		server.Write(frame(0, rtpPkt(1, 0, false, []byte{0x41, 1}, 0, -1, 0)))
-		time.Sleep(50 * time.Millisecond)
+		<-entered
+		// On loopback the bytes and the FIN are queued at the tap's end
+		// when Write and Close return.
 		server.Write(frame(0, rtpPkt(2, 0, true, []byte{0x41, 2}, 0, -1, 0)))
 		server.Close()
-		time.Sleep(50 * time.Millisecond)
 		close(release)
 	}()
 	done := make(chan error, 1)

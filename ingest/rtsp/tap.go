@@ -281,10 +281,10 @@ func (t *tap) handle(max int) {
 	}
 }
 
-// tapKeep is how many bytes of a payload gortsplib still gets: the NAL
-// unit and fragmentation headers of H.264 and H.265, from which its
-// receiver tells a keyframe's packets (whose timestamps it takes for the
-// jitter in its reports to the camera).
+// tapKeep is how many bytes of a payload gortsplib still gets in a beat:
+// the NAL unit and fragmentation headers of H.264 and H.265, which its
+// receiver reads to tell a keyframe's packets (a beat without them would
+// not parse as the codec's packet).
 const tapKeep = 3
 
 // tapBeat is how often gortsplib gets an RTP packet of those the tap

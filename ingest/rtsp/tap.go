@@ -283,8 +283,7 @@ func (t *tap) handle(max int) {
 
 // tapKeep is how many bytes of a payload gortsplib still gets in a beat:
 // the NAL unit and fragmentation headers of H.264 and H.265, which its
-// receiver reads to tell a keyframe's packets (a beat without them would
-// not parse as the codec's packet).
+// format's PTSEqualsDTS reads for each packet it gets.
 const tapKeep = 3
 
 // tapBeat is how often gortsplib gets an RTP packet of those the tap

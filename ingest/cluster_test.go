@@ -16,6 +16,7 @@ import (
 	"sharpeye/alerts/casedb"
 	"sharpeye/alerts/casedb/casedbtest"
 	"sharpeye/configs/conf"
+	"sharpeye/console/api/apitest"
 	"sharpeye/ingest/bus"
 	"sharpeye/ingest/bus/kafka/kafkatest"
 	"sharpeye/ingest/camera"
@@ -28,29 +29,6 @@ type clusterNode struct {
 	*Ingest
 	reg  *prometheus.Registry
 	stop func()
-}
-
-// pulledHere is the node's sharpeye_camera_pulled_here of each camera.
-func (n *clusterNode) pulledHere(t *testing.T) map[string]float64 {
-	t.Helper()
-	mfs, err := n.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "sharpeye_camera_pulled_here" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "camera" {
-					out[l.GetValue()] = m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return out
 }
 
 // startClusterNode runs an ingest node of the cluster on b and db, with
@@ -197,10 +175,13 @@ func clusterSharesTheCameras(t *testing.T, newBus func() bus.Bus) {
 	t.Logf("owned: %d and %d cameras", count[a], count[c])
 	// The metric says which node pulls each camera from the camera.
 	for _, n := range []*clusterNode{a, c} {
-		pulled := n.pulledHere(t)
 		for _, id := range ids {
-			if want := map[bool]float64{true: 1}[own[id] == n]; pulled[id] != want {
-				t.Errorf("sharpeye_camera_pulled_here{camera=%q} at %s: %v, want %v", id, n.cfg.Cluster.Advertise, pulled[id], want)
+			want := 0.0
+			if own[id] == n {
+				want = 1
+			}
+			if got := apitest.Metric(t, n.reg, "sharpeye_camera_pulled_here", "camera", id); got != want {
+				t.Errorf("sharpeye_camera_pulled_here{camera=%q} at %s: %v, want %v", id, n.cfg.Cluster.Advertise, got, want)
 			}
 		}
 	}

@@ -44,6 +44,16 @@ func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []
 	if err := CheckConsume(group, topics, maxBatch, h); err != nil {
 		return err
 	}
+	// A handler gets its own copy of the batch at each attempt.
+	p := func(msgs []Message) Write {
+		return func(ctx context.Context) error { return h(ctx, slices.Clone(msgs)) }
+	}
+	return e.consume(ctx, group, topics, maxBatch, maxWait, p, r)
+}
+
+// consume is ConsumeRebalance and ConsumeStaged: p prepares each batch
+// once, and its Write is retried until it succeeds.
+func (e *Embedded) consume(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p Prepare, r Rebalance) error {
 	topics = slices.Clone(topics)
 	slices.Sort(topics)
 	topics = slices.Compact(topics)
@@ -86,7 +96,7 @@ func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []
 			return end(err)
 		}
 		if len(b.msgs) > 0 {
-			if err := e.handle(ctx, m, b.msgs, h); err != nil {
+			if err := e.handle(ctx, m, len(b.msgs), p(b.msgs)); err != nil {
 				return end(err)
 			}
 		}
@@ -105,17 +115,22 @@ func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []
 // the embedded bus's consumers read from its own log, where the next
 // batch costs little, and its store (SQLite) writes on the same cores.
 func (e *Embedded) ConsumeStaged(ctx context.Context, group string, topics []string, maxBatch int, maxWait time.Duration, p Prepare, r Rebalance) error {
-	return e.ConsumeRebalance(ctx, group, topics, maxBatch, maxWait, Sequential(p), r)
+	if err := CheckConsume(group, topics, maxBatch, Sequential(p)); err != nil {
+		return err
+	}
+	return e.consume(ctx, group, topics, maxBatch, maxWait, p, r)
 }
 
 var _ StagedConsumer = (*Embedded)(nil)
 
-// handle calls h until it accepts msgs, waiting between attempts.
-func (e *Embedded) handle(ctx context.Context, m *member, msgs []Message, h Handler) error {
+// handle runs w, the write of a batch of n messages, until it succeeds,
+// waiting between attempts (the batch is prepared once: a retry does not
+// redo what preparing did, such as dead-lettering).
+func (e *Embedded) handle(ctx context.Context, m *member, n int, w Write) error {
 	for attempt := 0; ; attempt++ {
-		err := h(ctx, slices.Clone(msgs))
+		err := w(ctx)
 		if err == nil {
-			e.metrics.consumed.WithLabelValues(m.g.name).Add(float64(len(msgs)))
+			e.metrics.consumed.WithLabelValues(m.g.name).Add(float64(n))
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -123,7 +138,7 @@ func (e *Embedded) handle(ctx context.Context, m *member, msgs []Message, h Hand
 		}
 		e.metrics.handlerErrors.WithLabelValues(m.g.name).Inc()
 		d := Backoff(attempt, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D())
-		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", len(msgs), "attempt", attempt+1, "retry_in", d, "err", err)
+		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", n, "attempt", attempt+1, "retry_in", d, "err", err)
 		if err := SleepCtx(ctx, d); err != nil {
 			return err
 		}

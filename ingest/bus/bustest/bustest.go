@@ -396,19 +396,31 @@ func (s *suite) consumeStaged(t testing.TB, sc bus.StagedConsumer, group string,
 // staged is resumeFromCommitted with a handler in two steps whose every
 // third write fails as well: the writes keep each key's order, a refused
 // write is retried, and a batch prepared but not written, or written but
-// refused, is not committed.
+// refused, is not committed. A refused write is retried as it is, not
+// prepared again (preparing may have side effects, such as the sink's
+// dead letters).
 func (s *suite) staged(t *testing.T) {
 	b := s.o.New(t)
 	sc, ok := b.(bus.StagedConsumer)
 	if !ok {
 		t.Skip("the bus is not a bus.StagedConsumer")
 	}
+	var retried atomic.Int64
 	s.resume(t, b, func(group, topic string, h bus.Handler) *consumer {
 		return s.consumeStaged(t, sc, group, []string{topic}, 10, func(ms []bus.Message) bus.Write {
 			ms = slices.Clone(ms)
-			return func(ctx context.Context) error { return h(ctx, ms) }
+			attempts := 0
+			return func(ctx context.Context) error {
+				if attempts++; attempts > 1 {
+					retried.Add(1)
+				}
+				return h(ctx, ms)
+			}
 		})
 	}, true)
+	if retried.Load() == 0 {
+		t.Fatal("no write was retried as it was prepared: refused batches were prepared again")
+	}
 }
 
 // resume runs the test of resumeFromCommitted with consumers that start

@@ -31,25 +31,27 @@ func TestBrowserClusterCameras(t *testing.T) {
 	if _, err := a.Auth().EnsureUser(context.Background(), auth.NewUser{Username: "admin", Password: "admin-password-1", Role: auth.Admin}); err != nil {
 		t.Fatal(err)
 	}
-	// What each camera's row must say: a pulls it, or takes it via b.
 	via := "via " + strings.TrimPrefix(b.cfg.Ingest.Cluster.Advertise, "rtsp://")
-	want := map[string]string{}
-	for _, id := range ids {
-		want[id] = via
-		if st, _ := a.ingest.Status(id); st.Pulled == ingest.PulledCamera {
-			want[id] = "pulled here"
-		}
-	}
 	if err := logIn(ctx, a.URL(), "", "admin", "admin-password-1"); err != nil {
 		t.Fatalf("log in: %v", err)
 	}
 	// The list is read when the page opens: open it until the hand-over's
 	// grace is over everywhere.
+	if err := chromedp.Run(ctx, chromedp.Navigate(a.URL()+"/#/cameras")); err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(time.Minute)
 	for {
+		// What each camera's row must say: a pulls it, or takes it via b.
+		want := map[string]string{}
+		for _, id := range ids {
+			want[id] = via
+			if st, _ := a.ingest.Status(id); st.Pulled == ingest.PulledCamera {
+				want[id] = "pulled here"
+			}
+		}
 		var rows map[string]string
 		err := chromedp.Run(ctx,
-			chromedp.Navigate(a.URL()+"/#/cameras"),
 			chromedp.Reload(),
 			chromedp.WaitVisible(`#cameras tr .state-online`),
 			chromedp.Evaluate(`Object.fromEntries([...document.querySelectorAll('#cameras tr')].map(r => [r.cells[0].lastChild.textContent, r.cells[2].innerText]))`, &rows),

@@ -316,14 +316,8 @@ func (c *cluster) assigned(ctx context.Context, parts []bus.TopicPartition) erro
 func (c *cluster) revoked(ctx context.Context, parts []bus.TopicPartition) {
 	c.announcing.Lock()
 	defer c.announcing.Unlock()
-	now := time.Now()
-	until := now.Add(c.cfg.HandoverGrace.D())
+	until := time.Now().Add(c.cfg.HandoverGrace.D())
 	c.mu.Lock()
-	for p, t := range c.leaving {
-		if !now.Before(t) {
-			delete(c.leaving, p) // its grace is over
-		}
-	}
 	for _, tp := range parts {
 		if _, ok := c.owned[tp.Partition]; ok {
 			delete(c.owned, tp.Partition)
@@ -331,7 +325,18 @@ func (c *cluster) revoked(ctx context.Context, parts []bus.TopicPartition) {
 		}
 	}
 	c.mu.Unlock()
-	time.AfterFunc(c.cfg.HandoverGrace.D(), c.notify)
+	time.AfterFunc(c.cfg.HandoverGrace.D(), func() {
+		// The grace is over: forget the partitions whose grace it was (not
+		// one revoked again since, with a later end).
+		c.mu.Lock()
+		for p, t := range c.leaving {
+			if t.Equal(until) {
+				delete(c.leaving, p)
+			}
+		}
+		c.mu.Unlock()
+		c.notify()
+	})
 	c.log.Info("ingest cluster: partitions revoked", "partitions", len(parts), "pulled_on_for", c.cfg.HandoverGrace.D())
 }
 

@@ -19,7 +19,7 @@ import (
 
 // Transports a camera may be pulled with.
 const (
-	TransportAuto = "auto" // UDP, falling back to TCP
+	TransportAuto = "auto" // TCP; UDP if the camera refuses TCP
 	TransportTCP  = "tcp"
 	TransportUDP  = "udp"
 )
@@ -37,7 +37,8 @@ type Camera struct {
 	Password conf.Secret `yaml:"password" json:"-"`
 	// PasswordEnv names an environment variable holding the password.
 	PasswordEnv string `yaml:"password_env" json:"password_env,omitempty"`
-	// Transport is auto (UDP, falling back to TCP; the default), tcp or udp.
+	// Transport is auto (TCP, or UDP if the camera refuses TCP; the default),
+	// tcp or udp.
 	Transport string `yaml:"transport" json:"transport"`
 	// OnDemand cameras are pulled only while someone watches.
 	OnDemand bool     `yaml:"on_demand" json:"on_demand"`

@@ -21,6 +21,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtp"
 
 	"sharpeye/configs/conf"
@@ -136,6 +137,9 @@ type Puller struct {
 	jitterMs   atomic.Uint64 // float64 bits, of the current session
 	lastPacket atomic.Int64
 	transport  atomic.Value // string: udp or tcp
+	// udpOnly: the camera (transport auto) refused RTSP over TCP, so
+	// every session of this puller asks for UDP.
+	udpOnly atomic.Bool
 }
 
 // NewPuller returns a puller for cam feeding hub.
@@ -284,9 +288,34 @@ func (p *Puller) setState(s State, reason string) {
 	}
 }
 
+// errTCPRefused: the camera answered a SETUP for RTP over TCP with 461
+// Unsupported Transport.
+var errTCPRefused error = &camError{"the camera refused RTSP over TCP (461 Unsupported Transport): set its transport to auto or udp"}
+
 // session runs one RTSP session until it fails, ctx ends or (on demand)
-// nobody watches.
+// nobody watches. Transport auto asks for TCP first: every packet
+// arrives, in order, through NATs and firewalls that drop UDP, and the
+// tap reads it for less CPU than one read per datagram takes. A camera
+// that refuses TCP is asked for UDP at once, and from then on.
 func (p *Puller) session(ctx context.Context) error {
+	transport := p.cam.Transport
+	if transport != camera.TransportUDP && transport != camera.TransportTCP {
+		transport = camera.TransportTCP
+		if p.udpOnly.Load() {
+			transport = camera.TransportUDP
+		}
+	}
+	err := p.sessionOver(ctx, transport)
+	if errors.Is(err, errTCPRefused) && p.cam.Transport != camera.TransportTCP && ctx.Err() == nil {
+		p.udpOnly.Store(true)
+		p.log.Info("camera refused RTSP over TCP; pulling over UDP", "url", p.cam.RedactedURL())
+		return p.sessionOver(ctx, camera.TransportUDP)
+	}
+	return err
+}
+
+// sessionOver is session over one transport, tcp or udp.
+func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 	u, err := base.ParseURL(p.cam.URL)
 	if err != nil {
 		return &camError{"bad url: " + conf.RedactURLs(err.Error())}
@@ -298,32 +327,24 @@ func (p *Puller) session(ctx context.Context) error {
 	// tap); taken is what it hands them to, set once the track is known.
 	var tapped atomic.Pointer[tap]
 	var taken *receiver
+	t := gortsplib.TransportTCP
+	if transport == camera.TransportUDP {
+		t = gortsplib.TransportUDP
+	}
+	p.transport.Store(transport)
 	c := &gortsplib.Client{
 		Scheme:        u.Scheme,
 		Host:          u.Host,
+		Transport:     &t,
 		ReadTimeout:   p.cfg.ReadTimeout.D(),
 		WriteTimeout:  p.cfg.WriteTimeout.D(),
 		UserAgent:     p.userAgent(),
 		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
 		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
-		OnTransportSwitch: func(err error) {
-			p.transport.Store("tcp")
-			p.log.Info("switched to RTSP over TCP", "reason", conf.RedactURLs(err.Error()))
-		},
 	}
-	if u.Scheme == "rtsp" && p.cam.Transport != camera.TransportUDP {
+	if u.Scheme == "rtsp" && t == gortsplib.TransportTCP {
 		// Under TLS the tap would read ciphertext.
 		c.DialContext = tapDialer(&tapped, min(tapBeat, p.cfg.ReadTimeout.D()/4), func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) })
-	}
-	p.transport.Store("udp")
-	switch p.cam.Transport {
-	case camera.TransportTCP:
-		t := gortsplib.TransportTCP
-		c.Transport = &t
-		p.transport.Store("tcp")
-	case camera.TransportUDP:
-		t := gortsplib.TransportUDP
-		c.Transport = &t
 	}
 	if err := c.Start2(); err != nil {
 		return err
@@ -344,6 +365,10 @@ func (p *Puller) session(ctx context.Context) error {
 		return err
 	}
 	res, err := c.Setup(desc.BaseURL, medi, 0, 0)
+	var status liberrors.ErrClientBadStatusCode
+	if errors.As(err, &status) && status.Code == base.StatusUnsupportedTransport && t == gortsplib.TransportTCP {
+		return errTCPRefused
+	}
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}

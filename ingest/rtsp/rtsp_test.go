@@ -147,17 +147,45 @@ func TestPullTransports(t *testing.T) {
 			st := p.Status()
 			want := transport
 			if want == camera.TransportAuto {
-				want = camera.TransportUDP
+				want = camera.TransportTCP
 			}
 			if st.State != rtsp.StateOnline || st.Transport != want || st.Codec != "H264" || st.Width != street.Width || st.Height != street.Height || st.PacketsReceived == 0 {
 				t.Fatalf("status %+v", st)
 			}
 			// Over TCP the packets come through the tap, not gortsplib's
 			// reader.
-			if tapped := p.Tapped(); tapped != (transport == camera.TransportTCP) {
+			if tapped := p.Tapped(); tapped != (want == camera.TransportTCP) {
 				t.Fatalf("over %s the tap is used: %v", transport, tapped)
 			}
 		})
+	}
+}
+
+// A camera that refuses RTP over TCP: auto pulls it over UDP, and a
+// puller told tcp says why it cannot.
+func TestPullAutoFallsBackToUDP(t *testing.T) {
+	cams := camServer(t, simcam.Config{UDPRTPAddress: "127.0.0.1:0", RefuseTCP: true})
+	street := clip(t, "street-360p.h264")
+	if err := cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true}); err != nil {
+		t.Fatal(err)
+	}
+	p, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: camera.TransportAuto})
+	sub, err := hub.Subscribe(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for !nextUnit(t, sub).Key {
+	}
+	st := p.Status()
+	if st.State != rtsp.StateOnline || st.Transport != camera.TransportUDP || p.Tapped() || st.Reconnects != 0 {
+		t.Fatalf("status %+v, tapped %v", st, p.Tapped())
+	}
+
+	tcp, _ := pull(t, camera.Camera{ID: "street-tcp", URL: cams.URL("street"), Transport: camera.TransportTCP})
+	waitFor(t, "an error", func() bool { return tcp.Status().State == rtsp.StateError })
+	if r := tcp.Status().Reason; !strings.Contains(r, "refused RTSP over TCP") || !strings.Contains(r, "461") {
+		t.Fatalf("reason %q", r)
 	}
 }
 

@@ -34,8 +34,14 @@ var (
 type Config struct {
 	// Address is the host:port of the RTSP listener (TCP). Port 0 picks a free
 	// port; Addr tells which. It defaults to DefaultAddress. The TCP
-	// transport (RTP interleaved in the RTSP connection) is always offered.
+	// transport (RTP interleaved in the RTSP connection) is offered unless
+	// RefuseTCP is set.
 	Address string
+
+	// RefuseTCP answers a SETUP for RTP interleaved in the RTSP connection
+	// with 461 Unsupported Transport, as some cameras do: with the UDP
+	// transport enabled it is then the only one.
+	RefuseTCP bool
 
 	// UDPRTPAddress and UDPRTCPAddress enable the UDP transport. gortsplib
 	// serves every UDP client from one fixed pair of ports, the RTP one even

@@ -41,9 +41,10 @@ func Decode(data []byte) (*Event, error) {
 		if e, err = decodeStd(data); err != nil {
 			return nil, err
 		}
+		// The fast decoder parses numbers as it goes.
+		e.parseNumbers()
 	}
-
-	e.normalise()
+	e.dropEmpty()
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
@@ -59,8 +60,8 @@ func Decode(data []byte) (*Event, error) {
 }
 
 // decodeStd decodes data with encoding/json, strictly: unknown members
-// are refused, numbers kept as json.Number for normalise. Its errors say
-// where the input went wrong.
+// are refused, numbers kept as json.Number for parseNumbers. Its errors
+// say where the input went wrong.
 func decodeStd(data []byte) (*Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -84,10 +85,9 @@ func skipSpace(data []byte) int {
 	return i
 }
 
-// normalise turns attribute numbers into float64 where they fit, leaving the others for
-// validate to report, and drops empty collections so that decoding what Encode wrote
-// gives an equal event.
-func (e *Event) normalise() {
+// parseNumbers turns attribute numbers into float64 where they fit,
+// leaving the others for validate to report.
+func (e *Event) parseNumbers() {
 	for k, v := range e.Attributes {
 		if n, ok := v.(json.Number); ok {
 			if f, reason := parseNumber(n); reason == "" {
@@ -95,6 +95,11 @@ func (e *Event) normalise() {
 			}
 		}
 	}
+}
+
+// dropEmpty drops empty collections, so that decoding what Encode wrote
+// gives an equal event.
+func (e *Event) dropEmpty() {
 	if len(e.Attributes) == 0 {
 		e.Attributes = nil
 	}

@@ -15,7 +15,7 @@ import (
 // malformed input), and Decode then takes the encoding/json path, which
 // accepts or refuses the input and explains why. Where it reports true
 // it gives the event encoding/json would (FuzzDecodeFastAgrees holds it to
-// that); normalise and validate run after either.
+// that); dropEmpty and validate run after either.
 //
 // It exists for throughput: the analytics sink and the alerts role decode
 // every event on the bus, and encoding/json spends most of its time in

@@ -31,6 +31,14 @@ func TestSeenValid(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Nothing else runs now: what a check found valid is in the table, and
+	// what it refused is not.
+	if checkRegion("county/seen") != "" || !validRegions.has("county/seen") {
+		t.Fatal("a valid region was not kept")
+	}
+	if checkRegion("county/Seen") == "" || validRegions.has("county/Seen") {
+		t.Fatal("a refused region was kept")
+	}
 	var c seenValid
 	if c.has("") || c.has("image/jpeg") {
 		t.Fatal("an empty table has strings")
@@ -44,6 +52,9 @@ func TestSeenValid(t *testing.T) {
 		err := ev.validate()
 		if valid := ct == "image/jpeg" || ct == "video/mp4"; valid != (err == nil) {
 			t.Errorf("content type %q: validate gave %v", ct, err)
+		}
+		if validMediaTypes.has(ct) != (err == nil) {
+			t.Errorf("content type %q: kept %v, validate gave %v", ct, validMediaTypes.has(ct), err)
 		}
 	}
 }

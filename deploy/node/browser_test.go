@@ -211,6 +211,15 @@ func TestBrowserConsole(t *testing.T) {
 	if tiles < 4 {
 		t.Fatalf("%d components shown ready", tiles)
 	}
+	// The camera tiles follow the camera's state (the overview looks again
+	// every 10 s): the one camera, online.
+	online := `(s => s && s.textContent)(document.querySelector('#camera-counts .cameras-online .state')) === "1" &&
+		document.querySelector('#camera-counts .cameras-all .state').textContent === "1"`
+	if err := chromedp.Run(ctx, chromedp.Poll(online, nil, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		var text string
+		chromedp.Run(ctx, chromedp.Evaluate(`document.getElementById('camera-counts').innerText`, &text))
+		t.Fatalf("the overview's camera tiles never showed the camera online: %v (%q)", err, text)
+	}
 	screenshot(t, ctx, "console-overview.png")
 	if err := chromedp.Run(ctx, chromedp.Navigate(n.URL()+"/#/users"), chromedp.WaitVisible(`#users tr`)); err != nil {
 		t.Fatal(err)

@@ -107,6 +107,29 @@ async function loadOverview() {
     ["Region", me.region || "whole jurisdiction 全辖区"], ["Department", me.department || "—"]];
   $("#node").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   loadCaseCounts().catch(() => { $("#case-counts-box").hidden = true; });
+  loadCameraCounts().catch(() => { $("#camera-counts-box").hidden = true; });
+}
+
+// The camera tiles of the overview follow the cameras' states while it
+// is shown.
+setInterval(() => {
+  if (me && view.name === "overview" && !document.hidden) loadCameraCounts().catch(() => {});
+}, 10000);
+
+async function loadCameraCounts() {
+  const { cameras } = await call("GET", "/api/v1/cameras");
+  const n = (s) => cameras.filter((c) => c.status.state === s).length;
+  const tiles = [
+    ["online", STATE_NAMES.online, n("online")],
+    ["offline", STATE_NAMES.offline, n("offline")],
+    ["error", STATE_NAMES.error, n("error")],
+    ["other", "other 其他", n("connecting") + n("idle")],
+    ["all", "total 总数", cameras.length],
+  ];
+  $("#camera-counts").replaceChildren(...tiles.map(([cls, name, count]) =>
+    el("a", { class: "tile count cameras-" + cls + (count ? "" : " zero"), href: "#/cameras" },
+      el("div", { class: "name" }, name), el("div", { class: "state" }, String(count)))));
+  $("#camera-counts-box").hidden = false;
 }
 
 const STATE_NAMES = { online: "online 在线", offline: "offline 离线", error: "error 故障", connecting: "connecting 连接中", idle: "idle 待机", disabled: "disabled 停用" };

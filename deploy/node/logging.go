@@ -97,24 +97,72 @@ func (l *Logs) For(name string) *slog.Logger {
 			level = lv
 		}
 	}
-	return slog.New(&levelHandler{level: level, h: l.base}).With("component", name)
+	return slog.New(&levelHandler{level: level, root: l.base, h: l.base}).With("component", name)
 }
 
-// levelHandler filters a shared handler at its own level.
+// levelHandler filters a shared handler at its own level, and keeps one
+// component attribute however many times a logger is tagged: a role's
+// logger handed to a package that tags its own (alerts, then outbox)
+// logs "component":"alerts/outbox", not the key twice.
 type levelHandler struct {
 	level slog.Level
-	h     slog.Handler
+	root  slog.Handler // the shared handler
+	// component and attrs are what h adds to root, until a group is
+	// opened; after one, attributes go to h as they are.
+	component string
+	attrs     []slog.Attr
+	grouped   bool
+	h         slog.Handler
 }
 
 func (h *levelHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level }
 func (h *levelHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.h.Handle(ctx, r)
 }
+
 func (h *levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return &levelHandler{level: h.level, h: h.h.WithAttrs(a)}
+	n := *h
+	if h.grouped {
+		n.h = h.h.WithAttrs(a)
+		return &n
+	}
+	rest := make([]slog.Attr, 0, len(a))
+	tagged := false
+	for _, at := range a {
+		if at.Key == componentKey && at.Value.Kind() == slog.KindString {
+			n.component, tagged = joinComponent(n.component, at.Value.String()), true
+			continue
+		}
+		rest = append(rest, at)
+	}
+	n.attrs = append(h.attrs[:len(h.attrs):len(h.attrs)], rest...)
+	if !tagged {
+		n.h = h.h.WithAttrs(rest)
+		return &n
+	}
+	all := append([]slog.Attr{slog.String(componentKey, n.component)}, n.attrs...)
+	n.h = h.root.WithAttrs(all)
+	return &n
 }
+
 func (h *levelHandler) WithGroup(g string) slog.Handler {
-	return &levelHandler{level: h.level, h: h.h.WithGroup(g)}
+	n := *h
+	n.h, n.grouped = h.h.WithGroup(g), true
+	return &n
+}
+
+const componentKey = "component"
+
+// joinComponent appends name to the component path c, unless c already
+// ends with it.
+func joinComponent(c, name string) string {
+	switch {
+	case c == "":
+		return name
+	case c == name || strings.HasSuffix(c, "/"+name):
+		return c
+	}
+	return c + "/" + name
 }
 
 var secretKey = regexp.MustCompile(`(?i)(password|passwd|secret|token|authorization|cookie|dsn|credential)`)

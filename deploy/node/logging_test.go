@@ -42,3 +42,46 @@ func TestLogLevelPerRole(t *testing.T) {
 		t.Fatalf("levels wrong:\n%s", out)
 	}
 }
+
+// TestLogComponentOnce: a logger tagged again by the package it is handed
+// to carries one component, the path of its tags.
+func TestLogComponentOnce(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var buf bytes.Buffer
+		logs := NewLogs(LogConfig{Format: format, Level: "debug"}, &buf)
+		alerts := logs.For("alerts").With("node", "n1")
+		alerts.With("component", "outbox").With("component", "outbox").Info("delivering", "sinks", 1)
+		alerts.Info("started")
+		logs.For("bus").With("component", "bus").WithGroup("g").With("component", "x").Info("grouped")
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		want := [][]string{
+			{"alerts/outbox", "node", "sinks"},
+			{"alerts", "node"},
+			{"bus"},
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("%s: %d lines:\n%s", format, len(lines), buf.String())
+		}
+		for i, line := range lines {
+			// The grouped line has the group's own component too.
+			if n := strings.Count(line, "component"); n != 1+i/2 {
+				t.Errorf("%s: component %d times: %s", format, n, line)
+			}
+			for _, w := range want[i][1:] {
+				if !strings.Contains(line, w) {
+					t.Errorf("%s: %q missing: %s", format, w, line)
+				}
+			}
+			c := `"component":"` + want[i][0] + `"`
+			if format == "text" {
+				c = "component=" + want[i][0] + " "
+			}
+			if !strings.Contains(line, c) {
+				t.Errorf("%s: want %s in %s", format, c, line)
+			}
+		}
+		if !strings.Contains(lines[2], "g.component=x") && !strings.Contains(lines[2], `"g":{"component":"x"}`) {
+			t.Errorf("%s: the grouped attribute is not kept as it is: %s", format, lines[2])
+		}
+	}
+}

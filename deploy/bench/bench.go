@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"sharpeye/configs/conf"
 	"sharpeye/ingest"
 	"sharpeye/ingest/camera"
 	"sharpeye/ingest/simcam"
@@ -97,6 +99,16 @@ func Main(args []string, stdout, stderr io.Writer) error {
 	}
 }
 
+// withMemoryLimit sets the process's Go memory limit to o's for the
+// length of a section, and returns what undoes it.
+func (o *options) withMemoryLimit() func() {
+	if o.memLimit <= 0 {
+		return func() {}
+	}
+	prev := debug.SetMemoryLimit(o.memLimit)
+	return func() { debug.SetMemoryLimit(prev) }
+}
+
 // options are the flags of every section.
 type options struct {
 	cameras   intList
@@ -106,11 +118,15 @@ type options struct {
 	transport string
 	// gopTotal is ingest.gop_total_bytes.
 	gopTotal int64
-	warmup   time.Duration
-	duration time.Duration
-	json     bool
-	quick    bool
-	logLevel string
+	// memoryLimit is the measuring process's Go memory limit (the node's
+	// memory_limit), as given and in bytes (0: none).
+	memoryLimit string
+	memLimit    int64
+	warmup      time.Duration
+	duration    time.Duration
+	json        bool
+	quick       bool
+	logLevel    string
 	// profile is a directory for pprof profiles of each measured window.
 	profile string
 	// lifeline: stop when standard input closes (a section run by `bench
@@ -139,6 +155,7 @@ func (o *options) register(fs *flag.FlagSet, section string) {
 	}
 	if uses("ingest", "relay") {
 		fs.DurationVar(&o.warmup, "warmup", o.warmup, "time left to settle before each measurement")
+		fs.StringVar(&o.memoryLimit, "memory-limit", "", "Go memory limit of the measured process (the node's memory_limit), a size such as 110MiB (default: none)")
 		fs.StringVar(&o.profile, "profile", "", "write a CPU profile of each measured window and a heap profile at its end to this directory (costs a few percent of CPU)")
 	}
 	if uses("ingest", "relay", "latency") {
@@ -191,6 +208,13 @@ func (o *options) validate() error {
 	}
 	if problem := ingest.CheckGOPTotal(o.gopTotal); problem != "" {
 		return fmt.Errorf("--gop-total-bytes: %s", problem)
+	}
+	if o.memoryLimit != "" {
+		n, err := conf.ParseSize(o.memoryLimit)
+		if err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
+		o.memLimit = n
 	}
 	switch o.transport {
 	case camera.TransportTCP, camera.TransportUDP, camera.TransportAuto:

@@ -85,9 +85,12 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Run("ingest", func(t *testing.T) {
 		t.Parallel()
-		rep := runJSON[Report](t, "ingest", "--cameras", "2", "--warmup", "0s", "--duration", "2s")
+		rep := runJSON[Report](t, "ingest", "--cameras", "2", "--warmup", "0s", "--duration", "2s", "--memory-limit", "1GiB")
 		if rep.Ingest == nil || len(rep.Ingest.Rows) != 1 {
 			t.Fatalf("want one row of 2 cameras, got %+v", rep.Ingest)
+		}
+		if rep.Ingest.MemoryLimit != 1<<30 {
+			t.Errorf("memory limit reported %d, want 1 GiB", rep.Ingest.MemoryLimit)
 		}
 		row := rep.Ingest.Rows[0]
 		if row.Cameras != 2 || row.Online != 2 {
@@ -264,6 +267,13 @@ func TestOptions(t *testing.T) {
 			}
 			return nil
 		}, false},
+		{"memory limit", "ingest", []string{"--memory-limit", "110MiB"}, func(o *options) error {
+			if o.memLimit != 110<<20 {
+				return fmt.Errorf("memory limit %d", o.memLimit)
+			}
+			return nil
+		}, false},
+		{"bad memory limit", "relay", []string{"--memory-limit", "110MB"}, nil, true},
 		{"bad list", "ingest", []string{"--cameras", "10,x"}, nil, true},
 		{"bad transport", "ingest", []string{"--transport", "http"}, nil, true},
 		{"unknown fixture", "ttff", []string{"--fixture", "nope"}, nil, true},

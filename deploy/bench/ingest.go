@@ -23,11 +23,13 @@ const (
 
 // IngestResult is the ingest section: the cost of pulling N cameras.
 type IngestResult struct {
-	Fixture   Fixture       `json:"fixture"`
-	Transport string        `json:"transport"`
-	Warmup    float64       `json:"warmup_seconds"`
-	Rows      []IngestRow   `json:"rows"`
-	Targets   []TargetCheck `json:"targets"`
+	Fixture   Fixture `json:"fixture"`
+	Transport string  `json:"transport"`
+	Warmup    float64 `json:"warmup_seconds"`
+	// MemoryLimit is the measuring process's Go memory limit (0: none).
+	MemoryLimit int64         `json:"memory_limit_bytes,omitempty"`
+	Rows        []IngestRow   `json:"rows"`
+	Targets     []TargetCheck `json:"targets"`
 }
 
 // IngestRow is one number of cameras.
@@ -69,7 +71,8 @@ func runIngest(ctx context.Context, o *options, progress io.Writer, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	res := &IngestResult{Fixture: describeClip(clip), Transport: o.transport, Warmup: o.warmup.Seconds()}
+	res := &IngestResult{Fixture: describeClip(clip), Transport: o.transport, Warmup: o.warmup.Seconds(), MemoryLimit: o.memLimit}
+	defer o.withMemoryLimit()()
 	for _, n := range o.cameras {
 		row, err := ingestRow(ctx, o, n, clip, progress, log)
 		if err != nil {

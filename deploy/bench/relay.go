@@ -27,6 +27,8 @@ const slowViewer = 0.9
 type RelayResult struct {
 	Fixture Fixture `json:"fixture"`
 	Warmup  float64 `json:"warmup_seconds"`
+	// MemoryLimit is the measuring process's Go memory limit (0: none).
+	MemoryLimit int64 `json:"memory_limit_bytes,omitempty"`
 	// Rows start with the baseline: the camera pulled, no viewer.
 	Rows    []RelayRow    `json:"rows"`
 	Targets []TargetCheck `json:"targets"`
@@ -75,7 +77,8 @@ func runRelay(ctx context.Context, o *options, progress io.Writer, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	res := &RelayResult{Fixture: describeClip(clip), Warmup: o.warmup.Seconds()}
+	res := &RelayResult{Fixture: describeClip(clip), Warmup: o.warmup.Seconds(), MemoryLimit: o.memLimit}
+	defer o.withMemoryLimit()()
 	cs, err := startCameraServer(ctx, o, 1, false, progress)
 	if err != nil {
 		return nil, err

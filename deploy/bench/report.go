@@ -116,13 +116,21 @@ func table(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 }
 
+// memoryLimitNote names the Go memory limit of the measured process.
+func memoryLimitNote(limit int64) string {
+	if limit <= 0 {
+		return ""
+	}
+	return "; Go memory limit " + mib(uint64(limit))
+}
+
 func writeIngest(w io.Writer, r *IngestResult) {
 	window := 0.0
 	if len(r.Rows) > 0 {
 		window = r.Rows[0].Process.Window
 	}
 	fmt.Fprintf(w, "\nIngest: CPU and memory of the ingest role pulling N cameras over RTSP/%s\n", strings.ToUpper(r.Transport))
-	fmt.Fprintf(w, "(camera: %s; cameras in another process; %gs warm-up, %.0fs measured)\n\n", r.Fixture, r.Warmup, window)
+	fmt.Fprintf(w, "(camera: %s; cameras in another process; %gs warm-up, %.0fs measured%s)\n\n", r.Fixture, r.Warmup, window, memoryLimitNote(r.MemoryLimit))
 	tw := table(w)
 	fmt.Fprintln(tw, "cameras\tstreaming\tcores\tcores/100 cams\tRSS\tRSS peak\tGo heap\tlive heap\tcached GOPs\tgoroutines\tframes/s\texpected\tslowest cam\tsilent\tRTP lost\tcamera proc\t")
 	for _, x := range r.Rows {
@@ -150,7 +158,7 @@ func writeRelay(w io.Writer, r *RelayResult) {
 		window = r.Rows[0].Process.Window
 	}
 	fmt.Fprintf(w, "\nRelay: CPU and memory to serve V WebRTC viewers of one camera (ingest, relay and HTTP in the measured process)\n")
-	fmt.Fprintf(w, "(camera: %s; camera and viewers in other processes; %gs warm-up, %.0fs measured)\n\n", r.Fixture, r.Warmup, window)
+	fmt.Fprintf(w, "(camera: %s; camera and viewers in other processes; %gs warm-up, %.0fs measured%s)\n\n", r.Fixture, r.Warmup, window, memoryLimitNote(r.MemoryLimit))
 	tw := table(w)
 	fmt.Fprintln(tw, "viewers\tready\tcores\tcore/viewer\tRSS\tRSS/viewer\tlive/viewer\tgoroutines\tfps min\tfps median\tslow\tMb/s received\tviewers proc\t")
 	for _, x := range r.Rows {

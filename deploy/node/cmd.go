@@ -131,7 +131,9 @@ func cmdRun(args []string, stderr io.Writer, environ []string) error {
 	if err := lf.apply(&cfg); err != nil {
 		return err
 	}
-	n := New(cfg, Options{Roles: list}, NewLogs(cfg.Log, stderr))
+	logs := NewLogs(cfg.Log, stderr)
+	applyMemoryLimit(cfg.MemoryLimit, environ, logs.For("node"))
+	n := New(cfg, Options{Roles: list}, logs)
 	return runUntilSignal(n, nil)
 }
 
@@ -162,6 +164,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 	}
 	password := lookupEnv(environ, "SHARPEYE_ADMIN_PASSWORD")
 	logs := NewLogs(cfg.Log, stderr)
+	applyMemoryLimit(cfg.MemoryLimit, environ, logs.For("node"))
 	sim, cams, err := startDemoCameras(logs.For("simcam"))
 	if err != nil {
 		return err

@@ -38,16 +38,19 @@ func (c *BusConfig) Validate(v *conf.V) {
 // the code that uses it; configs/sharpeye.yml documents every key.
 type Config struct {
 	// DataDir holds the embedded databases and the blob store.
-	DataDir string        `yaml:"data_dir"`
-	Log     LogConfig     `yaml:"log"`
-	HTTP    api.Config    `yaml:"http"`
-	Auth    auth.Config   `yaml:"auth"`
-	CaseDB  casedb.Config `yaml:"casedb"`
-	Ingest  ingest.Config `yaml:"ingest"`
-	Relay   relay.Config  `yaml:"relay"`
-	Bus     BusConfig     `yaml:"bus"`
-	MQTT    mqtt.Config   `yaml:"mqtt"`
-	Alerts  alerts.Config `yaml:"alerts"`
+	DataDir string `yaml:"data_dir"`
+	// MemoryLimit is the Go runtime's soft memory limit: auto, off or a
+	// size (see memlimit.go).
+	MemoryLimit string        `yaml:"memory_limit"`
+	Log         LogConfig     `yaml:"log"`
+	HTTP        api.Config    `yaml:"http"`
+	Auth        auth.Config   `yaml:"auth"`
+	CaseDB      casedb.Config `yaml:"casedb"`
+	Ingest      ingest.Config `yaml:"ingest"`
+	Relay       relay.Config  `yaml:"relay"`
+	Bus         BusConfig     `yaml:"bus"`
+	MQTT        mqtt.Config   `yaml:"mqtt"`
+	Alerts      alerts.Config `yaml:"alerts"`
 	// Analytics is the store analysts query and the sink that fills it.
 	Analytics analytics.Config `yaml:"analytics"`
 	// Cameras are the cameras of the configuration file; more can be
@@ -62,19 +65,20 @@ type Config struct {
 // installed.
 func Defaults() Config {
 	return Config{
-		DataDir:   "./sharpeye-data",
-		Log:       DefaultLogConfig(),
-		HTTP:      api.Defaults(),
-		Auth:      auth.Defaults(),
-		CaseDB:    casedb.Defaults(),
-		Ingest:    ingest.Defaults(),
-		Relay:     relay.Defaults(),
-		Bus:       BusConfig{Driver: "embedded", Embedded: bus.Defaults(), Kafka: kafka.Defaults()},
-		MQTT:      mqtt.Defaults(),
-		Alerts:    alerts.Defaults(),
-		Analytics: analytics.Defaults(),
-		Devices:   device.List{},
-		Cameras:   []camera.Camera{},
+		DataDir:     "./sharpeye-data",
+		MemoryLimit: "auto",
+		Log:         DefaultLogConfig(),
+		HTTP:        api.Defaults(),
+		Auth:        auth.Defaults(),
+		CaseDB:      casedb.Defaults(),
+		Ingest:      ingest.Defaults(),
+		Relay:       relay.Defaults(),
+		Bus:         BusConfig{Driver: "embedded", Embedded: bus.Defaults(), Kafka: kafka.Defaults()},
+		MQTT:        mqtt.Defaults(),
+		Alerts:      alerts.Defaults(),
+		Analytics:   analytics.Defaults(),
+		Devices:     device.List{},
+		Cameras:     []camera.Camera{},
 	}
 }
 
@@ -82,6 +86,9 @@ func Defaults() Config {
 func (c *Config) Validate(v *conf.V) {
 	if c.DataDir == "" {
 		v.Errorf("data_dir", "must not be empty")
+	}
+	if _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
+		v.Errorf("memory_limit", "%v", err)
 	}
 	seen := map[string]int{}
 	for i, cam := range c.Cameras {

@@ -1,0 +1,27 @@
+package conf
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ParseSize reads a size in bytes written as a whole number with an
+// optional binary unit: 1048576, 1024KiB, 512MiB, 2GiB, 1TiB.
+func ParseSize(s string) (int64, error) {
+	num, unit := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, unit = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/unit {
+		return 0, fmt.Errorf("%q is not a size such as 512MiB (bytes, KiB, MiB, GiB or TiB)", s)
+	}
+	return n * unit, nil
+}

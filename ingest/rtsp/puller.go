@@ -137,10 +137,18 @@ type Puller struct {
 	jitterMs   atomic.Uint64 // float64 bits, of the current session
 	lastPacket atomic.Int64
 	transport  atomic.Value // string: udp or tcp
-	// udpOnly: the camera (transport auto) refused RTSP over TCP, so
-	// every session of this puller asks for UDP.
-	udpOnly atomic.Bool
+	// tcpRefusedAt is when the camera (transport auto) last refused RTSP
+	// over TCP (Unix nanoseconds; 0: never, or UDP failed since): until
+	// tcpRetryAfter has passed, its sessions ask for UDP.
+	tcpRefusedAt atomic.Int64
+	// playing: the current session went online.
+	playing atomic.Bool
 }
+
+// tcpRetryAfter is how long a camera that refused RTSP over TCP is pulled
+// over UDP before TCP is asked for again (its firmware may change, or the
+// refusal have been a passing limit on connections).
+const tcpRetryAfter = 10 * time.Minute
 
 // NewPuller returns a puller for cam feeding hub.
 func NewPuller(cam camera.Camera, hub *stream.Hub, cfg PullConfig, log *slog.Logger) *Puller {
@@ -288,34 +296,57 @@ func (p *Puller) setState(s State, reason string) {
 	}
 }
 
-// errTCPRefused: the camera answered a SETUP for RTP over TCP with 461
-// Unsupported Transport.
-var errTCPRefused error = &camError{"the camera refused RTSP over TCP (461 Unsupported Transport): set its transport to auto or udp"}
+// tcpRefusedError: the camera answered a SETUP for RTP over TCP with
+// something other than OK, authentication or not found (461 Unsupported
+// Transport, most often; some say 400 or 501), or with UDP.
+type tcpRefusedError struct{ *camError }
+
+func (e tcpRefusedError) Unwrap() error { return e.camError }
+
+// tcpRefused describes a refusal of RTSP over TCP, naming the setting
+// that chooses the transport.
+func (p *Puller) tcpRefused(answer string) error {
+	what, setting := "the camera", "set its transport to auto or udp"
+	if p.peer {
+		what, setting = "the ingest node pulling the camera", "set ingest.cluster.transport to auto or udp"
+	} else if p.upstream {
+		what, setting = "the upstream ingest node", "set relay.upstream.transport to auto or udp"
+	}
+	return tcpRefusedError{&camError{what + " refused RTSP over TCP (" + answer + "): " + setting}}
+}
 
 // session runs one RTSP session until it fails, ctx ends or (on demand)
 // nobody watches. Transport auto asks for TCP first: every packet
 // arrives, in order, through NATs and firewalls that drop UDP, and the
 // tap reads it for less CPU than one read per datagram takes. A camera
-// that refuses TCP is asked for UDP at once, and from then on.
+// that refuses TCP (not under TLS, which needs it) is asked for UDP at
+// once, and for tcpRetryAfter more, unless UDP fails too.
 func (p *Puller) session(ctx context.Context) error {
+	auto := p.cam.Transport != camera.TransportUDP && p.cam.Transport != camera.TransportTCP
 	transport := p.cam.Transport
-	if transport != camera.TransportUDP && transport != camera.TransportTCP {
+	if auto {
 		transport = camera.TransportTCP
-		if p.udpOnly.Load() {
+		if at := p.tcpRefusedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < tcpRetryAfter {
 			transport = camera.TransportUDP
 		}
 	}
 	err := p.sessionOver(ctx, transport)
-	if errors.Is(err, errTCPRefused) && p.cam.Transport != camera.TransportTCP && ctx.Err() == nil {
-		p.udpOnly.Store(true)
-		p.log.Info("camera refused RTSP over TCP; pulling over UDP", "url", p.cam.RedactedURL())
-		return p.sessionOver(ctx, camera.TransportUDP)
+	var refused tcpRefusedError
+	if auto && errors.As(err, &refused) && !strings.HasPrefix(strings.ToLower(p.cam.URL), "rtsps:") && ctx.Err() == nil {
+		p.tcpRefusedAt.Store(time.Now().UnixNano())
+		p.log.Info("camera refused RTSP over TCP; pulling over UDP", "reason", refused.msg, "url", p.cam.RedactedURL())
+		transport = camera.TransportUDP
+		err = p.sessionOver(ctx, transport)
+	}
+	if auto && transport == camera.TransportUDP && !p.playing.Load() && ctx.Err() == nil && !errors.Is(err, errIdle) {
+		p.tcpRefusedAt.Store(0) // UDP does not work either: TCP again next time
 	}
 	return err
 }
 
 // sessionOver is session over one transport, tcp or udp.
 func (p *Puller) sessionOver(ctx context.Context, transport string) error {
+	p.playing.Store(false)
 	u, err := base.ParseURL(p.cam.URL)
 	if err != nil {
 		return &camError{"bad url: " + conf.RedactURLs(err.Error())}
@@ -365,9 +396,15 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 		return err
 	}
 	res, err := c.Setup(desc.BaseURL, medi, 0, 0)
-	var status liberrors.ErrClientBadStatusCode
-	if errors.As(err, &status) && status.Code == base.StatusUnsupportedTransport && t == gortsplib.TransportTCP {
-		return errTCPRefused
+	if t == gortsplib.TransportTCP {
+		var status liberrors.ErrClientBadStatusCode
+		var udp liberrors.ErrClientServerRequestedUDP
+		switch {
+		case errors.As(err, &status) && status.Code != base.StatusUnauthorized && status.Code != base.StatusForbidden && status.Code != base.StatusNotFound:
+			return p.tcpRefused(fmt.Sprintf("%d %s", status.Code, status.Message))
+		case errors.As(err, &udp):
+			return p.tcpRefused("it offered UDP")
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
@@ -396,6 +433,7 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 	}
 	p.mu.Lock()
 	p.status.State, p.status.Reason, p.status.Since = StateOnline, "", time.Now().UTC()
+	p.playing.Store(true)
 	p.status.Codec = string(track.Codec)
 	p.mu.Unlock()
 	p.log.Info("camera online", "codec", track.Codec, "url", p.cam.RedactedURL())

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -161,31 +162,44 @@ func TestPullTransports(t *testing.T) {
 	}
 }
 
-// A camera that refuses RTP over TCP: auto pulls it over UDP, and a
-// puller told tcp says why it cannot.
+// A camera that refuses RTP over TCP: auto pulls it over UDP, and keeps
+// doing so after a reconnection (without asking for TCP again); a puller
+// told tcp says why it cannot.
 func TestPullAutoFallsBackToUDP(t *testing.T) {
-	cams := camServer(t, simcam.Config{UDPRTPAddress: "127.0.0.1:0", RefuseTCP: true})
-	street := clip(t, "street-360p.h264")
-	if err := cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true}); err != nil {
-		t.Fatal(err)
-	}
-	p, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: camera.TransportAuto})
-	sub, err := hub.Subscribe(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	for !nextUnit(t, sub).Key {
-	}
-	st := p.Status()
-	if st.State != rtsp.StateOnline || st.Transport != camera.TransportUDP || p.Tapped() || st.Reconnects != 0 {
-		t.Fatalf("status %+v, tapped %v", st, p.Tapped())
-	}
+	for _, refusal := range []base.StatusCode{base.StatusUnsupportedTransport, base.StatusBadRequest} {
+		t.Run(strconv.Itoa(int(refusal)), func(t *testing.T) {
+			cams := camServer(t, simcam.Config{UDPRTPAddress: "127.0.0.1:0", RefuseTCP: refusal})
+			street := clip(t, "street-360p.h264")
+			if err := cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true}); err != nil {
+				t.Fatal(err)
+			}
+			p, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: camera.TransportAuto})
+			sub, err := hub.Subscribe(512)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			first := nextUnit(t, sub)
+			st := p.Status()
+			if st.State != rtsp.StateOnline || st.Transport != camera.TransportUDP || p.Tapped() || st.Reconnects != 0 || cams.RefusedTCP() != 1 {
+				t.Fatalf("status %+v, tapped %v, TCP refused %d times", st, p.Tapped(), cams.RefusedTCP())
+			}
 
-	tcp, _ := pull(t, camera.Camera{ID: "street-tcp", URL: cams.URL("street"), Transport: camera.TransportTCP})
-	waitFor(t, "an error", func() bool { return tcp.Status().State == rtsp.StateError })
-	if r := tcp.Status().Reason; !strings.Contains(r, "refused RTSP over TCP") || !strings.Contains(r, "461") {
-		t.Fatalf("reason %q", r)
+			cams.Remove("street")
+			waitFor(t, "offline", func() bool { return p.Status().State != rtsp.StateOnline })
+			cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true})
+			for u := nextUnit(t, sub); u.Epoch == first.Epoch; u = nextUnit(t, sub) {
+			}
+			if st := p.Status(); st.Transport != camera.TransportUDP || cams.RefusedTCP() != 1 {
+				t.Fatalf("after reconnecting: status %+v, TCP refused %d times", st, cams.RefusedTCP())
+			}
+
+			tcp, _ := pull(t, camera.Camera{ID: "street-tcp", URL: cams.URL("street"), Transport: camera.TransportTCP})
+			waitFor(t, "an error", func() bool { return tcp.Status().State == rtsp.StateError })
+			if r := tcp.Status().Reason; !strings.Contains(r, "the camera refused RTSP over TCP ("+strconv.Itoa(int(refusal))) || !strings.Contains(r, "set its transport to auto or udp") {
+				t.Fatalf("reason %q", r)
+			}
+		})
 	}
 }
 

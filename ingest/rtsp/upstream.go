@@ -21,7 +21,7 @@ type Upstream struct {
 	// password.
 	Username string      `yaml:"username"`
 	Password conf.Secret `yaml:"password"`
-	// Transport is tcp, udp or auto (TCP; UDP if refused).
+	// Transport is tcp, udp or auto (TCP; UDP if the ingest node refuses TCP).
 	Transport string `yaml:"transport"`
 }
 

@@ -66,8 +66,9 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if c == nil {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
-	if h.s.cfg.RefuseTCP && ctx.Transport == gortsplib.TransportTCP {
-		return &base.Response{StatusCode: base.StatusUnsupportedTransport}, nil, nil
+	if h.s.cfg.RefuseTCP != 0 && ctx.Transport == gortsplib.TransportTCP {
+		h.s.refusedTCP.Add(1)
+		return &base.Response{StatusCode: h.s.cfg.RefuseTCP}, nil, nil
 	}
 	if r, ok := ctx.Session.UserData().(*reader); !ok || r.cam != c {
 		ctx.Session.SetUserData(&reader{cam: c})

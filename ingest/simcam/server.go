@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 )
@@ -38,10 +40,12 @@ type Config struct {
 	// RefuseTCP is set.
 	Address string
 
-	// RefuseTCP answers a SETUP for RTP interleaved in the RTSP connection
-	// with 461 Unsupported Transport, as some cameras do: with the UDP
-	// transport enabled it is then the only one.
-	RefuseTCP bool
+	// RefuseTCP, when set, is the status a SETUP for RTP interleaved in
+	// the RTSP connection is answered with: 461 Unsupported Transport, as
+	// most cameras that refuse it say, or another (some say 400). With the
+	// UDP transport enabled it is then the only one. RefusedTCP counts the
+	// refusals.
+	RefuseTCP base.StatusCode
 
 	// UDPRTPAddress and UDPRTCPAddress enable the UDP transport. gortsplib
 	// serves every UDP client from one fixed pair of ports, the RTP one even
@@ -127,7 +131,13 @@ type Server struct {
 	cams     map[string]*camera
 	packs    map[*Clip]*packedClip
 	sched    *scheduler
+
+	refusedTCP atomic.Int64
 }
+
+// RefusedTCP is how many SETUPs for RTP over TCP were refused (see
+// Config.RefuseTCP).
+func (s *Server) RefusedTCP() int64 { return s.refusedTCP.Load() }
 
 // NewServer checks cfg and returns a server; it binds and starts nothing.
 // A nil log discards logs.

@@ -25,3 +25,26 @@ func ParseSize(s string) (int64, error) {
 	}
 	return n * unit, nil
 }
+
+// MinMemoryLimit is the least memory limit ParseMemoryLimit accepts:
+// below it Go's collector would run all the time.
+const MinMemoryLimit = 32 << 20
+
+// ParseMemoryLimit reads a memory limit setting: auto (-1), off or 0
+// (0), or a size of at least MinMemoryLimit.
+func ParseMemoryLimit(s string) (int64, error) {
+	switch s {
+	case "auto":
+		return -1, nil
+	case "off", "0":
+		return 0, nil
+	}
+	n, err := ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q must be auto, off or a size such as 512MiB (bytes, KiB, MiB, GiB or TiB)", s)
+	}
+	if n < MinMemoryLimit {
+		return 0, fmt.Errorf("%q is below the least limit, 32MiB", s)
+	}
+	return n, nil
+}

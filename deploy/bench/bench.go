@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -100,13 +101,18 @@ func Main(args []string, stdout, stderr io.Writer) error {
 }
 
 // withMemoryLimit sets the process's Go memory limit to o's for the
-// length of a section, and returns what undoes it.
-func (o *options) withMemoryLimit() func() {
-	if o.memLimit <= 0 {
-		return func() {}
+// length of a section, and returns the limit in force (0: none; it may
+// come from GOMEMLIMIT) and what undoes it.
+func (o *options) withMemoryLimit() (int64, func()) {
+	undo := func() {}
+	if o.memLimit > 0 {
+		prev := debug.SetMemoryLimit(o.memLimit)
+		undo = func() { debug.SetMemoryLimit(prev) }
 	}
-	prev := debug.SetMemoryLimit(o.memLimit)
-	return func() { debug.SetMemoryLimit(prev) }
+	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+		return limit, undo
+	}
+	return 0, undo
 }
 
 // options are the flags of every section.
@@ -210,7 +216,10 @@ func (o *options) validate() error {
 		return fmt.Errorf("--gop-total-bytes: %s", problem)
 	}
 	if o.memoryLimit != "" {
-		n, err := conf.ParseSize(o.memoryLimit)
+		n, err := conf.ParseMemoryLimit(o.memoryLimit)
+		if err == nil && n < 0 {
+			err = errors.New("auto reads a cgroup's limit, which a benchmark has none of; give a size")
+		}
 		if err != nil {
 			return fmt.Errorf("--memory-limit: %w", err)
 		}

@@ -274,6 +274,8 @@ func TestOptions(t *testing.T) {
 			return nil
 		}, false},
 		{"bad memory limit", "relay", []string{"--memory-limit", "110MB"}, nil, true},
+		{"memory limit too small", "relay", []string{"--memory-limit", "1"}, nil, true},
+		{"memory limit auto", "relay", []string{"--memory-limit", "auto"}, nil, true},
 		{"bad list", "ingest", []string{"--cameras", "10,x"}, nil, true},
 		{"bad transport", "ingest", []string{"--transport", "http"}, nil, true},
 		{"unknown fixture", "ttff", []string{"--fixture", "nope"}, nil, true},

@@ -71,8 +71,10 @@ func runIngest(ctx context.Context, o *options, progress io.Writer, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	res := &IngestResult{Fixture: describeClip(clip), Transport: o.transport, Warmup: o.warmup.Seconds(), MemoryLimit: o.memLimit}
-	defer o.withMemoryLimit()()
+	res := &IngestResult{Fixture: describeClip(clip), Transport: o.transport, Warmup: o.warmup.Seconds()}
+	var undo func()
+	res.MemoryLimit, undo = o.withMemoryLimit()
+	defer undo()
 	for _, n := range o.cameras {
 		row, err := ingestRow(ctx, o, n, clip, progress, log)
 		if err != nil {

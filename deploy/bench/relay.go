@@ -77,8 +77,10 @@ func runRelay(ctx context.Context, o *options, progress io.Writer, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	res := &RelayResult{Fixture: describeClip(clip), Warmup: o.warmup.Seconds(), MemoryLimit: o.memLimit}
-	defer o.withMemoryLimit()()
+	res := &RelayResult{Fixture: describeClip(clip), Warmup: o.warmup.Seconds()}
+	var undo func()
+	res.MemoryLimit, undo = o.withMemoryLimit()
+	defer undo()
 	cs, err := startCameraServer(ctx, o, 1, false, progress)
 	if err != nil {
 		return nil, err

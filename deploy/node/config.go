@@ -87,7 +87,7 @@ func (c *Config) Validate(v *conf.V) {
 	if c.DataDir == "" {
 		v.Errorf("data_dir", "must not be empty")
 	}
-	if _, err := parseMemoryLimit(c.MemoryLimit); err != nil {
+	if _, err := conf.ParseMemoryLimit(c.MemoryLimit); err != nil {
 		v.Errorf("memory_limit", "%v", err)
 	}
 	seen := map[string]int{}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -27,11 +28,8 @@ import (
 //	       what is live between collections)
 //	512MiB a size in bytes, KiB, MiB, GiB or TiB, at least 32 MiB
 //
-// The GOMEMLIMIT environment variable, when set, wins over it.
-
-// minMemoryLimit is the smallest memory_limit accepted: below it the
-// collector would run all the time.
-const minMemoryLimit = 32 << 20
+// The GOMEMLIMIT environment variable (in Go's own syntax: 512MiB, off),
+// when set, wins over it.
 
 // autoMemoryShare is the share of a cgroup's limit that auto takes, the
 // rest left to what the Go runtime does not count (thread stacks of cgo,
@@ -44,25 +42,6 @@ var (
 	cgroupRoot     = "/sys/fs/cgroup"
 	procSelfCgroup = "/proc/self/cgroup"
 )
-
-// parseMemoryLimit reads a memory_limit value: the limit in bytes, 0 for
-// off, or -1 for auto.
-func parseMemoryLimit(s string) (int64, error) {
-	switch s {
-	case "auto":
-		return -1, nil
-	case "off", "0":
-		return 0, nil
-	}
-	n, err := conf.ParseSize(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q must be auto, off or a size such as 512MiB (bytes, KiB, MiB, GiB or TiB)", s)
-	}
-	if n < minMemoryLimit {
-		return 0, fmt.Errorf("%q is below the least limit, 32MiB", s)
-	}
-	return n, nil
-}
 
 // cgroupMemoryLimit returns the memory limit the process's cgroups put
 // on it (version 2 or version 1, the least of its cgroup's and its
@@ -136,10 +115,14 @@ func readCgroupLimit(file string) (int64, error) {
 func applyMemoryLimit(setting string, environ []string, log *slog.Logger) int64 {
 	if v := lookupEnv(environ, "GOMEMLIMIT"); v != "" {
 		limit := debug.SetMemoryLimit(-1)
+		if limit == math.MaxInt64 {
+			log.Info("no memory limit: GOMEMLIMIT is off", "limit", v)
+			return 0
+		}
 		log.Info("memory limit from GOMEMLIMIT", "limit", v, "bytes", limit)
 		return limit
 	}
-	limit, err := parseMemoryLimit(setting)
+	limit, err := conf.ParseMemoryLimit(setting)
 	if err != nil { // validated before; keep Go's default
 		log.Warn("memory limit not set", "err", err)
 		return 0
@@ -153,8 +136,8 @@ func applyMemoryLimit(setting string, environ []string, log *slog.Logger) int64 
 			return 0
 		}
 		limit = int64(float64(group) * autoMemoryShare)
-		if group > 0 && limit < minMemoryLimit {
-			limit = minMemoryLimit
+		if group > 0 && limit < conf.MinMemoryLimit {
+			log.Warn("the cgroup's memory limit leaves the node little room", "bytes", group)
 		}
 	}
 	if limit == 0 {

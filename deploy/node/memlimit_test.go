@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sharpeye/configs/conf"
 	"strings"
 	"testing"
 )
 
 func TestParseMemoryLimit(t *testing.T) {
+	parseMemoryLimit := conf.ParseMemoryLimit
 	for in, want := range map[string]int64{
 		"auto": -1, "off": 0, "0": 0, "512MiB": 512 << 20, "2GiB": 2 << 30, "1TiB": 1 << 40,
 		"65536KiB": 64 << 20, "33554432": 32 << 20,
@@ -107,6 +109,10 @@ func TestApplyMemoryLimit(t *testing.T) {
 	fakeCgroups(t, "0::/\n", map[string]string{"memory.max": "max\n"})
 	if got := applyMemoryLimit("auto", nil, log); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Fatalf("auto without a limit: %d, runtime %d", got, debug.SetMemoryLimit(-1))
+	}
+	debug.SetMemoryLimit(math.MaxInt64) // as GOMEMLIMIT=off would at start
+	if got := applyMemoryLimit("512MiB", []string{"GOMEMLIMIT=off"}, log); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		t.Fatalf("GOMEMLIMIT=off: %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	debug.SetMemoryLimit(300 << 20) // as GOMEMLIMIT=300MiB would at start
 	if got := applyMemoryLimit("512MiB", []string{"GOMEMLIMIT=300MiB"}, log); got != 300<<20 || debug.SetMemoryLimit(-1) != 300<<20 {

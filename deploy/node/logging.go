@@ -130,7 +130,9 @@ func (h *levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
 	tagged := false
 	for _, at := range a {
 		if at.Key == componentKey && at.Value.Kind() == slog.KindString {
-			n.component, tagged = joinComponent(n.component, at.Value.String()), true
+			if c := at.Value.String(); c != "" {
+				n.component, tagged = joinComponent(n.component, c), true
+			}
 			continue
 		}
 		rest = append(rest, at)
@@ -146,6 +148,9 @@ func (h *levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 func (h *levelHandler) WithGroup(g string) slog.Handler {
+	if g == "" {
+		return h
+	}
 	n := *h
 	n.h, n.grouped = h.h.WithGroup(g), true
 	return &n

@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
+	"testing/slogtest"
 
 	"sharpeye/configs/conf"
 )
@@ -83,5 +85,30 @@ func TestLogComponentOnce(t *testing.T) {
 		if !strings.Contains(lines[2], "g.component=x") && !strings.Contains(lines[2], `"g":{"component":"x"}`) {
 			t.Errorf("%s: the grouped attribute is not kept as it is: %s", format, lines[2])
 		}
+	}
+}
+
+// TestLogHandlerContract runs the standard library's checks of a
+// slog.Handler against the component-merging handler.
+func TestLogHandlerContract(t *testing.T) {
+	var buf bytes.Buffer
+	h := &levelHandler{level: slog.LevelDebug, root: slog.NewJSONHandler(&buf, nil)}
+	h.h = h.root
+	err := slogtest.TestHandler(h, func() []map[string]any {
+		var out []map[string]any
+		for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+		return out
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -107,14 +107,30 @@ async function loadOverview() {
     ["Region", me.region || "whole jurisdiction 全辖区"], ["Department", me.department || "—"]];
   $("#node").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   loadCaseCounts().catch(() => { $("#case-counts-box").hidden = true; });
-  loadCameraCounts().catch(() => { $("#camera-counts-box").hidden = true; });
+  cameraCountsOff = false;
+  refreshCameraCounts();
 }
 
 // The camera tiles of the overview follow the cameras' states while it
-// is shown.
-setInterval(() => {
-  if (me && view.name === "overview" && !document.hidden) loadCameraCounts().catch(() => {});
-}, 10000);
+// is shown: looked at again every 10 s and when the page is shown again,
+// one request at a time; a node that answers 403 or 404 (no ingest role
+// here, or no right to the cameras) is not asked again until the
+// overview is opened anew.
+let cameraCountsBusy = false, cameraCountsOff = false;
+async function refreshCameraCounts() {
+  if (!me || view.name !== "overview" || document.hidden || cameraCountsBusy || cameraCountsOff) return;
+  cameraCountsBusy = true;
+  try {
+    await loadCameraCounts();
+  } catch (e) {
+    $("#camera-counts-box").hidden = true;
+    if (e.status === 403 || e.status === 404) cameraCountsOff = true;
+  } finally {
+    cameraCountsBusy = false;
+  }
+}
+setInterval(refreshCameraCounts, 10000);
+document.addEventListener("visibilitychange", refreshCameraCounts);
 
 async function loadCameraCounts() {
   const { cameras } = await call("GET", "/api/v1/cameras");
@@ -123,12 +139,13 @@ async function loadCameraCounts() {
     ["online", STATE_NAMES.online, n("online")],
     ["offline", STATE_NAMES.offline, n("offline")],
     ["error", STATE_NAMES.error, n("error")],
-    ["other", "other 其他", n("connecting") + n("idle")],
+    ["other", "other 其他", cameras.length - n("online") - n("offline") - n("error")],
     ["all", "total 总数", cameras.length],
   ];
   $("#camera-counts").replaceChildren(...tiles.map(([cls, name, count]) =>
-    el("a", { class: "tile count cameras-" + cls + (count ? "" : " zero"), href: "#/cameras" },
-      el("div", { class: "name" }, name), el("div", { class: "state" }, String(count)))));
+    el("a", { class: "tile count cameras-" + cls + (count ? "" : " zero"), href: "#/cameras",
+      title: cls === "other" ? "connecting, idle (on demand) or disabled 连接中、待机、停用" : "" },
+    el("div", { class: "name" }, name), el("div", { class: "state" }, String(count)))));
   $("#camera-counts-box").hidden = false;
 }
 

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -50,10 +51,37 @@ type Handler func(ctx context.Context, msgs []Message) error
 type Prepare func(msgs []Message) Write
 
 // Write stores a prepared batch. A consumer runs the Writes of one member
-// in order, one at a time; returning nil commits the batch, an error
-// delivers it again after a backoff (the Kafka bus runs the same Write
-// again, the embedded bus prepares the batch anew).
+// in order, one at a time; returning nil commits the batch, an error runs
+// the same Write again after a backoff (the batch is prepared once).
 type Write func(ctx context.Context) error
+
+// Staged is the Prepare of a one-step handler: its Write calls h, with a
+// copy of the batch at each attempt.
+func Staged(h Handler) Prepare {
+	return func(msgs []Message) Write {
+		return func(ctx context.Context) error { return h(ctx, slices.Clone(msgs)) }
+	}
+}
+
+// RetryWrite runs w until it succeeds or ctx ends (then it returns ctx's
+// error), waiting Backoff(attempt, lo, hi) after each failure, which it
+// first tells failed of.
+func RetryWrite(ctx context.Context, w Write, lo, hi time.Duration, failed func(attempt int, retryIn time.Duration, err error)) error {
+	for attempt := 0; ; attempt++ {
+		err := w(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := Backoff(attempt, lo, hi)
+		failed(attempt, d, err)
+		if err := SleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+}
 
 // Sequential is the Handler that prepares a batch and writes it, for a
 // consumer that does not overlap the two steps; nil for a nil p.

@@ -44,11 +44,7 @@ func (e *Embedded) ConsumeRebalance(ctx context.Context, group string, topics []
 	if err := CheckConsume(group, topics, maxBatch, h); err != nil {
 		return err
 	}
-	// A handler gets its own copy of the batch at each attempt.
-	p := func(msgs []Message) Write {
-		return func(ctx context.Context) error { return h(ctx, slices.Clone(msgs)) }
-	}
-	return e.consume(ctx, group, topics, maxBatch, maxWait, p, r)
+	return e.consume(ctx, group, topics, maxBatch, maxWait, Staged(h), r)
 }
 
 // consume is ConsumeRebalance and ConsumeStaged: p prepares each batch
@@ -127,22 +123,14 @@ var _ StagedConsumer = (*Embedded)(nil)
 // waiting between attempts (the batch is prepared once: a retry does not
 // redo what preparing did, such as dead-lettering).
 func (e *Embedded) handle(ctx context.Context, m *member, n int, w Write) error {
-	for attempt := 0; ; attempt++ {
-		err := w(ctx)
-		if err == nil {
-			e.metrics.consumed.WithLabelValues(m.g.name).Add(float64(n))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+	err := RetryWrite(ctx, w, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D(), func(attempt int, retryIn time.Duration, err error) {
 		e.metrics.handlerErrors.WithLabelValues(m.g.name).Inc()
-		d := Backoff(attempt, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D())
-		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", n, "attempt", attempt+1, "retry_in", d, "err", err)
-		if err := SleepCtx(ctx, d); err != nil {
-			return err
-		}
+		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", n, "attempt", attempt+1, "retry_in", retryIn, "err", err)
+	})
+	if err == nil {
+		e.metrics.consumed.WithLabelValues(m.g.name).Add(float64(n))
 	}
+	return err
 }
 
 // join adds a member to group, first recording the group's starting

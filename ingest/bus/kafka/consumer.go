@@ -43,7 +43,7 @@ func (b *Bus) ConsumeRebalance(ctx context.Context, group string, topics []strin
 	if err := bus.CheckConsume(group, topics, maxBatch, h); err != nil {
 		return err
 	}
-	return b.consume(ctx, &member{b: b, group: group, maxBatch: maxBatch, maxWait: maxWait, h: h, r: r}, topics)
+	return b.consume(ctx, &member{b: b, group: group, maxBatch: maxBatch, maxWait: maxWait, prepare: bus.Staged(h), r: r}, topics)
 }
 
 // ConsumeStaged is ConsumeRebalance with a handler in two steps: while a
@@ -152,8 +152,7 @@ type member struct {
 	group    string
 	maxBatch int
 	maxWait  time.Duration
-	// h handles each batch, unless prepare is set (ConsumeStaged).
-	h        bus.Handler
+	// prepare prepares each batch (a Handler's calls it: bus.Staged).
 	prepare  bus.Prepare
 	r        bus.Rebalance
 	fetchLog *throttle
@@ -237,26 +236,12 @@ func (m *member) generation(ctx, gctx context.Context, gen *kafka.Generation) {
 		})
 	}
 
-	if m.prepare != nil {
-		m.staged(ctx, gen, fetched)
-		return
-	}
-	for {
-		batch, err := collect(ctx, fetched, m.maxBatch, m.maxWait)
-		if err != nil {
-			return // the generation or Consume ended
-		}
-		msgs := fromKafkaBatch(batch)
-		if err := m.b.retry(ctx, m.group, len(msgs), func(ctx context.Context) error { return m.h(ctx, slices.Clone(msgs)) }); err != nil {
-			return // ended while h refused it: the next owner gets the batch
-		}
-		m.committed(gen, batch)
-	}
+	m.staged(ctx, gen, fetched)
 }
 
-// staged is generation's loop for ConsumeStaged: one goroutine writes the
-// prepared batches in order and commits each, while this one collects and
-// prepares the next. It returns once the writer has.
+// staged is generation's loop: one goroutine writes the prepared batches
+// in order and commits each, while this one collects and prepares the
+// next. It returns once the writer has.
 func (m *member) staged(ctx context.Context, gen *kafka.Generation, fetched <-chan kafka.Message) {
 	type prepared struct {
 		batch []kafka.Message
@@ -411,24 +396,13 @@ func fromKafkaBatch(batch []kafka.Message) []bus.Message {
 	return msgs
 }
 
-// retry calls h until it accepts the batch of n messages, waiting between
-// attempts; it returns an error only when ctx ends.
-func (b *Bus) retry(ctx context.Context, group string, n int, h func(context.Context) error) error {
-	for attempt := 0; ; attempt++ {
-		err := h(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+// retry runs w, the write of a batch of n messages, until it succeeds; it
+// returns an error only when ctx ends.
+func (b *Bus) retry(ctx context.Context, group string, n int, w bus.Write) error {
+	return bus.RetryWrite(ctx, w, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D(), func(attempt int, retryIn time.Duration, err error) {
 		b.metrics.handlerErrors.WithLabelValues(group).Inc()
-		d := bus.Backoff(attempt, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D())
-		b.log.Warn("handler failed; batch will be delivered again", "group", group, "messages", n, "attempt", attempt+1, "retry_in", d, "err", err)
-		if err := bus.SleepCtx(ctx, d); err != nil {
-			return err
-		}
-	}
+		b.log.Warn("handler failed; batch will be delivered again", "group", group, "messages", n, "attempt", attempt+1, "retry_in", retryIn, "err", err)
+	})
 }
 
 // recordLag sets each partition's lag after the batch.

@@ -69,7 +69,8 @@
 // each generation, reads the partitions it assigns with one partition
 // reader each: it gathers up to maxBatch messages (those arriving within
 // maxWait of the first), calls the handler, and commits the offsets
-// synchronously only after the handler returned nil. A handler error
+// synchronously only after the handler returned nil; meanwhile it gathers
+// the next batch (and, for ConsumeStaged, prepares it). A handler error
 // delivers the same batch again after a backoff, without committing;
 // nothing is skipped. A generation ends at every rebalance: the batch in
 // hand is abandoned unless handled, ConsumeRebalance's Revoked hook runs,

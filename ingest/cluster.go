@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -340,6 +341,10 @@ func (c *cluster) revoked(ctx context.Context, parts []bus.TopicPartition) {
 	c.log.Info("ingest cluster: partitions revoked", "partitions", len(parts), "pulled_on_for", c.cfg.HandoverGrace.D())
 }
 
+// ownerRows is how many camera_owners rows one statement writes or
+// deletes (a round trip each on PostgreSQL).
+const ownerRows = 200
+
 // announce writes this node as the owner of every camera of the owned
 // partitions, confirming those it had written.
 func (c *cluster) announce(ctx context.Context) error {
@@ -380,16 +385,17 @@ func (c *cluster) announce(ctx context.Context) error {
 		return fmt.Errorf("announce owned cameras: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, c.db.Rebind(`INSERT INTO camera_owners (camera_id, node, since, seen) VALUES (?, ?, ?, ?)
-		ON CONFLICT (camera_id) DO UPDATE SET node = excluded.node, since = excluded.since, seen = excluded.seen
-		WHERE excluded.since >= camera_owners.since OR camera_owners.seen < ?`))
-	if err != nil {
-		return fmt.Errorf("announce owned cameras: %w", err)
-	}
-	defer stmt.Close()
-	for _, r := range rows {
-		if _, err := stmt.ExecContext(ctx, r.id, c.cfg.Advertise, r.since, seen, seen-stale); err != nil {
-			return fmt.Errorf("announce camera %s: %w", r.id, err)
+	for chunk := range slices.Chunk(rows, ownerRows) {
+		args := make([]any, 0, 4*len(chunk)+1)
+		for _, r := range chunk {
+			args = append(args, r.id, c.cfg.Advertise, r.since, seen)
+		}
+		args = append(args, seen-stale)
+		q := `INSERT INTO camera_owners (camera_id, node, since, seen) VALUES ` + casedb.Placeholders(len(chunk), 4) + `
+			ON CONFLICT (camera_id) DO UPDATE SET node = excluded.node, since = excluded.since, seen = excluded.seen
+			WHERE excluded.since >= camera_owners.since OR camera_owners.seen < ?`
+		if _, err := tx.ExecContext(ctx, c.db.Rebind(q), args...); err != nil {
+			return fmt.Errorf("announce %d cameras: %w", len(chunk), err)
 		}
 	}
 	// A row of a camera this node no longer knows goes if this node wrote
@@ -398,9 +404,15 @@ func (c *cluster) announce(ctx context.Context) error {
 	// again) and have confirmed it since the directory was read. (Above,
 	// a row is taken over when this node's assignment is newer, or, since
 	// each node stamps its own clock, when its owner stopped confirming.)
-	for _, id := range gone {
-		if _, err := tx.ExecContext(ctx, c.db.Rebind(`DELETE FROM camera_owners WHERE camera_id = ? AND (node = ? OR seen < ?)`), id, c.cfg.Advertise, seen-stale); err != nil {
-			return fmt.Errorf("forget deleted camera %s: %w", id, err)
+	for chunk := range slices.Chunk(gone, ownerRows) {
+		args := make([]any, 0, len(chunk)+2)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		args = append(args, c.cfg.Advertise, seen-stale)
+		q := `DELETE FROM camera_owners WHERE camera_id IN ` + casedb.Placeholders(1, len(chunk)) + ` AND (node = ? OR seen < ?)`
+		if _, err := tx.ExecContext(ctx, c.db.Rebind(q), args...); err != nil {
+			return fmt.Errorf("forget %d deleted cameras: %w", len(chunk), err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

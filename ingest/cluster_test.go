@@ -500,3 +500,84 @@ func TestClusterForgetsDeletedCameras(t *testing.T) {
 		t.Fatalf("rows left %v, want [deleted-theirs gate]", left)
 	}
 }
+
+// TestClusterAnnouncesManyCameras: an announce of more cameras than one
+// statement writes, on each case database, takes every camera of the
+// owned partitions whose row is older or unconfirmed, keeps a newer
+// owner's, and forgets the deleted cameras it wrote.
+func TestClusterAnnouncesManyCameras(t *testing.T) {
+	for _, driver := range casedbtest.Drivers() {
+		t.Run(driver, func(t *testing.T) {
+			n := 2*ownerRows + 50
+			cams := make([]camera.Camera, n)
+			for i := range cams {
+				id := fmt.Sprintf("cam-%03d", i)
+				cams[i] = camera.Camera{ID: id, URL: "rtsp://127.0.0.1:1/" + id, Region: "north"}
+			}
+			db := casedbtest.Open(t, driver)
+			cfg := DefaultClusterConfig()
+			cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
+			c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			since := time.Now().UnixMilli()
+			now, old := since, time.Now().Add(-time.Hour).UnixMilli()
+			// cam-000: another node's newer assignment, confirmed: kept.
+			// cam-001: another node's older assignment, unconfirmed: taken.
+			// gone-*: cameras deleted from the registry, this node's rows.
+			pre := []struct {
+				id, node    string
+				since, seen int64
+			}{
+				{"cam-000", "rtsp://ingest-2:8554", since + 1000, now},
+				{"cam-001", "rtsp://ingest-2:8554", old, old},
+			}
+			for i := range ownerRows + 10 {
+				pre = append(pre, struct {
+					id, node    string
+					since, seen int64
+				}{fmt.Sprintf("gone-%03d", i), cfg.Advertise, old, now})
+			}
+			for _, r := range pre {
+				if _, err := db.Exec(ctx, `INSERT INTO camera_owners (camera_id, node, since, seen) VALUES (?, ?, ?, ?)`, r.id, r.node, r.since, r.seen); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.readDirectory(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.nparts = 1
+			c.owned[0] = since
+			if err := c.announce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := db.Query(ctx, `SELECT camera_id, node FROM camera_owners`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			owners := map[string]string{}
+			for rows.Next() {
+				var id, node string
+				if err := rows.Scan(&id, &node); err != nil {
+					t.Fatal(err)
+				}
+				owners[id] = node
+			}
+			if len(owners) != n {
+				t.Fatalf("%d rows, want %d (the deleted cameras' gone)", len(owners), n)
+			}
+			for _, cam := range cams {
+				want := cfg.Advertise
+				if cam.ID == "cam-000" {
+					want = "rtsp://ingest-2:8554"
+				}
+				if owners[cam.ID] != want {
+					t.Fatalf("%s owned by %q, want %q", cam.ID, owners[cam.ID], want)
+				}
+			}
+		})
+	}
+}

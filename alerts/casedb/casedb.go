@@ -197,6 +197,15 @@ func (db *DB) Version(ctx context.Context) (int64, error) {
 // must not contain literal question marks.
 func (db *DB) Rebind(query string) string { return Rebind(db.driver, query) }
 
+// Placeholders is the VALUES list of a multi-row INSERT: rows groups of
+// cols "?" placeholders, "(?, ?), (?, ?)"; with one row, an IN list.
+// On PostgreSQL each statement is a round trip: many rows a statement is
+// what makes batches fast there.
+func Placeholders(rows, cols int) string {
+	one := "(" + strings.Repeat("?, ", cols-1) + "?)"
+	return strings.Repeat(one+", ", rows-1) + one
+}
+
 // Rebind rewrites query's "?" placeholders for driver (see DB.Rebind), for
 // code handed a transaction and its driver rather than the DB.
 func Rebind(driver, query string) string {

@@ -73,3 +73,14 @@ func TestPostgresUnreachable(t *testing.T) {
 		t.Fatalf("error %q", msg)
 	}
 }
+
+func TestPlaceholders(t *testing.T) {
+	for _, c := range []struct {
+		rows, cols int
+		want       string
+	}{{1, 1, "(?)"}, {1, 3, "(?, ?, ?)"}, {2, 2, "(?, ?), (?, ?)"}, {3, 1, "(?), (?), (?)"}} {
+		if got := casedb.Placeholders(c.rows, c.cols); got != c.want {
+			t.Errorf("%d×%d: %q, want %q", c.rows, c.cols, got, c.want)
+		}
+	}
+}

@@ -117,8 +117,7 @@ func Enqueue(ctx context.Context, tx *sql.Tx, driver string, recs ...Record) err
 	// One statement per insertChunk records: a round trip each.
 	id := last - int64(len(recs)) + 1
 	for chunk := range slices.Chunk(rows, insertChunk) {
-		q := "INSERT INTO outbox (id, uid, topic, msg_key, type, value, headers, created_at) VALUES " +
-			strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", len(chunk)-1) + "(?, ?, ?, ?, ?, ?, ?, ?)"
+		q := "INSERT INTO outbox (id, uid, topic, msg_key, type, value, headers, created_at) VALUES " + casedb.Placeholders(len(chunk), 8)
 		args := make([]any, 0, 8*len(chunk))
 		for _, row := range chunk {
 			args = append(args, id)

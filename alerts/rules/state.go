@@ -350,8 +350,7 @@ func (s *SQLState) save(ctx context.Context, tx *sql.Tx, upserts []StateRecord, 
 	// and a batch of events touches hundreds of groups.
 	for len(upserts) > 0 {
 		n := min(len(upserts), upsertRows)
-		q := "INSERT INTO rule_state (rule_id, group_key, state, updated_at, part) VALUES (?, ?, ?, ?, ?)" +
-			strings.Repeat(", (?, ?, ?, ?, ?)", n-1) +
+		q := "INSERT INTO rule_state (rule_id, group_key, state, updated_at, part) VALUES " + casedb.Placeholders(n, 5) +
 			" ON CONFLICT (rule_id, group_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, part = excluded.part"
 		args := make([]any, 0, 5*n)
 		for _, r := range upserts[:n] {

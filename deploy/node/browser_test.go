@@ -234,6 +234,11 @@ func TestBrowserConsole(t *testing.T) {
 	if err != nil || rows != 1 {
 		t.Fatalf("camera list: %v, %d rows", err, rows)
 	}
+	// Nobody watches: the detectors' passive subscription is no viewer.
+	var watching string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector('#cameras tr td:nth-child(7)').textContent`, &watching)); err != nil || watching != "0" {
+		t.Fatalf("watching %q (%v), want 0", watching, err)
+	}
 	screenshot(t, ctx, "console-cameras.png")
 
 }

@@ -67,7 +67,7 @@ func BenchmarkDetectorsCPU1080p(b *testing.B) {
 				hubs, dets = append(hubs, hub), append(dets, d)
 			}
 			for _, hub := range hubs {
-				for hub.Subscribers() == 0 {
+				for hub.Stats().Subscribers == 0 {
 					time.Sleep(time.Millisecond)
 				}
 			}

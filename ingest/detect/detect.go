@@ -41,8 +41,8 @@ type Meta struct {
 	// Tags are copied to every event.
 	Tags []string
 	// OnDemand: the camera is pulled only while someone watches it. The
-	// detector then watches passively (it does not keep the camera
-	// pulled) and judges the stream only while it flows.
+	// detector (which subscribes passively) does not keep it pulled, and
+	// judges the stream only while it flows.
 	OnDemand bool
 }
 
@@ -341,11 +341,10 @@ func (d *Detector) loop(ctx context.Context) error {
 	}()
 	for {
 		if sub == nil && d.needUnits() {
-			subscribe := d.hub.Subscribe
-			if d.meta.OnDemand {
-				subscribe = d.hub.SubscribePassive
-			}
-			s, err := subscribe(d.queue)
+			// Passively, on every camera: a detector keeps no on-demand
+			// camera pulled, and counts as nobody watching (the GOP budget
+			// favours the cameras people watch; the console shows them).
+			s, err := d.hub.SubscribePassive(d.queue)
 			if err != nil {
 				return nil // the camera was removed
 			}

@@ -31,10 +31,11 @@
 //	jpeg, err := d.Snapshot(r.Context()) // ErrNoPicture: 404 or 503; ErrNoFFmpeg: 501
 //
 // A camera whose record changes gets a new Detector (the old one's
-// context is cancelled). For an on-demand camera (Meta.OnDemand) the
-// detector subscribes to the hub passively: it sees the stream while a
-// viewer has the camera pulled and never keeps it pulled itself; health
-// does not call an idle on-demand camera offline.
+// context is cancelled). A detector subscribes to the hub passively: it
+// counts as nobody watching, and of an on-demand camera (Meta.OnDemand)
+// it sees the stream while a viewer has the camera pulled and never keeps
+// it pulled itself; health does not call an idle on-demand camera
+// offline.
 //
 // # Events
 //

@@ -191,7 +191,7 @@ func newHarness(t testing.TB, cfg Config, o harnessOpts) *harness {
 	t.Cleanup(h.stop)
 	if h.d.needUnits() {
 		// Units published before the detector subscribes would be lost.
-		waitFor(t, "the detector to subscribe", func() bool { return h.hub.Subscribers() > 0 })
+		waitFor(t, "the detector to subscribe", func() bool { return h.hub.Stats().Subscribers > 0 })
 	}
 	return h
 }

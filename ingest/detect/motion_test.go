@@ -138,7 +138,7 @@ func TestMotionPerCameraOverride(t *testing.T) {
 	h.play(motionClip)
 	waitFor(t, "the clip published", func() bool { return h.hub.Stats().Units == units(motionClip) })
 	// The detector does not even follow the stream.
-	if h.d.needUnits() || h.hub.Subscribers() != 0 {
+	if h.d.needUnits() || h.hub.Stats().Subscribers != 0 {
 		t.Fatal("a camera with motion and quality off still subscribes to its hub")
 	}
 	if got := h.out.types(t); len(got) != 0 {

@@ -352,7 +352,7 @@ func TestWithoutFFmpeg(t *testing.T) {
 	wg.Go(func() { m.Run(ctx) })
 	wg.Go(func() { h.d.Run(ctx) })
 	defer func() { cancel(); wg.Wait() }()
-	waitFor(t, "subscription", func() bool { return h.hub.Subscribers() == 1 })
+	waitFor(t, "subscription", func() bool { return h.hub.Stats().Subscribers == 1 })
 
 	motion := loadClip(t, "motion")
 	h.start(motion)
@@ -387,7 +387,7 @@ func TestSnapshotFromHubCache(t *testing.T) {
 	if _, err := jpeg.Decode(bytes.NewReader(jp)); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.hub.Subscribers(); n != 0 {
+	if n := h.hub.Stats().Subscribers; n != 0 {
 		t.Fatalf("%d subscribers left", n)
 	}
 }

@@ -392,13 +392,17 @@ func (h *Hub) Close() {
 
 // Stats are the hub's counters.
 type Stats struct {
-	Units       uint64    `json:"units"`
-	Bytes       uint64    `json:"bytes"`
-	Keyframes   uint64    `json:"keyframes"`
-	SlowDrops   uint64    `json:"slow_consumer_drops"`
-	Subscribers int       `json:"consumers"`
-	LastUnit    time.Time `json:"last_unit,omitzero"`
-	GOPUnits    int       `json:"gop_units"`
+	Units     uint64 `json:"units"`
+	Bytes     uint64 `json:"bytes"`
+	Keyframes uint64 `json:"keyframes"`
+	SlowDrops uint64 `json:"slow_consumer_drops"`
+	// Subscribers is every consumer: viewers, re-serve readers, detectors.
+	Subscribers int `json:"consumers"`
+	// Watching is the consumers that ask for the stream: all but the
+	// passive ones (detectors), which take it only while it is pulled.
+	Watching int       `json:"watching"`
+	LastUnit time.Time `json:"last_unit,omitzero"`
+	GOPUnits int       `json:"gop_units"`
 	// GOPBytes is the size of the cached GOP: 0 when the camera has none
 	// (its keyframes are too far apart, or it is outside the GOP budget).
 	GOPBytes int `json:"gop_bytes"`
@@ -407,9 +411,10 @@ type Stats struct {
 // Stats returns the counters.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
-	subs, gop, gopBytes := len(h.subs), len(h.gop), h.gopBytes
+	subs, passive, gop, gopBytes := len(h.subs), h.passive, len(h.gop), h.gopBytes
 	h.mu.Unlock()
-	st := Stats{Units: h.units.Load(), Bytes: h.bytes.Load(), Keyframes: h.keys.Load(), SlowDrops: h.slowDrops.Load(), Subscribers: subs, GOPUnits: gop, GOPBytes: gopBytes}
+	st := Stats{Units: h.units.Load(), Bytes: h.bytes.Load(), Keyframes: h.keys.Load(), SlowDrops: h.slowDrops.Load(),
+		Subscribers: subs, Watching: subs - passive, GOPUnits: gop, GOPBytes: gopBytes}
 	if n := h.lastUnit.Load(); n != 0 {
 		st.LastUnit = time.Unix(0, n).UTC()
 	}

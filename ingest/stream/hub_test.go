@@ -252,12 +252,12 @@ func TestPassiveSubscribers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, all := h.Subscribers(), h.Stats().Subscribers; n != 0 || all != 1 {
-		t.Fatalf("with a passive consumer: Subscribers %d, Stats %d; want 0 and 1", n, all)
+	if n, st := h.Subscribers(), h.Stats(); n != 0 || st.Subscribers != 1 || st.Watching != 0 {
+		t.Fatalf("with a passive consumer: Subscribers %d, Stats %d consumers, %d watching; want 0, 1 and 0", n, st.Subscribers, st.Watching)
 	}
 	v, _ := h.Subscribe(8)
-	if n := h.Subscribers(); n != 1 {
-		t.Fatalf("Subscribers %d with one viewer, want 1", n)
+	if n, st := h.Subscribers(), h.Stats(); n != 1 || st.Subscribers != 2 || st.Watching != 1 {
+		t.Fatalf("with a viewer besides: Subscribers %d, Stats %d consumers, %d watching; want 1, 2 and 1", n, st.Subscribers, st.Watching)
 	}
 	v.Close()
 	p.Close()

@@ -165,7 +165,7 @@ async function loadCameras() {
       el("td", {}, `${c.region || "—"}${c.grid ? " · " + c.grid : ""}`),
       el("td", {}, el("span", { class: "badge state-" + st.state, title: st.reason || "" }, STATE_NAMES[st.state] || st.state),
         pulledFrom(c)),
-      el("td", {}, video), el("td", {}, rate), el("td", {}, loss), el("td", {}, String(c.stream.consumers)),
+      el("td", {}, video), el("td", {}, rate), el("td", {}, loss), el("td", { title: `${c.stream.consumers} consumers in all, detectors included 含检测器` }, String(c.stream.watching)),
       el("td", {}, el("a", { href: "/play/" + encodeURIComponent(c.id), target: "_blank" }, "Play 播放")));
   }));
 }

@@ -526,13 +526,19 @@ func TestClusterAnnouncesManyCameras(t *testing.T) {
 			now, old := since, time.Now().Add(-time.Hour).UnixMilli()
 			// cam-000: another node's newer assignment, confirmed: kept.
 			// cam-001: another node's older assignment, unconfirmed: taken.
+			// cam-002: another node's newer assignment, unconfirmed: taken.
 			// gone-*: cameras deleted from the registry, this node's rows.
+			// gone-theirs: another node's, confirmed: kept; gone-stale:
+			// another node's, unconfirmed: deleted.
 			pre := []struct {
 				id, node    string
 				since, seen int64
 			}{
 				{"cam-000", "rtsp://ingest-2:8554", since + 1000, now},
 				{"cam-001", "rtsp://ingest-2:8554", old, old},
+				{"cam-002", "rtsp://ingest-2:8554", since + 1000, old},
+				{"gone-theirs", "rtsp://ingest-2:8554", old, now},
+				{"gone-stale", "rtsp://ingest-2:8554", old, old},
 			}
 			for i := range ownerRows + 10 {
 				pre = append(pre, struct {
@@ -566,8 +572,8 @@ func TestClusterAnnouncesManyCameras(t *testing.T) {
 				}
 				owners[id] = node
 			}
-			if len(owners) != n {
-				t.Fatalf("%d rows, want %d (the deleted cameras' gone)", len(owners), n)
+			if len(owners) != n+1 || owners["gone-theirs"] != "rtsp://ingest-2:8554" {
+				t.Fatalf("%d rows, want %d: the cameras and gone-theirs (%q)", len(owners), n+1, owners["gone-theirs"])
 			}
 			for _, cam := range cams {
 				want := cfg.Advertise

@@ -199,6 +199,7 @@ func (db *DB) Rebind(query string) string { return Rebind(db.driver, query) }
 
 // Placeholders is the VALUES list of a multi-row INSERT: rows groups of
 // cols "?" placeholders, "(?, ?), (?, ?)"; with one row, an IN list.
+// Both must be at least 1.
 // On PostgreSQL each statement is a round trip: many rows a statement is
 // what makes batches fast there.
 func Placeholders(rows, cols int) string {

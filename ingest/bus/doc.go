@@ -22,7 +22,7 @@
 //     effects, which the Kafka bus runs for the next batch while the
 //     previous batch's Write runs, and the Write, run in order and
 //     committed when it returns nil (the embedded bus runs the two in
-//     turn).
+//     turn). The Kafka bus gathers the next batch while any handler runs.
 //   - Several groups each see every message; the members of one group
 //     (Consume calls with the same group) share the topics' partitions.
 //   - Consume returns nil when its context ends, promptly, even while the

@@ -302,8 +302,9 @@ func (h *Hub) Subscribe(queue int) (*Sub, error) {
 
 // SubscribePassive adds a consumer that takes the stream while others
 // have it pulled but does not ask for it: an on-demand camera watched
-// only by passive consumers (its detectors) stays idle. It does not count
-// in Subscribers.
+// only by passive consumers (its detectors) stays idle. It is not counted
+// by Subscribers or Stats.Watching, nor as watching by the GOP budget; it
+// is in Stats.Subscribers.
 func (h *Hub) SubscribePassive(queue int) (*Sub, error) {
 	return h.subscribe(queue, true)
 }

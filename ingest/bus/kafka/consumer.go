@@ -252,6 +252,9 @@ func (m *member) staged(ctx context.Context, gen *kafka.Generation, fetched <-ch
 	go func() {
 		defer close(writer)
 		for p := range queue {
+			if ctx.Err() != nil {
+				return // a batch sent as the generation ended: the next owner gets it
+			}
 			if err := m.b.retry(ctx, m.group, len(p.batch), p.write); err != nil {
 				return // ended while the write failed: the next owner gets the batch
 			}

@@ -360,14 +360,8 @@ func TestClusterOwnerGone(t *testing.T) {
 // write does not undo a newer one's.
 func TestClusterHandover(t *testing.T) {
 	cams := []camera.Camera{{ID: "gate", URL: "rtsp://127.0.0.1:1/gate", Region: "north"}}
-	db := casedbtest.Open(t, casedb.SQLite)
-	cfg := DefaultClusterConfig()
-	cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
-	cfg.HandoverGrace = conf.Duration(time.Hour)
-	c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, db := unitCluster(t, casedb.SQLite, cams, time.Hour)
+	cfg := c.cfg
 	c.nparts = 4
 	ctx := context.Background()
 	p := []bus.TopicPartition{{Topic: bus.TopicCameras, Partition: c.partitionOf("gate")}}
@@ -455,13 +449,8 @@ func TestClusterFollowerFindsTheNewOwnerAtOnce(t *testing.T) {
 // node confirms (its registry may know the camera).
 func TestClusterForgetsDeletedCameras(t *testing.T) {
 	cams := []camera.Camera{{ID: "gate", URL: "rtsp://127.0.0.1:1/gate", Region: "north"}}
-	db := casedbtest.Open(t, casedb.SQLite)
-	cfg := DefaultClusterConfig()
-	cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
-	c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, db := unitCluster(t, casedb.SQLite, cams, DefaultClusterConfig().HandoverGrace.D())
+	cfg := c.cfg
 	ctx := context.Background()
 	now, old := time.Now().UnixMilli(), time.Now().Add(-time.Hour).UnixMilli()
 	for _, r := range []struct {
@@ -514,13 +503,8 @@ func TestClusterAnnouncesManyCameras(t *testing.T) {
 				id := fmt.Sprintf("cam-%03d", i)
 				cams[i] = camera.Camera{ID: id, URL: "rtsp://127.0.0.1:1/" + id, Region: "north"}
 			}
-			db := casedbtest.Open(t, driver)
-			cfg := DefaultClusterConfig()
-			cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
-			c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, db := unitCluster(t, driver, cams, DefaultClusterConfig().HandoverGrace.D())
+			cfg := c.cfg
 			ctx := context.Background()
 			since := time.Now().UnixMilli()
 			now, old := since, time.Now().Add(-time.Hour).UnixMilli()
@@ -586,4 +570,20 @@ func TestClusterAnnouncesManyCameras(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unitCluster is a cluster member of cams on a new case database of
+// driver, advertising rtsp://ingest-1:8554, with no bus: its methods are
+// called by the test. grace is its hand-over grace.
+func unitCluster(t *testing.T, driver string, cams []camera.Camera, grace time.Duration) (*cluster, *casedb.DB) {
+	t.Helper()
+	db := casedbtest.Open(t, driver)
+	cfg := DefaultClusterConfig()
+	cfg.Enabled, cfg.Advertise = true, "rtsp://ingest-1:8554"
+	cfg.HandoverGrace = conf.Duration(grace)
+	c, err := newCluster(cfg, db, camera.NewRegistry(cams, nil), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, db
 }

@@ -106,7 +106,7 @@ func Main(args []string, stdout, stderr io.Writer) error {
 func (o *options) withMemoryLimit() (int64, func()) {
 	undo := func() {}
 	if o.memLimit > 0 {
-		prev := debug.SetMemoryLimit(o.memLimit)
+		prev := debug.SetMemoryLimit(int64(o.memLimit))
 		undo = func() { debug.SetMemoryLimit(prev) }
 	}
 	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
@@ -124,15 +124,14 @@ type options struct {
 	transport string
 	// gopTotal is ingest.gop_total_bytes.
 	gopTotal int64
-	// memoryLimit is the measuring process's Go memory limit (the node's
-	// memory_limit), as given and in bytes (0: none).
-	memoryLimit string
-	memLimit    int64
-	warmup      time.Duration
-	duration    time.Duration
-	json        bool
-	quick       bool
-	logLevel    string
+	// memLimit is the measuring process's Go memory limit (the node's
+	// memory_limit; 0: none).
+	memLimit conf.MemoryLimit
+	warmup   time.Duration
+	duration time.Duration
+	json     bool
+	quick    bool
+	logLevel string
 	// profile is a directory for pprof profiles of each measured window.
 	profile string
 	// lifeline: stop when standard input closes (a section run by `bench
@@ -161,7 +160,7 @@ func (o *options) register(fs *flag.FlagSet, section string) {
 	}
 	if uses("ingest", "relay") {
 		fs.DurationVar(&o.warmup, "warmup", o.warmup, "time left to settle before each measurement")
-		fs.StringVar(&o.memoryLimit, "memory-limit", "", "Go memory limit of the measured process (the node's memory_limit), a size such as 110MiB (default: none)")
+		fs.TextVar(&o.memLimit, "memory-limit", conf.MemoryLimit(0), "Go memory limit of the measured process (the node's memory_limit), a size such as 110MiB")
 		fs.StringVar(&o.profile, "profile", "", "write a CPU profile of each measured window and a heap profile at its end to this directory (costs a few percent of CPU)")
 	}
 	if uses("ingest", "relay", "latency") {
@@ -215,15 +214,8 @@ func (o *options) validate() error {
 	if problem := ingest.CheckGOPTotal(o.gopTotal); problem != "" {
 		return fmt.Errorf("--gop-total-bytes: %s", problem)
 	}
-	if o.memoryLimit != "" {
-		n, err := conf.ParseMemoryLimit(o.memoryLimit)
-		if err == nil && n < 0 {
-			err = errors.New("auto reads a cgroup's limit, which a benchmark has none of; give a size")
-		}
-		if err != nil {
-			return fmt.Errorf("--memory-limit: %w", err)
-		}
-		o.memLimit = n
+	if o.memLimit == conf.MemoryLimitAuto {
+		return errors.New("--memory-limit: auto reads a cgroup's limit, which a benchmark has none of; give a size")
 	}
 	switch o.transport {
 	case camera.TransportTCP, camera.TransportUDP, camera.TransportAuto:

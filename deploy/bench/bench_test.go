@@ -268,7 +268,7 @@ func TestOptions(t *testing.T) {
 			return nil
 		}, false},
 		{"memory limit", "ingest", []string{"--memory-limit", "110MiB"}, func(o *options) error {
-			if o.memLimit != 110<<20 {
+			if o.memLimit != 110<<20 || o.memLimit.String() != "110MiB" {
 				return fmt.Errorf("memory limit %d", o.memLimit)
 			}
 			return nil

@@ -41,16 +41,16 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// MemoryLimit is the Go runtime's soft memory limit: auto, off or a
 	// size (see memlimit.go).
-	MemoryLimit string        `yaml:"memory_limit"`
-	Log         LogConfig     `yaml:"log"`
-	HTTP        api.Config    `yaml:"http"`
-	Auth        auth.Config   `yaml:"auth"`
-	CaseDB      casedb.Config `yaml:"casedb"`
-	Ingest      ingest.Config `yaml:"ingest"`
-	Relay       relay.Config  `yaml:"relay"`
-	Bus         BusConfig     `yaml:"bus"`
-	MQTT        mqtt.Config   `yaml:"mqtt"`
-	Alerts      alerts.Config `yaml:"alerts"`
+	MemoryLimit conf.MemoryLimit `yaml:"memory_limit"`
+	Log         LogConfig        `yaml:"log"`
+	HTTP        api.Config       `yaml:"http"`
+	Auth        auth.Config      `yaml:"auth"`
+	CaseDB      casedb.Config    `yaml:"casedb"`
+	Ingest      ingest.Config    `yaml:"ingest"`
+	Relay       relay.Config     `yaml:"relay"`
+	Bus         BusConfig        `yaml:"bus"`
+	MQTT        mqtt.Config      `yaml:"mqtt"`
+	Alerts      alerts.Config    `yaml:"alerts"`
 	// Analytics is the store analysts query and the sink that fills it.
 	Analytics analytics.Config `yaml:"analytics"`
 	// Cameras are the cameras of the configuration file; more can be
@@ -66,7 +66,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		DataDir:     "./sharpeye-data",
-		MemoryLimit: "auto",
+		MemoryLimit: conf.MemoryLimitAuto,
 		Log:         DefaultLogConfig(),
 		HTTP:        api.Defaults(),
 		Auth:        auth.Defaults(),
@@ -86,9 +86,6 @@ func Defaults() Config {
 func (c *Config) Validate(v *conf.V) {
 	if c.DataDir == "" {
 		v.Errorf("data_dir", "must not be empty")
-	}
-	if _, err := conf.ParseMemoryLimit(c.MemoryLimit); err != nil {
-		v.Errorf("memory_limit", "%v", err)
 	}
 	seen := map[string]int{}
 	for i, cam := range c.Cameras {

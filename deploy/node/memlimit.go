@@ -112,7 +112,7 @@ func readCgroupLimit(file string) (int64, error) {
 // applyMemoryLimit sets the Go runtime's memory limit from setting (see
 // above) unless GOMEMLIMIT is in environ, and logs what it did. It
 // returns the limit now in force, 0 for none.
-func applyMemoryLimit(setting string, environ []string, log *slog.Logger) int64 {
+func applyMemoryLimit(setting conf.MemoryLimit, environ []string, log *slog.Logger) int64 {
 	if v := lookupEnv(environ, "GOMEMLIMIT"); v != "" {
 		limit := debug.SetMemoryLimit(-1)
 		if limit == math.MaxInt64 {
@@ -122,13 +122,8 @@ func applyMemoryLimit(setting string, environ []string, log *slog.Logger) int64 
 		log.Info("memory limit from GOMEMLIMIT", "limit", v, "bytes", limit)
 		return limit
 	}
-	limit, err := conf.ParseMemoryLimit(setting)
-	if err != nil { // validated before; keep Go's default
-		log.Warn("memory limit not set", "err", err)
-		return 0
-	}
-	source := "memory_limit"
-	if limit < 0 {
+	limit, source := int64(setting), "memory_limit"
+	if setting == conf.MemoryLimitAuto {
 		source = "auto: 90% of the cgroup's limit"
 		group, err := cgroupMemoryLimit()
 		if err != nil {
@@ -140,7 +135,7 @@ func applyMemoryLimit(setting string, environ []string, log *slog.Logger) int64 
 			log.Warn("the cgroup's memory limit leaves the node little room", "bytes", group)
 		}
 	}
-	if limit == 0 {
+	if limit <= 0 {
 		return 0
 	}
 	debug.SetMemoryLimit(limit)

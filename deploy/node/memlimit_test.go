@@ -12,26 +12,13 @@ import (
 	"testing"
 )
 
-func TestParseMemoryLimit(t *testing.T) {
-	parseMemoryLimit := conf.ParseMemoryLimit
-	for in, want := range map[string]int64{
-		"auto": -1, "off": 0, "0": 0, "512MiB": 512 << 20, "2GiB": 2 << 30, "1TiB": 1 << 40,
-		"65536KiB": 64 << 20, "33554432": 32 << 20,
-	} {
-		if got, err := parseMemoryLimit(in); err != nil || got != want {
-			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "512", "16MiB", "-1GiB", "1.5GiB", "512MB", "512 MiB", "lots", "9999999999TiB"} {
-		if _, err := parseMemoryLimit(in); err == nil {
-			t.Errorf("%q accepted", in)
-		}
-	}
+// TestMemoryLimitSetting: memory_limit is read (and refused) at load.
+func TestMemoryLimitSetting(t *testing.T) {
 	if _, err := LoadFile("", []string{"SHARPEYE_MEMORY_LIMIT=512MB"}); err == nil || !strings.Contains(err.Error(), "memory_limit") {
 		t.Fatalf("validation: %v", err)
 	}
-	if cfg, err := LoadFile("", []string{"SHARPEYE_MEMORY_LIMIT=2GiB"}); err != nil || cfg.MemoryLimit != "2GiB" {
-		t.Fatalf("2GiB: %q, %v", cfg.MemoryLimit, err)
+	if cfg, err := LoadFile("", []string{"SHARPEYE_MEMORY_LIMIT=2GiB"}); err != nil || cfg.MemoryLimit != 2<<30 {
+		t.Fatalf("2GiB: %d, %v", cfg.MemoryLimit, err)
 	}
 }
 
@@ -97,25 +84,25 @@ func TestApplyMemoryLimit(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 
-	if got := applyMemoryLimit("512MiB", nil, log); got != 512<<20 || debug.SetMemoryLimit(-1) != 512<<20 {
+	if got := applyMemoryLimit(512<<20, nil, log); got != 512<<20 || debug.SetMemoryLimit(-1) != 512<<20 {
 		t.Fatalf("512MiB: %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	fakeCgroups(t, "0::/\n", map[string]string{"memory.max": "1073741824\n"})
 	gib := float64(1 << 30)
-	if got := applyMemoryLimit("auto", nil, log); got != int64(gib*autoMemoryShare) || debug.SetMemoryLimit(-1) != got {
+	if got := applyMemoryLimit(conf.MemoryLimitAuto, nil, log); got != int64(gib*autoMemoryShare) || debug.SetMemoryLimit(-1) != got {
 		t.Fatalf("auto: %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	debug.SetMemoryLimit(math.MaxInt64)
 	fakeCgroups(t, "0::/\n", map[string]string{"memory.max": "max\n"})
-	if got := applyMemoryLimit("auto", nil, log); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+	if got := applyMemoryLimit(conf.MemoryLimitAuto, nil, log); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Fatalf("auto without a limit: %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	debug.SetMemoryLimit(math.MaxInt64) // as GOMEMLIMIT=off would at start
-	if got := applyMemoryLimit("512MiB", []string{"GOMEMLIMIT=off"}, log); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+	if got := applyMemoryLimit(512<<20, []string{"GOMEMLIMIT=off"}, log); got != 0 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Fatalf("GOMEMLIMIT=off: %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	debug.SetMemoryLimit(300 << 20) // as GOMEMLIMIT=300MiB would at start
-	if got := applyMemoryLimit("512MiB", []string{"GOMEMLIMIT=300MiB"}, log); got != 300<<20 || debug.SetMemoryLimit(-1) != 300<<20 {
+	if got := applyMemoryLimit(512<<20, []string{"GOMEMLIMIT=300MiB"}, log); got != 300<<20 || debug.SetMemoryLimit(-1) != 300<<20 {
 		t.Fatalf("GOMEMLIMIT: %d, runtime %d", got, debug.SetMemoryLimit(-1))
 	}
 	out := buf.String()

@@ -141,8 +141,6 @@ type Puller struct {
 	// over TCP (Unix nanoseconds; 0: never, or UDP failed since): until
 	// tcpRetryAfter has passed, its sessions ask for UDP.
 	tcpRefusedAt atomic.Int64
-	// playing: the current session went online.
-	playing atomic.Bool
 }
 
 // tcpRetryAfter is how long a camera that refused RTSP over TCP is pulled
@@ -319,8 +317,9 @@ func (p *Puller) tcpRefused(answer string) error {
 // nobody watches. Transport auto asks for TCP first: every packet
 // arrives, in order, through NATs and firewalls that drop UDP, and the
 // tap reads it for less CPU than one read per datagram takes. A camera
-// that refuses TCP (not under TLS, which needs it) is asked for UDP at
-// once, and for tcpRetryAfter more, unless UDP fails too.
+// that refuses TCP (see sessionOver; not under TLS, which needs it) is
+// asked for UDP at once, and for tcpRetryAfter more, unless UDP fails
+// too.
 func (p *Puller) session(ctx context.Context) error {
 	auto := p.cam.Transport != camera.TransportUDP && p.cam.Transport != camera.TransportTCP
 	transport := p.cam.Transport
@@ -332,21 +331,28 @@ func (p *Puller) session(ctx context.Context) error {
 	}
 	err := p.sessionOver(ctx, transport)
 	var refused tcpRefusedError
-	if auto && errors.As(err, &refused) && !strings.HasPrefix(strings.ToLower(p.cam.URL), "rtsps:") && ctx.Err() == nil {
+	if auto && errors.As(err, &refused) && ctx.Err() == nil {
 		p.tcpRefusedAt.Store(time.Now().UnixNano())
 		p.log.Info("camera refused RTSP over TCP; pulling over UDP", "reason", refused.msg, "url", p.cam.RedactedURL())
 		transport = camera.TransportUDP
 		err = p.sessionOver(ctx, transport)
 	}
-	if auto && transport == camera.TransportUDP && !p.playing.Load() && ctx.Err() == nil && !errors.Is(err, errIdle) {
+	if auto && transport == camera.TransportUDP && !p.wentOnline() && ctx.Err() == nil && !errors.Is(err, errIdle) {
 		p.tcpRefusedAt.Store(0) // UDP does not work either: TCP again next time
 	}
 	return err
 }
 
+// wentOnline says whether the session that just ended was online: Run
+// sets the state anew only after session returns.
+func (p *Puller) wentOnline() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status.State == StateOnline
+}
+
 // sessionOver is session over one transport, tcp or udp.
 func (p *Puller) sessionOver(ctx context.Context, transport string) error {
-	p.playing.Store(false)
 	u, err := base.ParseURL(p.cam.URL)
 	if err != nil {
 		return &camError{"bad url: " + conf.RedactURLs(err.Error())}
@@ -396,7 +402,8 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 		return err
 	}
 	res, err := c.Setup(desc.BaseURL, medi, 0, 0)
-	if t == gortsplib.TransportTCP {
+	if t == gortsplib.TransportTCP && u.Scheme == "rtsp" {
+		// A refusal of TCP (under TLS, which needs TCP, the answer as it is).
 		var status liberrors.ErrClientBadStatusCode
 		var udp liberrors.ErrClientServerRequestedUDP
 		switch {
@@ -433,7 +440,6 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 	}
 	p.mu.Lock()
 	p.status.State, p.status.Reason, p.status.Since = StateOnline, "", time.Now().UTC()
-	p.playing.Store(true)
 	p.status.Codec = string(track.Codec)
 	p.mu.Unlock()
 	p.log.Info("camera online", "codec", track.Codec, "url", p.cam.RedactedURL())

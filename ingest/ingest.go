@@ -300,7 +300,7 @@ func (in *Ingest) startLocked(ctx context.Context, e camera.Entry, hub *stream.H
 		return
 	}
 	if in.detect != nil && source == pullDirect {
-		meta := detect.Meta{Name: e.Name, Region: e.Region, Grid: e.Grid, Lat: e.Lat, Lon: e.Lon, Tags: e.Tags, OnDemand: e.OnDemand}
+		meta := detect.Meta{Name: e.Name, Region: e.Region, Grid: e.Grid, Lat: e.Lat, Lon: e.Lon, Tags: e.Tags}
 		d, err := in.detect.NewDetector(e.ID, meta, hub, p.Status)
 		if err != nil {
 			in.log.Warn("camera runs without detectors", "camera", e.ID, "err", err)

@@ -40,10 +40,6 @@ type Meta struct {
 	Lat, Lon *float64
 	// Tags are copied to every event.
 	Tags []string
-	// OnDemand: the camera is pulled only while someone watches it. The
-	// detector (which subscribes passively) does not keep it pulled, and
-	// judges the stream only while it flows.
-	OnDemand bool
 }
 
 // Manager holds what a node's detectors share: the configuration, the

@@ -32,10 +32,9 @@
 //
 // A camera whose record changes gets a new Detector (the old one's
 // context is cancelled). A detector subscribes to the hub passively: it
-// counts as nobody watching, and of an on-demand camera (Meta.OnDemand)
-// it sees the stream while a viewer has the camera pulled and never keeps
-// it pulled itself; health does not call an idle on-demand camera
-// offline.
+// counts as nobody watching, and of an on-demand camera it sees the
+// stream while a viewer has the camera pulled and never keeps it pulled
+// itself; health does not call an idle on-demand camera offline.
 //
 // # Events
 //

@@ -134,7 +134,7 @@ document.addEventListener("visibilitychange", refreshCameraCounts);
 
 async function loadCameraCounts() {
   const { cameras } = await call("GET", "/api/v1/cameras");
-  const n = (s) => cameras.filter((c) => c.status.state === s).length;
+  const n = (s) => inState(cameras, s);
   const tiles = [
     ["online", STATE_NAMES.online, n("online")],
     ["offline", STATE_NAMES.offline, n("offline")],
@@ -144,17 +144,19 @@ async function loadCameraCounts() {
   ];
   $("#camera-counts").replaceChildren(...tiles.map(([cls, name, count]) =>
     el("a", { class: "tile count cameras-" + cls + (count ? "" : " zero"), href: "#/cameras",
-      title: cls === "other" ? "connecting, idle (on demand) or disabled 连接中、待机、停用" : "" },
+      title: cls === "other" ? "connecting, idle (on demand) or disabled 连接中、待机、停用" : undefined },
     el("div", { class: "name" }, name), el("div", { class: "state" }, String(count)))));
   $("#camera-counts-box").hidden = false;
 }
+
+// inState is how many of cameras are in state s.
+const inState = (cameras, s) => cameras.filter((c) => c.status.state === s).length;
 
 const STATE_NAMES = { online: "online 在线", offline: "offline 离线", error: "error 故障", connecting: "connecting 连接中", idle: "idle 待机", disabled: "disabled 停用" };
 
 async function loadCameras() {
   const { cameras } = await call("GET", "/api/v1/cameras");
-  const online = cameras.filter((c) => c.status.state === "online").length;
-  $("#camera-summary").textContent = `${online} / ${cameras.length} online`;
+  $("#camera-summary").textContent = `${inState(cameras, "online")} / ${cameras.length} online`;
   $("#cameras").replaceChildren(...cameras.map((c) => {
     const st = c.status;
     const video = st.width ? `${st.codec} ${st.width}×${st.height} · ${Math.round(st.frame_rate)} fps` : "—";

@@ -2,8 +2,11 @@ package bus
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Topics.
@@ -63,10 +66,11 @@ func Staged(h Handler) Prepare {
 	}
 }
 
-// RetryWrite runs w until it succeeds or ctx ends (then it returns ctx's
-// error), waiting Backoff(attempt, lo, hi) after each failure, which it
-// first tells failed of.
-func RetryWrite(ctx context.Context, w Write, lo, hi time.Duration, failed func(attempt int, retryIn time.Duration, err error)) error {
+// RetryWrite runs w, the write of a batch of n messages of group, until
+// it succeeds or ctx ends (then it returns ctx's error), waiting
+// Backoff(attempt, lo, hi) after each failure, which it counts in failures
+// and logs.
+func RetryWrite(ctx context.Context, w Write, lo, hi time.Duration, group string, n int, failures prometheus.Counter, log *slog.Logger) error {
 	for attempt := 0; ; attempt++ {
 		err := w(ctx)
 		if err == nil {
@@ -76,7 +80,8 @@ func RetryWrite(ctx context.Context, w Write, lo, hi time.Duration, failed func(
 			return ctx.Err()
 		}
 		d := Backoff(attempt, lo, hi)
-		failed(attempt, d, err)
+		failures.Inc()
+		log.Warn("handler failed; batch will be delivered again", "group", group, "messages", n, "attempt", attempt+1, "retry_in", d, "err", err)
 		if err := SleepCtx(ctx, d); err != nil {
 			return err
 		}

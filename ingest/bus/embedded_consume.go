@@ -123,10 +123,7 @@ var _ StagedConsumer = (*Embedded)(nil)
 // waiting between attempts (the batch is prepared once: a retry does not
 // redo what preparing did, such as dead-lettering).
 func (e *Embedded) handle(ctx context.Context, m *member, n int, w Write) error {
-	err := RetryWrite(ctx, w, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D(), func(attempt int, retryIn time.Duration, err error) {
-		e.metrics.handlerErrors.WithLabelValues(m.g.name).Inc()
-		e.log.Warn("handler failed; batch will be delivered again", "group", m.g.name, "messages", n, "attempt", attempt+1, "retry_in", retryIn, "err", err)
-	})
+	err := RetryWrite(ctx, w, e.cfg.RetryBackoffMin.D(), e.cfg.RetryBackoffMax.D(), m.g.name, n, e.metrics.handlerErrors.WithLabelValues(m.g.name), e.log)
 	if err == nil {
 		e.metrics.consumed.WithLabelValues(m.g.name).Add(float64(n))
 	}

@@ -402,10 +402,7 @@ func fromKafkaBatch(batch []kafka.Message) []bus.Message {
 // retry runs w, the write of a batch of n messages, until it succeeds; it
 // returns an error only when ctx ends.
 func (b *Bus) retry(ctx context.Context, group string, n int, w bus.Write) error {
-	return bus.RetryWrite(ctx, w, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D(), func(attempt int, retryIn time.Duration, err error) {
-		b.metrics.handlerErrors.WithLabelValues(group).Inc()
-		b.log.Warn("handler failed; batch will be delivered again", "group", group, "messages", n, "attempt", attempt+1, "retry_in", retryIn, "err", err)
-	})
+	return bus.RetryWrite(ctx, w, b.cfg.RetryBackoffMin.D(), b.cfg.RetryBackoffMax.D(), group, n, b.metrics.handlerErrors.WithLabelValues(group), b.log)
 }
 
 // recordLag sets each partition's lag after the batch.

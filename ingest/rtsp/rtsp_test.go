@@ -194,6 +194,19 @@ func TestPullAutoFallsBackToUDP(t *testing.T) {
 				t.Fatalf("after reconnecting: status %+v, TCP refused %d times", st, cams.RefusedTCP())
 			}
 
+			// Once tcpRetryAfter has passed, the next session asks for TCP
+			// again (refused again: UDP once more).
+			p.AgeTCPRefusal()
+			second := nextUnit(t, sub)
+			cams.Remove("street")
+			waitFor(t, "offline", func() bool { return p.Status().State != rtsp.StateOnline })
+			cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true})
+			for u := nextUnit(t, sub); u.Epoch == second.Epoch; u = nextUnit(t, sub) {
+			}
+			if st := p.Status(); st.Transport != camera.TransportUDP || cams.RefusedTCP() != 2 {
+				t.Fatalf("after the retry time: status %+v, TCP refused %d times", st, cams.RefusedTCP())
+			}
+
 			tcp, _ := pull(t, camera.Camera{ID: "street-tcp", URL: cams.URL("street"), Transport: camera.TransportTCP})
 			waitFor(t, "an error", func() bool { return tcp.Status().State == rtsp.StateError })
 			if r := tcp.Status().Reason; !strings.Contains(r, "the camera refused RTSP over TCP ("+strconv.Itoa(int(refusal))) || !strings.Contains(r, "set its transport to auto or udp") {

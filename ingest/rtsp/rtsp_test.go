@@ -179,33 +179,30 @@ func TestPullAutoFallsBackToUDP(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sub.Close()
-			first := nextUnit(t, sub)
+			nextUnit(t, sub)
 			st := p.Status()
 			if st.State != rtsp.StateOnline || st.Transport != camera.TransportUDP || p.Tapped() || st.Reconnects != 0 || cams.RefusedTCP() != 1 {
 				t.Fatalf("status %+v, tapped %v, TCP refused %d times", st, p.Tapped(), cams.RefusedTCP())
 			}
-
-			cams.Remove("street")
-			waitFor(t, "offline", func() bool { return p.Status().State != rtsp.StateOnline })
-			cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true})
-			for u := nextUnit(t, sub); u.Epoch == first.Epoch; u = nextUnit(t, sub) {
+			// reconnect restarts the camera and waits for the puller's
+			// next session; refused is how many refusals of TCP it has
+			// seen by then, all sessions together.
+			reconnect := func(when string, refused int64) {
+				before := nextUnit(t, sub)
+				cams.Remove("street")
+				waitFor(t, "offline", func() bool { return p.Status().State != rtsp.StateOnline })
+				cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true})
+				for u := nextUnit(t, sub); u.Epoch == before.Epoch; u = nextUnit(t, sub) {
+				}
+				if st := p.Status(); st.Transport != camera.TransportUDP || cams.RefusedTCP() != refused {
+					t.Fatalf("%s: status %+v, TCP refused %d times, want %d", when, st, cams.RefusedTCP(), refused)
+				}
 			}
-			if st := p.Status(); st.Transport != camera.TransportUDP || cams.RefusedTCP() != 1 {
-				t.Fatalf("after reconnecting: status %+v, TCP refused %d times", st, cams.RefusedTCP())
-			}
-
+			reconnect("after reconnecting", 1) // straight to UDP
 			// Once tcpRetryAfter has passed, the next session asks for TCP
 			// again (refused again: UDP once more).
 			p.AgeTCPRefusal()
-			second := nextUnit(t, sub)
-			cams.Remove("street")
-			waitFor(t, "offline", func() bool { return p.Status().State != rtsp.StateOnline })
-			cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true})
-			for u := nextUnit(t, sub); u.Epoch == second.Epoch; u = nextUnit(t, sub) {
-			}
-			if st := p.Status(); st.Transport != camera.TransportUDP || cams.RefusedTCP() != 2 {
-				t.Fatalf("after the retry time: status %+v, TCP refused %d times", st, cams.RefusedTCP())
-			}
+			reconnect("after the retry time", 2)
 
 			tcp, _ := pull(t, camera.Camera{ID: "street-tcp", URL: cams.URL("street"), Transport: camera.TransportTCP})
 			waitFor(t, "an error", func() bool { return tcp.Status().State == rtsp.StateError })

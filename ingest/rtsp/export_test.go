@@ -10,3 +10,11 @@ func (p *Puller) AgeTCPRefusal() {
 		p.tcpRefusedAt.Store(at - int64(tcpRetryAfter))
 	}
 }
+
+// UseReactorFrom sets how many sessions must run for a new one's
+// connection to be read by a reactor, until the test ends.
+func UseReactorFrom(t interface{ Cleanup(func()) }, n int64) {
+	old := reactorMinSessions
+	reactorMinSessions = n
+	t.Cleanup(func() { reactorMinSessions = old })
+}

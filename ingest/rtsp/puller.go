@@ -42,7 +42,14 @@ type PullConfig struct {
 	// OnDemandIdle stops an on-demand camera this long after its last
 	// viewer left.
 	OnDemandIdle conf.Duration `yaml:"on_demand_idle"`
+	// ReadInterval: while cameras stream over TCP, their sockets are
+	// looked at once this often and read together (see reactor); 0 reads
+	// each burst as it comes, through Go's poller.
+	ReadInterval conf.Duration `yaml:"read_interval"`
 }
+
+// MaxReadInterval bounds ReadInterval: each packet may wait that long.
+const MaxReadInterval = 20 * time.Millisecond
 
 // DefaultPullConfig returns the compiled defaults.
 func DefaultPullConfig() PullConfig {
@@ -52,6 +59,7 @@ func DefaultPullConfig() PullConfig {
 		BackoffMin:   conf.Duration(time.Second),
 		BackoffMax:   conf.Duration(30 * time.Second),
 		OnDemandIdle: conf.Duration(30 * time.Second),
+		ReadInterval: conf.Duration(2 * time.Millisecond),
 	}
 }
 
@@ -67,6 +75,9 @@ func (c *PullConfig) Validate(v *conf.V) {
 	}
 	if d := c.ReadTimeout.D(); d > 0 && d < 2*time.Second {
 		v.Errorf("read_timeout", "must be at least 2s (gortsplib counts whole seconds since a camera's last packet)")
+	}
+	if d := c.ReadInterval.D(); d < 0 || d > MaxReadInterval {
+		v.Errorf("read_interval", "must be between 0 (off) and %s", MaxReadInterval)
 	}
 	if c.BackoffMax.D() < c.BackoffMin.D() {
 		v.Errorf("backoff_max", "must be at least backoff_min")
@@ -143,6 +154,14 @@ type Puller struct {
 	tcpRefusedAt atomic.Int64
 }
 
+// sessions counts the RTSP sessions running in the process, of every
+// puller.
+var sessions atomic.Int64
+
+// reactorMinSessions is how many RTSP sessions must run in the process
+// for a new one's connection to be read by a reactor (see reactor).
+var reactorMinSessions int64 = 64
+
 // tcpRetryAfter is how long a camera that refused RTSP over TCP is pulled
 // over UDP before TCP is asked for again (its firmware may change, or the
 // refusal have been a passing limit on connections).
@@ -211,7 +230,9 @@ func (p *Puller) Run(ctx context.Context) error {
 		}
 		p.setState(StateConnecting, "")
 		start := time.Now()
+		sessions.Add(1)
 		err := p.session(ctx)
+		sessions.Add(-1)
 		p.hub.ClearTrack()
 		if ctx.Err() != nil {
 			return nil
@@ -381,7 +402,7 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 	}
 	if u.Scheme == "rtsp" && t == gortsplib.TransportTCP {
 		// Under TLS the tap would read ciphertext.
-		c.DialContext = tapDialer(&tapped, min(tapBeat, p.cfg.ReadTimeout.D()/4), func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) })
+		c.DialContext = tapDialer(&tapped, min(tapBeat, p.cfg.ReadTimeout.D()/4), p.cfg.ReadInterval.D(), func(pkt []byte, hl int, now time.Time) { taken.packet(pkt, hl, now) })
 	}
 	if err := c.Start2(); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -70,9 +71,15 @@ func clip(t *testing.T, name string) *simcam.Clip {
 // pull runs a puller for cam until the test ends.
 func pull(t *testing.T, cam camera.Camera) (*rtsp.Puller, *stream.Hub) {
 	t.Helper()
+	return pullWith(t, cam, testPullConfig())
+}
+
+// pullWith is pull with cfg.
+func pullWith(t *testing.T, cam camera.Camera, cfg rtsp.PullConfig) (*rtsp.Puller, *stream.Hub) {
+	t.Helper()
 	cam.Normalize()
 	hub := stream.NewHub(cam.ID, stream.DefaultHubConfig())
-	p := rtsp.NewPuller(cam, hub, testPullConfig(), discard)
+	p := rtsp.NewPuller(cam, hub, cfg, discard)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -125,9 +132,18 @@ func TestPullTransports(t *testing.T) {
 	if err := cams.Add(simcam.Camera{Path: "street", Clip: street, ParamsInSDP: true}); err != nil {
 		t.Fatal(err)
 	}
-	for _, transport := range []string{camera.TransportTCP, camera.TransportUDP, camera.TransportAuto} {
-		t.Run(transport, func(t *testing.T) {
-			p, hub := pull(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: transport})
+	// An interval of its own tells this test's reactor from others'.
+	const interval = 3 * time.Millisecond
+	rtsp.UseReactorFrom(t, 1)
+	for _, tc := range []struct {
+		transport string
+		interval  time.Duration
+	}{{camera.TransportTCP, interval}, {camera.TransportTCP, 0}, {camera.TransportUDP, interval}, {camera.TransportAuto, interval}} {
+		transport := tc.transport
+		t.Run(fmt.Sprintf("%s/read_interval=%s", transport, tc.interval), func(t *testing.T) {
+			cfg := testPullConfig()
+			cfg.ReadInterval = conf.Duration(tc.interval)
+			p, hub := pullWith(t, camera.Camera{ID: "street", URL: cams.URL("street"), Transport: transport}, cfg)
 			sub, err := hub.Subscribe(64)
 			if err != nil {
 				t.Fatal(err)
@@ -157,6 +173,14 @@ func TestPullTransports(t *testing.T) {
 			// reader.
 			if tapped := p.Tapped(); tapped != (want == camera.TransportTCP) {
 				t.Fatalf("over %s the tap is used: %v", transport, tapped)
+			}
+			// With an interval, a reactor reads TCP (on Linux).
+			wantReactor := 0
+			if want == camera.TransportTCP && tc.interval > 0 {
+				wantReactor = 1
+			}
+			if n := rtsp.ReactorConns(interval); n >= 0 && n != wantReactor {
+				t.Fatalf("the reactor reads %d connections, want %d", n, wantReactor)
 			}
 		})
 	}
@@ -231,7 +255,10 @@ func TestPullParamsOnlyInSDP(t *testing.T) {
 	}
 }
 
+// The camera goes away and comes back: the puller reconnects, the viewer
+// resumes at a keyframe. Through a reactor, which sees the camera's FIN.
 func TestPullReconnects(t *testing.T) {
+	rtsp.UseReactorFrom(t, 1)
 	cams := camServer(t, simcam.Config{})
 	street := clip(t, "street-360p.h264")
 	cams.Add(simcam.Camera{Path: "cam", Clip: street, ParamsInSDP: true})
@@ -285,6 +312,7 @@ func TestPullUnreachableCostsOnlyATimer(t *testing.T) {
 }
 
 func TestPullGarbageDoesNotStall(t *testing.T) {
+	rtsp.UseReactorFrom(t, 1)
 	cams := camServer(t, simcam.Config{})
 	cams.Add(simcam.Camera{Path: "junk", Clip: clip(t, "street-360p.h264"), ParamsInSDP: true})
 	p, hub := pull(t, camera.Camera{ID: "junk", URL: cams.URL("junk"), Transport: "tcp"})

@@ -384,12 +384,16 @@ func messageLength(b []byte) (int, bool) {
 
 // tapDialer dials like gortsplib's default and wraps the connection in a
 // tap, kept in *last for the session to start taking after SETUP, that
-// gives gortsplib a packet every beat.
-func tapDialer(last *atomic.Pointer[tap], beat time.Duration, onRTP func([]byte, int, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
+// gives gortsplib a packet every beat. With a read interval, and enough
+// sessions running, the socket is read by a reactor (see reactor).
+func tapDialer(last *atomic.Pointer[tap], beat, readInterval time.Duration, onRTP func([]byte, int, time.Time)) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
 		if err != nil {
 			return nil, err
+		}
+		if sessions.Load() >= reactorMinSessions {
+			nc = ownConn(nc, readInterval)
 		}
 		t := newTap(nc, onRTP)
 		t.beatEvery = beat

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -23,6 +24,13 @@ const (
 	// flushAfter bounds how long a queued datagram waits when no streamer
 	// flushes (STUN, DTLS and RTCP written by pion's own goroutines).
 	flushAfter = time.Millisecond
+	// batchFrom: with this many sessions or more, a streamer that has
+	// written a unit leaves its packets queued for the next streamers'
+	// (sent when maxBatch messages are queued, or flushAfter after the
+	// first): each viewer's unit in a system call of its own, and the
+	// thread switches around them, had been a tenth of the relay's CPU
+	// at 200 viewers. Fewer sessions send each unit at once.
+	batchFrom = 16
 	// slotSize fits one datagram of the MTU; slots grow when datagrams
 	// are joined.
 	slotSize = 1500
@@ -48,8 +56,8 @@ type slot struct {
 // packets leave through it, and sending them one system call at a time
 // was most of the relay's CPU. Writes are queued and sent in batches:
 // when maxBatch messages are queued, when a streamer has written a unit
-// to its viewer (Flush), and at the latest flushAfter after the first
-// queued one. Where the kernel offers UDP segmentation offload, the
+// to its viewer (Flush; with fewer than batchFrom sessions), and at the
+// latest flushAfter after the first queued one. Where the kernel offers UDP segmentation offload, the
 // packets of a unit for one viewer (same size but the last) travel as one
 // message that the kernel (or the network card) cuts into datagrams, so
 // a unit costs one trip through the network stack instead of one per
@@ -69,6 +77,7 @@ type batchConn struct {
 	n      int
 	queued int // datagrams queued
 	timer  *time.Timer
+	after  time.Duration // flushAfter
 	armed  bool
 	closed bool
 }
@@ -79,6 +88,7 @@ func newBatchConn(conn *net.UDPConn, onSend func(calls, datagrams, failed int)) 
 	c := &batchConn{
 		UDPConn: conn,
 		onSend:  onSend,
+		after:   flushAfter,
 		gso:     gsoSupported(conn),
 		msgs:    make([]ipv4.Message, maxBatch),
 		slots:   make([]slot, maxBatch),
@@ -148,7 +158,7 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 		c.sendLocked()
 	} else if !c.armed {
 		c.armed = true
-		c.timer.Reset(flushAfter)
+		c.timer.Reset(c.after)
 	}
 	return len(b), nil
 }
@@ -163,6 +173,17 @@ func (c *batchConn) joins(i, n int) bool {
 // handle addresses without allocating.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	return c.UDPConn.ReadFromUDPAddrPort(b)
+}
+
+// unitFlush is what a streamer does after writing a unit: sends the queue
+// while fewer than batchFrom sessions (*sessions) run; with more, leaves
+// it to the next streamers' packets and the timer.
+func unitFlush(c *batchConn, sessions *atomic.Int32) func() {
+	return func() {
+		if sessions.Load() < batchFrom {
+			c.Flush()
+		}
+	}
 }
 
 // Flush sends what is queued.

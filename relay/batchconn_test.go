@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,5 +240,46 @@ func TestBatchConnClosed(t *testing.T) {
 	}
 	if _, err := c.WriteTo([]byte("x"), &net.IPAddr{IP: net.IPv4(127, 0, 0, 1)}); err == nil {
 		t.Fatal("write to a non-UDP address accepted")
+	}
+}
+
+// After a unit, a streamer sends the queue while few sessions run; with
+// batchFrom or more it leaves the packets to be joined by the next
+// streamers', and they still leave within flushAfter.
+func TestUnitFlushBatchesManyViewers(t *testing.T) {
+	c, st := newTestBatchConn(t)
+	r := listenUDP(t)
+	var sessions atomic.Int32
+	flush := unitFlush(c, &sessions)
+
+	sessions.Store(batchFrom - 1)
+	c.WriteTo([]byte("few"), r.LocalAddr())
+	flush()
+	if calls, d, _ := st.get(); calls != 1 || d != 1 {
+		t.Fatalf("with %d sessions: %d calls, %d datagrams sent at the flush; want 1, 1", sessions.Load(), calls, d)
+	}
+	receive(t, r, 1)
+
+	sessions.Store(batchFrom)
+	c.mu.Lock()
+	c.after = time.Hour // the test flushes as the timer would
+	c.mu.Unlock()
+	for i := range 3 {
+		c.WriteTo(datagram("m", i, 100+i), r.LocalAddr())
+		flush()
+	}
+	if calls, _, _ := st.get(); calls != 1 {
+		t.Fatalf("with %d sessions a unit's flush sent: %d calls, want the first only", sessions.Load(), calls)
+	}
+	c.mu.Lock()
+	queued := c.queued
+	c.mu.Unlock()
+	if queued != 3 {
+		t.Fatalf("%d datagrams queued, want 3", queued)
+	}
+	c.Flush() // as the timer would
+	receive(t, r, 3)
+	if calls, d, _ := st.get(); calls != 2 || d != 4 {
+		t.Fatalf("%d calls, %d datagrams; want the three in one call", calls, d)
 	}
 }

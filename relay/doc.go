@@ -59,8 +59,9 @@
 //   - ICE UDP mux on relay.udp_listen: every viewer's media on one port,
 //     one firewall rule, no socket per viewer. An optional ICE TCP mux on
 //     relay.ice_tcp_listen (passive candidates) serves networks that block
-//     UDP. The mux's socket sends in batches (sendmmsg): a streamer flushes
-//     after each unit, anything else leaves within 1 ms. Where Linux offers
+//     UDP. The mux's socket sends in batches (sendmmsg) of up to 64
+//     messages: with fewer than 16 sessions a streamer flushes after each
+//     unit; anything else leaves within 1 ms. Where Linux offers
 //     UDP segmentation offload, one viewer's packets of a unit (equal sizes
 //     but the last) go as one message that the kernel or the network card
 //     cuts into datagrams; a kernel that refuses it turns it off and the

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -50,6 +51,8 @@ type Relay struct {
 	total     int
 	udpAddr   net.Addr
 	media     *batchConn // the media socket, set while Run runs
+	// viewing is len(sessions), for the streamers (see batchFrom).
+	viewing atomic.Int32
 
 	wg sync.WaitGroup // session goroutines
 }
@@ -245,6 +248,7 @@ func (r *Relay) start(s *session) bool {
 		return false
 	}
 	r.sessions[s.id] = s
+	r.viewing.Store(int32(len(r.sessions)))
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
@@ -263,6 +267,7 @@ func (r *Relay) start(s *session) bool {
 func (r *Relay) remove(s *session) {
 	r.mu.Lock()
 	delete(r.sessions, s.id)
+	r.viewing.Store(int32(len(r.sessions)))
 	r.mu.Unlock()
 	r.release(s.camera)
 	r.releaseCache(s.st.hub)

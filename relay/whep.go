@@ -177,7 +177,7 @@ func (r *Relay) newSession(ctx context.Context, camera string, p *auth.Principal
 
 	st.codec = track.Codec
 	if media != nil {
-		st.flush = media.Flush
+		st.flush = unitFlush(media, &r.viewing)
 	}
 	s := &session{
 		id:          rand.Text(),

@@ -91,3 +91,37 @@ func (m *MemoryLimit) UnmarshalText(text []byte) error {
 	}
 	return nil
 }
+
+// Size is a number of bytes, written as a whole number with an optional
+// binary unit (1048576, 1MiB); 0 is none.
+type Size int64
+
+var (
+	_ encoding.TextMarshaler   = Size(0)
+	_ encoding.TextUnmarshaler = (*Size)(nil)
+)
+
+// String returns s as it is written: 0 or a size in its largest unit.
+func (s Size) String() string {
+	if s <= 0 {
+		return "0"
+	}
+	return formatSize(int64(s))
+}
+
+// MarshalText returns s.String(); YAML and JSON use it too.
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads 0 or a size such as 1MiB.
+func (s *Size) UnmarshalText(text []byte) error {
+	if string(text) == "0" {
+		*s = 0
+		return nil
+	}
+	n, err := parseSize(string(text))
+	if err != nil {
+		return err
+	}
+	*s = Size(n)
+	return nil
+}

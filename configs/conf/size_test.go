@@ -1,6 +1,10 @@
 package conf
 
-import "testing"
+import (
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
 
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"1": 1, "1048576": 1 << 20, "1024KiB": 1 << 20, "512MiB": 512 << 20, "2GiB": 2 << 30, "1TiB": 1 << 40} {
@@ -38,5 +42,32 @@ func TestMemoryLimit(t *testing.T) {
 		if err := m.UnmarshalText([]byte(in)); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+func TestSize(t *testing.T) {
+	for in, want := range map[string]Size{"0": 0, "1": 1, "1048576": 1 << 20, "1MiB": 1 << 20, "256KiB": 256 << 10} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("%q: %d, %v; want %d", in, s, err, want)
+		}
+		var back Size
+		if err := back.UnmarshalText([]byte(s.String())); err != nil || back != s {
+			t.Errorf("%q written %q reads back as %d, %v", in, s.String(), back, err)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5MiB", "1MB", "lots"} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+	// In YAML, as a number or with a unit.
+	var c struct {
+		A Size `yaml:"a"`
+		B Size `yaml:"b"`
+	}
+	if err := yaml.Unmarshal([]byte("a: 1048576\nb: 2MiB\n"), &c); err != nil || c.A != 1<<20 || c.B != 2<<20 {
+		t.Errorf("YAML: %+v, %v", c, err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +48,16 @@ type PullConfig struct {
 	// looked at once this often and read together (see reactor); 0 reads
 	// each burst as it comes, through Go's poller.
 	ReadInterval conf.Duration `yaml:"read_interval"`
+	// UDPReadBuffer is the receive buffer of each camera's RTP socket
+	// over UDP (0: the system's default), at most net.core.rmem_max.
+	UDPReadBuffer conf.Size `yaml:"udp_read_buffer"`
 }
+
+// Bounds of UDPReadBuffer.
+const (
+	MinUDPReadBuffer = 64 << 10
+	MaxUDPReadBuffer = 64 << 20
+)
 
 // MaxReadInterval bounds ReadInterval: each packet may wait that long.
 const MaxReadInterval = 20 * time.Millisecond
@@ -54,12 +65,13 @@ const MaxReadInterval = 20 * time.Millisecond
 // DefaultPullConfig returns the compiled defaults.
 func DefaultPullConfig() PullConfig {
 	return PullConfig{
-		ReadTimeout:  conf.Duration(10 * time.Second),
-		WriteTimeout: conf.Duration(10 * time.Second),
-		BackoffMin:   conf.Duration(time.Second),
-		BackoffMax:   conf.Duration(30 * time.Second),
-		OnDemandIdle: conf.Duration(30 * time.Second),
-		ReadInterval: conf.Duration(2 * time.Millisecond),
+		ReadTimeout:   conf.Duration(10 * time.Second),
+		WriteTimeout:  conf.Duration(10 * time.Second),
+		BackoffMin:    conf.Duration(time.Second),
+		BackoffMax:    conf.Duration(30 * time.Second),
+		OnDemandIdle:  conf.Duration(30 * time.Second),
+		ReadInterval:  conf.Duration(2 * time.Millisecond),
+		UDPReadBuffer: 1 << 20,
 	}
 }
 
@@ -78,6 +90,9 @@ func (c *PullConfig) Validate(v *conf.V) {
 	}
 	if d := c.ReadInterval.D(); d < 0 || d > MaxReadInterval {
 		v.Errorf("read_interval", "must be between 0 (off) and %s", MaxReadInterval)
+	}
+	if b := c.UDPReadBuffer; b != 0 && (b < MinUDPReadBuffer || b > MaxUDPReadBuffer) {
+		v.Errorf("udp_read_buffer", "must be 0 (the system's default) or between %s and %s", conf.Size(MinUDPReadBuffer), conf.Size(MaxUDPReadBuffer))
 	}
 	if c.BackoffMax.D() < c.BackoffMin.D() {
 		v.Errorf("backoff_max", "must be at least backoff_min")
@@ -161,6 +176,38 @@ var sessions atomic.Int64
 // reactorMinSessions is how many RTSP sessions must run in the process
 // for a new one's connection to be read by a reactor (see reactor).
 var reactorMinSessions int64 = 64
+
+// rmemMax is the largest receive buffer a socket may ask for
+// (net.core.rmem_max; 0 where unknown).
+var rmemMax = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	return n
+})
+
+// rmemWarned: the lowered UDP buffer is logged once.
+var rmemWarned atomic.Bool
+
+// udpReadBuffer is the receive buffer to ask gortsplib for: want, lowered
+// to net.core.rmem_max, which the kernel would silently apply (gortsplib
+// then refuses the session), with a warning the first time.
+func udpReadBuffer(want int, log *slog.Logger) int {
+	max := rmemMax()
+	if want <= 0 || max <= 0 || want <= max {
+		return want
+	}
+	if rmemWarned.CompareAndSwap(false, true) {
+		log.Warn("ingest.pull.udp_read_buffer is above the system's net.core.rmem_max: cameras over UDP get the smaller buffer and may lose packets in bursts; raise it with sysctl -w net.core.rmem_max=N",
+			"udp_read_buffer", want, "rmem_max", max)
+	}
+	return max
+}
 
 // tcpRetryAfter is how long a camera that refused RTSP over TCP is pulled
 // over UDP before TCP is asked for again (its firmware may change, or the
@@ -391,14 +438,15 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 	}
 	p.transport.Store(transport)
 	c := &gortsplib.Client{
-		Scheme:        u.Scheme,
-		Host:          u.Host,
-		Transport:     &t,
-		ReadTimeout:   p.cfg.ReadTimeout.D(),
-		WriteTimeout:  p.cfg.WriteTimeout.D(),
-		UserAgent:     p.userAgent(),
-		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
-		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
+		Scheme:            u.Scheme,
+		Host:              u.Host,
+		Transport:         &t,
+		ReadTimeout:       p.cfg.ReadTimeout.D(),
+		WriteTimeout:      p.cfg.WriteTimeout.D(),
+		UserAgent:         p.userAgent(),
+		UDPReadBufferSize: udpReadBuffer(int(p.cfg.UDPReadBuffer), p.log),
+		OnPacketsLost:     func(n uint64) { p.lost.Add(n) },
+		OnDecodeError:     func(error) { p.decodeErrs.Add(1) },
 	}
 	if u.Scheme == "rtsp" && t == gortsplib.TransportTCP {
 		// Under TLS the tap would read ciphertext.

@@ -81,17 +81,45 @@ func (in *Ingest) handleSnapshot(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
+// CameraSummary counts the cameras a caller may see, by state: what the
+// console's overview shows, without the whole list.
+type CameraSummary struct {
+	Total  int            `json:"total"`
+	States map[string]int `json:"states"`
+}
+
+// handleList answers the cameras in the caller's region, or with
+// ?summary=true only their numbers by state.
 func (in *Ingest) handleList(w http.ResponseWriter, r *http.Request) error {
+	summary := false
+	switch v := r.URL.Query().Get("summary"); v {
+	case "", "false":
+	case "true":
+		summary = true
+	default:
+		return api.BadRequest("summary", "summary must be true or false, not %q", v)
+	}
 	p, _ := auth.FromContext(r.Context())
 	scope := p.Scope()
 	out := []CameraStatus{}
+	sum := CameraSummary{States: map[string]int{}}
 	for _, e := range in.reg.All() {
 		if !scope.AllowsRegion(e.Region) {
 			continue
 		}
-		if st, ok := in.Status(e.ID); ok {
+		st, ok := in.Status(e.ID)
+		switch {
+		case !ok:
+		case summary:
+			sum.Total++
+			sum.States[string(st.Status.State)]++
+		default:
 			out = append(out, st)
 		}
+	}
+	if summary {
+		api.WriteJSON(w, http.StatusOK, map[string]any{"summary": sum})
+		return nil
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"cameras": out})
 	return nil

@@ -96,6 +96,27 @@ func TestCameraAPI(t *testing.T) {
 			if res, _ := north.do("GET", "/api/v1/cameras/south-gate", nil); res.StatusCode != 404 {
 				t.Fatalf("out-of-region camera: %d", res.StatusCode)
 			}
+			// The summary counts what each may see, by state (the north
+			// commander: north-gate, online, and from-file, unreachable).
+			var sum struct {
+				Summary struct {
+					Total  int            `json:"total"`
+					States map[string]int `json:"states"`
+				} `json:"summary"`
+				Cameras []json.RawMessage `json:"cameras"`
+			}
+			_, body = north.do("GET", "/api/v1/cameras?summary=true", nil)
+			if err := json.Unmarshal(body, &sum); err != nil || sum.Summary.Total != 2 || sum.Summary.States["online"] != 1 || len(sum.Cameras) != 0 {
+				t.Fatalf("north commander's summary: %s", body)
+			}
+			_, body = admin.do("GET", "/api/v1/cameras?summary=true", nil)
+			sum.Summary.States = nil
+			if err := json.Unmarshal(body, &sum); err != nil || sum.Summary.Total != 3 || sum.Summary.States["online"] < 1 {
+				t.Fatalf("admin's summary: %s", body)
+			}
+			if res, body := admin.do("GET", "/api/v1/cameras?summary=yes", nil); res.StatusCode != 400 || !bytes.Contains(body, []byte(`"field":"summary"`)) {
+				t.Fatalf("summary=yes: %d %s", res.StatusCode, body)
+			}
 
 			// Guarded updates.
 			upd := `{"id":"north-gate","url":"` + bare + `/north-gate","username":"admin","transport":"tcp","region":"north/b"}`

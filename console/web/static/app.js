@@ -132,15 +132,17 @@ async function refreshCameraCounts() {
 setInterval(refreshCameraCounts, 10000);
 document.addEventListener("visibilitychange", refreshCameraCounts);
 
+// loadCameraCounts fills the overview's tiles from the cameras' numbers
+// by state (not the whole list: a city has tens of thousands).
 async function loadCameraCounts() {
-  const { cameras } = await call("GET", "/api/v1/cameras");
-  const n = (s) => inState(cameras, s);
+  const { summary } = await call("GET", "/api/v1/cameras?summary=true");
+  const n = (s) => summary.states[s] || 0;
   const tiles = [
     ["online", STATE_NAMES.online, n("online")],
     ["offline", STATE_NAMES.offline, n("offline")],
     ["error", STATE_NAMES.error, n("error")],
-    ["other", "other 其他", cameras.length - n("online") - n("offline") - n("error")],
-    ["all", "total 总数", cameras.length],
+    ["other", "other 其他", summary.total - n("online") - n("offline") - n("error")],
+    ["all", "total 总数", summary.total],
   ];
   $("#camera-counts").replaceChildren(...tiles.map(([cls, name, count]) =>
     el("a", { class: "tile count cameras-" + cls + (count ? "" : " zero"), href: "#/cameras",

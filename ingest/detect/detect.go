@@ -552,23 +552,16 @@ func (d *Detector) latestKey() (keyframe, <-chan struct{}) {
 }
 
 // keyFromHub takes the hub's cached keyframe, for a detector that does not
-// follow the stream itself (motion and quality off) or has not yet.
+// follow the stream itself (motion and quality off) or has not yet. It
+// does not subscribe: a snapshot neither wakes an on-demand camera nor
+// counts as watching it.
 func (d *Detector) keyFromHub() keyframe {
 	t, ok := d.hub.Track()
 	if !ok {
 		return keyframe{}
 	}
-	sub, err := d.hub.Subscribe(0)
-	if err != nil {
-		return keyframe{}
-	}
-	defer sub.Close()
-	select {
-	case u, ok := <-sub.Units():
-		if ok && u.Key {
-			return keyframe{unit: u, codec: t.Codec}
-		}
-	default:
+	if u, ok := d.hub.Keyframe(); ok {
+		return keyframe{unit: u, codec: t.Codec}
 	}
 	return keyframe{}
 }

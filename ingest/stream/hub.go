@@ -300,6 +300,21 @@ func (h *Hub) Subscribe(queue int) (*Sub, error) {
 	return h.subscribe(queue, false)
 }
 
+// Keyframe returns the cached GOP's keyframe (with SPS/PPS), if there is
+// one, for a look at the latest picture (a snapshot) that neither asks
+// for the stream nor counts as watching it. The unit is the caller's to
+// keep, as a subscriber's.
+func (h *Hub) Keyframe() (*Unit, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.gop) == 0 || !h.gop[0].Key {
+		return nil, false
+	}
+	u := h.gop[0]
+	u.shared = true
+	return u, true
+}
+
 // SubscribePassive adds a consumer that takes the stream while others
 // have it pulled but does not ask for it: an on-demand camera watched
 // only by passive consumers (its detectors) stays idle. It is not counted

@@ -294,3 +294,40 @@ func TestNewGOPReleasesThePrevious(t *testing.T) {
 		}
 	}
 }
+
+// Keyframe hands out the cached keyframe without subscribing: nobody is
+// told (an on-demand camera stays as it is), nothing counts as watching,
+// and the unit stays intact after the hub has let its GOP go.
+func TestKeyframeIsNotWatching(t *testing.T) {
+	h := newTestHub(t)
+	if _, ok := h.Keyframe(); ok {
+		t.Fatal("a keyframe before any was published")
+	}
+	now := time.Now()
+	buf := NewBuffer(len(idr))
+	copy(buf.Bytes(), idr)
+	h.PublishBuffer(0, now, [][]byte{buf.Bytes()}, buf)
+	h.Publish(40*time.Millisecond, now, [][]byte{slice})
+
+	changed := h.Changed()
+	watched := h.watchedAt.Load()
+	u, ok := h.Keyframe()
+	if !ok || !u.Key || len(u.NALUs) != 3 || !bytes.Equal(u.NALUs[2], idr) {
+		t.Fatalf("keyframe %+v, %v", u, ok)
+	}
+	select {
+	case <-changed:
+		t.Fatal("taking the keyframe told the hub's watchers of a change")
+	default:
+	}
+	if st := h.Stats(); h.Subscribers() != 0 || st.Subscribers != 0 || st.Watching != 0 || h.watchedAt.Load() != watched {
+		t.Fatalf("taking the keyframe counted as a consumer: %+v", st)
+	}
+
+	// A new GOP: the previous one is released, but not the unit handed out
+	// (released buffers are overwritten in tests).
+	h.Publish(80*time.Millisecond, now, [][]byte{idr})
+	if !bytes.Equal(u.NALUs[2], idr) {
+		t.Fatalf("the keyframe handed out was released with its GOP: %x", u.NALUs[2])
+	}
+}

@@ -28,11 +28,13 @@ var (
 	descGOPBytes = prometheus.NewDesc("sharpeye_gop_cache_bytes", "Bytes held by the cameras' cached groups of pictures (bounded by ingest.gop_total_bytes).", nil, nil)
 	descGOPCams  = prometheus.NewDesc("sharpeye_gop_cache_cameras", "Cameras with a cached group of pictures (a new viewer starts at once); the others' new viewers wait for the next keyframe.", nil, nil)
 	descGOPLimit = prometheus.NewDesc("sharpeye_gop_cache_limit_bytes", "ingest.gop_total_bytes (0: no bound).", nil, nil)
+	descSessions = prometheus.NewDesc("sharpeye_rtsp_sessions", "RTSP sessions with cameras (or other nodes) running in this process.", nil, nil)
+	descReactor  = prometheus.NewDesc("sharpeye_rtsp_reactor_connections", "Camera connections read by a reactor (ingest.pull.read_interval, from 64 sessions on); the others are read through Go's poller.", nil, nil)
 	states       = []rtsp.State{rtsp.StateIdle, rtsp.StateConnecting, rtsp.StateOnline, rtsp.StateOffline, rtsp.StateError, rtsp.StateDisabled}
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow, descPulled, descGOPBytes, descGOPCams, descGOPLimit} {
+	for _, d := range []*prometheus.Desc{descUp, descState, descBitrate, descFPS, descKeyInt, descPackets, descLost, descDecode, descRecon, descConsumer, descSlow, descPulled, descGOPBytes, descGOPCams, descGOPLimit, descSessions, descReactor} {
 		ch <- d
 	}
 }
@@ -42,6 +44,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGOPBytes, prometheus.GaugeValue, float64(bytes))
 	ch <- prometheus.MustNewConstMetric(descGOPCams, prometheus.GaugeValue, float64(cams))
 	ch <- prometheus.MustNewConstMetric(descGOPLimit, prometheus.GaugeValue, float64(limit))
+	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(rtsp.Sessions()))
+	ch <- prometheus.MustNewConstMetric(descReactor, prometheus.GaugeValue, float64(rtsp.ReactorConnections()))
 	for _, e := range c.in.reg.All() {
 		st, ok := c.in.Status(e.ID)
 		if !ok {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,11 @@ func TestCameraAPI(t *testing.T) {
 			}
 			if !bytes.Contains(metrics, []byte(`sharpeye_camera_up{camera="north-gate",region="north/a"} 1`)) {
 				t.Fatalf("camera metrics missing")
+			}
+			// Two cameras streaming: sessions, none read by a reactor
+			// (it takes connections from 64 sessions on).
+			if !regexp.MustCompile(`(?m)^sharpeye_rtsp_sessions [1-9]`).Match(metrics) || !bytes.Contains(metrics, []byte("\nsharpeye_rtsp_reactor_connections 0\n")) {
+				t.Fatalf("session metrics: %s", regexp.MustCompile(`(?m)^sharpeye_rtsp_.*$`).FindAll(metrics, -1))
 			}
 
 			// Scope: the north commander sees north cameras only.

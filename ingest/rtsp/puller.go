@@ -173,6 +173,9 @@ type Puller struct {
 // puller.
 var sessions atomic.Int64
 
+// Sessions is how many RTSP sessions run in the process.
+func Sessions() int64 { return sessions.Load() }
+
 // reactorMinSessions is how many RTSP sessions must run in the process
 // for a new one's connection to be read by a reactor (see reactor).
 var reactorMinSessions int64 = 64

@@ -62,6 +62,17 @@ var (
 	reactors   = map[time.Duration]*reactor{}
 )
 
+// ReactorConnections is how many connections the process's reactors read.
+func ReactorConnections() int {
+	reactorsMu.Lock()
+	defer reactorsMu.Unlock()
+	n := 0
+	for _, r := range reactors {
+		n += r.refs
+	}
+	return n
+}
+
 // reactorEvents is how many ready sockets one epoll_wait returns at most;
 // more are taken at once by further calls.
 const reactorEvents = 512

@@ -238,6 +238,9 @@ func TestReactorShared(t *testing.T) {
 	if a.r != b.r || a.r == other.r {
 		t.Fatal("one reactor per interval")
 	}
+	if n := ReactorConnections(); n != 3 {
+		t.Fatalf("ReactorConnections %d, want 3", n)
+	}
 	r := a.r
 	a.Close()
 	select {

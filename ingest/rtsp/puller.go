@@ -441,15 +441,19 @@ func (p *Puller) sessionOver(ctx context.Context, transport string) error {
 	}
 	p.transport.Store(transport)
 	c := &gortsplib.Client{
-		Scheme:            u.Scheme,
-		Host:              u.Host,
-		Transport:         &t,
-		ReadTimeout:       p.cfg.ReadTimeout.D(),
-		WriteTimeout:      p.cfg.WriteTimeout.D(),
-		UserAgent:         p.userAgent(),
-		UDPReadBufferSize: udpReadBuffer(int(p.cfg.UDPReadBuffer), p.log),
-		OnPacketsLost:     func(n uint64) { p.lost.Add(n) },
-		OnDecodeError:     func(error) { p.decodeErrs.Add(1) },
+		Scheme:        u.Scheme,
+		Host:          u.Host,
+		Transport:     &t,
+		ReadTimeout:   p.cfg.ReadTimeout.D(),
+		WriteTimeout:  p.cfg.WriteTimeout.D(),
+		UserAgent:     p.userAgent(),
+		OnPacketsLost: func(n uint64) { p.lost.Add(n) },
+		OnDecodeError: func(error) { p.decodeErrs.Add(1) },
+	}
+	if t == gortsplib.TransportUDP {
+		// Asked (and rmem_max looked at) only for UDP sessions: a node
+		// whose cameras all stream over TCP is not warned about it.
+		c.UDPReadBufferSize = udpReadBuffer(int(p.cfg.UDPReadBuffer), p.log)
 	}
 	if u.Scheme == "rtsp" && t == gortsplib.TransportTCP {
 		// Under TLS the tap would read ciphertext.

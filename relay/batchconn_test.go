@@ -251,6 +251,9 @@ func TestUnitFlushBatchesManyViewers(t *testing.T) {
 	r := listenUDP(t)
 	var sessions atomic.Int32
 	flush := unitFlush(c, &sessions)
+	c.mu.Lock()
+	c.after = time.Hour // only the flushes of the test send
+	c.mu.Unlock()
 
 	sessions.Store(batchFrom - 1)
 	c.WriteTo([]byte("few"), r.LocalAddr())
@@ -261,9 +264,6 @@ func TestUnitFlushBatchesManyViewers(t *testing.T) {
 	receive(t, r, 1)
 
 	sessions.Store(batchFrom)
-	c.mu.Lock()
-	c.after = time.Hour // the test flushes as the timer would
-	c.mu.Unlock()
 	for i := range 3 {
 		c.WriteTo(datagram("m", i, 100+i), r.LocalAddr())
 		flush()

@@ -9,7 +9,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"sync"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,25 @@ func reactorPair(t *testing.T, interval time.Duration) (*reactorConn, net.Conn) 
 	}
 	t.Cleanup(func() { c.Close() })
 	return c, peer
+}
+
+// waitingIn waits until a goroutine is blocked in fn (a frame of its
+// stack, e.g. "(*reactorConn).wait"), so that what the test does next
+// happens while it waits, not before.
+func waitingIn(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for g := range strings.SplitSeq(stacks, "\n\n") {
+			if strings.Contains(g, fn) && (strings.Contains(g, "[select") || strings.Contains(g, "[chan receive")) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine waits in %s", fn)
+		}
+	}
 }
 
 // openFDs counts the process's open descriptors.
@@ -114,18 +134,25 @@ func TestReactorConnCarriesBytes(t *testing.T) {
 func TestReactorConnLongWrite(t *testing.T) {
 	c, peer := reactorPair(t, time.Millisecond)
 	want := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
-	var got bytes.Buffer
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		time.Sleep(50 * time.Millisecond) // let the writer fill the buffers
-		io.CopyN(&got, peer, int64(len(want)))
-	})
-	if n, err := c.Write(want); n != len(want) || err != nil {
-		t.Fatalf("write: %d of %d, %v", n, len(want), err)
+	type result struct {
+		n   int
+		err error
 	}
-	wg.Wait()
+	res := make(chan result, 1)
+	go func() {
+		n, err := c.Write(want)
+		res <- result{n, err}
+	}()
+	waitingIn(t, "(*reactorConn).wait") // the buffers are full: the write waits
+	var got bytes.Buffer
+	if _, err := io.CopyN(&got, peer, int64(len(want))); err != nil {
+		t.Fatalf("peer read %d bytes: %v", got.Len(), err)
+	}
+	if r := <-res; r.n != len(want) || r.err != nil {
+		t.Fatalf("write: %d of %d, %v", r.n, len(want), r.err)
+	}
 	if !bytes.Equal(got.Bytes(), want) {
-		t.Fatalf("peer got %d bytes, not those written", got.Len())
+		t.Fatal("the peer got other bytes than those written")
 	}
 }
 
@@ -152,7 +179,7 @@ func TestReactorConnDeadlines(t *testing.T) {
 		_, err := c.Read(buf)
 		res <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the read waits
+	waitingIn(t, "(*reactorConn).wait")
 	c.SetReadDeadline(time.Now())
 	if err := <-res; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read whose deadline was set while it waited: %v", err)
@@ -190,7 +217,7 @@ func TestReactorConnClose(t *testing.T) {
 		_, err := c.Read(make([]byte, 10))
 		res <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	waitingIn(t, "(*reactorConn).wait")
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,11 +269,11 @@ func TestReactorShared(t *testing.T) {
 		t.Fatalf("ReactorConnections %d, want 3", n)
 	}
 	r := a.r
-	a.Close()
+	a.Close() // release stops the reactor before it returns, if it does
 	select {
 	case <-r.done:
 		t.Fatal("the reactor stopped with a connection left")
-	case <-time.After(20 * time.Millisecond):
+	default:
 	}
 	b.Close()
 	<-r.done

@@ -60,18 +60,44 @@ func once(seen *uint16, bit uint16) bool {
 	return true
 }
 
-// members numbers each object's members for once.
-var members = map[string]uint16{
-	"schema": 1 << 0, "id": 1 << 1, "time": 1 << 2, "source": 1 << 3, "type": 1 << 4, "severity": 1 << 5,
-	"location": 1 << 6, "attributes": 1 << 7, "tags": 1 << 8, "evidence": 1 << 9, "key": 1 << 10,
-	"kind": 1 << 11, "name": 1 << 12, "region": 1 << 0, "grid": 1 << 1, "lat": 1 << 2, "lon": 1 << 3,
-	"ref": 1 << 4, "content_type": 1 << 5, "sha256": 1 << 6,
+// member numbers each object's members for once (0 for a name no object
+// has: the object's switch refuses it).
+func member(name []byte) uint16 {
+	switch string(name) {
+	case "schema", "region":
+		return 1 << 0
+	case "id", "grid":
+		return 1 << 1
+	case "time", "lat":
+		return 1 << 2
+	case "source", "lon":
+		return 1 << 3
+	case "type", "ref":
+		return 1 << 4
+	case "severity", "content_type":
+		return 1 << 5
+	case "location", "sha256":
+		return 1 << 6
+	case "attributes":
+		return 1 << 7
+	case "tags":
+		return 1 << 8
+	case "evidence":
+		return 1 << 9
+	case "key":
+		return 1 << 10
+	case "kind":
+		return 1 << 11
+	case "name":
+		return 1 << 12
+	}
+	return 0
 }
 
 func (d *fastDecoder) event(e *Event) bool {
 	var seen uint16
 	return d.Object(func(name []byte) bool {
-		if !once(&seen, members[string(name)]) {
+		if !once(&seen, member(name)) {
 			return false
 		}
 		switch string(name) {
@@ -92,7 +118,7 @@ func (d *fastDecoder) event(e *Event) bool {
 		case "source":
 			var seen uint16
 			return d.Object(func(name []byte) bool {
-				if !once(&seen, members[string(name)]) {
+				if !once(&seen, member(name)) {
 					return false
 				}
 				switch string(name) {
@@ -118,7 +144,7 @@ func (d *fastDecoder) event(e *Event) bool {
 		case "location":
 			var seen uint16
 			return d.Object(func(name []byte) bool {
-				if !once(&seen, members[string(name)]) {
+				if !once(&seen, member(name)) {
 					return false
 				}
 				switch string(name) {
@@ -190,7 +216,7 @@ func (d *fastDecoder) event(e *Event) bool {
 				var ev Evidence
 				var seen uint16
 				ok := d.Object(func(name []byte) bool {
-					if !once(&seen, members[string(name)]) {
+					if !once(&seen, member(name)) {
 						return false
 					}
 					switch string(name) {

@@ -19,15 +19,25 @@ func New(data []byte) Scanner { return Scanner{data: data} }
 
 // Space skips white space.
 func (s *Scanner) Space() {
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
-			return
-		}
+	i := s.pos
+	for i < len(s.data) && space[s.data[i]] {
+		i++
 	}
+	s.pos = i
 }
+
+// space marks JSON's white space; text marks the bytes a string's
+// fast scan stops at: its end, escapes, control characters and the start
+// of a multi-byte UTF-8 sequence.
+var space, text = func() (sp, tx [256]bool) {
+	for _, c := range " \t\n\r" {
+		sp[c] = true
+	}
+	for c := range 256 {
+		tx[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80
+	}
+	return sp, tx
+}()
 
 // End reports whether only white space is left.
 func (s *Scanner) End() bool {
@@ -60,19 +70,25 @@ func (s *Scanner) Text() ([]byte, bool) {
 	if !s.Next('"') {
 		return nil, false
 	}
-	start := s.pos
-	for s.pos < len(s.data) {
-		c := s.data[s.pos]
+	start, ascii := s.pos, true
+	for i := start; i < len(s.data); i++ {
+		c := s.data[i]
+		if !text[c] {
+			continue
+		}
 		switch {
 		case c == '"':
-			b := s.data[start:s.pos]
-			s.pos++
-			return b, utf8.Valid(b)
-		case c == '\\' || c < 0x20:
+			b := s.data[start:i]
+			s.pos = i + 1
+			return b, ascii || utf8.Valid(b)
+		case c >= 0x80:
+			ascii = false
+		default: // an escape or a control character
+			s.pos = i
 			return nil, false
 		}
-		s.pos++
 	}
+	s.pos = len(s.data)
 	return nil, false
 }
 

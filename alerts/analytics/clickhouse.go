@@ -323,7 +323,7 @@ func nz[T any](s []T) []T {
 // sink's CPU per event.
 func (s *CHStore) insertEvents(ctx context.Context, rows []EventRow) error {
 	return s.send(ctx, "events", len(rows), func(b driver.Batch) error {
-		cols := []any{
+		cols := []func(driver.BatchColumn) error{
 			column(rows, func(r *EventRow) string { return r.ID }),
 			column(rows, func(r *EventRow) time.Time { return r.Time }),
 			column(rows, func(r *EventRow) uint16 { return uint16(r.Time.Nanosecond() / 1e6) }),
@@ -341,24 +341,24 @@ func (s *CHStore) insertEvents(ctx context.Context, rows []EventRow) error {
 			column(rows, func(r *EventRow) float64 { return r.Lon }),
 			column(rows, func(r *EventRow) string { return r.Camera }),
 			column(rows, func(r *EventRow) string { return r.DeviceKind }),
-			column(rows, func(r *EventRow) []string { return nz(r.StrKeys) }),
-			column(rows, func(r *EventRow) []string { return nz(r.StrValues) }),
-			column(rows, func(r *EventRow) []string { return nz(r.NumKeys) }),
-			column(rows, func(r *EventRow) []float64 { return nz(r.NumValues) }),
-			column(rows, func(r *EventRow) []string { return nz(r.BoolKeys) }),
-			column(rows, func(r *EventRow) []uint8 { return bools(r.BoolValues) }),
-			column(rows, func(r *EventRow) []string { return nz(r.Tags) }),
-			column(rows, func(r *EventRow) []string { return nz(r.EvKinds) }),
-			column(rows, func(r *EventRow) []string { return nz(r.EvRefs) }),
-			column(rows, func(r *EventRow) []string { return nz(r.EvTypes) }),
-			column(rows, func(r *EventRow) []string { return nz(r.EvSHA256) }),
-			column(rows, func(r *EventRow) []int64 { return nz(r.EvTimes) }),
+			arrays(rows, func(r *EventRow) []string { return r.StrKeys }),
+			arrays(rows, func(r *EventRow) []string { return r.StrValues }),
+			arrays(rows, func(r *EventRow) []string { return r.NumKeys }),
+			arrays(rows, func(r *EventRow) []float64 { return r.NumValues }),
+			arrays(rows, func(r *EventRow) []string { return r.BoolKeys }),
+			arrays(rows, func(r *EventRow) []uint8 { return bools(r.BoolValues) }),
+			arrays(rows, func(r *EventRow) []string { return r.Tags }),
+			arrays(rows, func(r *EventRow) []string { return r.EvKinds }),
+			arrays(rows, func(r *EventRow) []string { return r.EvRefs }),
+			arrays(rows, func(r *EventRow) []string { return r.EvTypes }),
+			arrays(rows, func(r *EventRow) []string { return r.EvSHA256 }),
+			arrays(rows, func(r *EventRow) []int64 { return r.EvTimes }),
 			column(rows, func(r *EventRow) string { return r.Key }),
 			column(rows, func(r *EventRow) uint32 { return uint32(r.Partition) }),
 			column(rows, func(r *EventRow) uint64 { return uint64(max(r.Offset, 0)) }),
 		}
 		for i, c := range cols {
-			if err := b.Column(i).Append(c); err != nil {
+			if err := c(b.Column(i)); err != nil {
 				return fmt.Errorf("column %d: %w", i, err)
 			}
 		}
@@ -366,13 +366,30 @@ func (s *CHStore) insertEvents(ctx context.Context, rows []EventRow) error {
 	})
 }
 
-// column is one column of rows, for driver.BatchColumn.Append.
-func column[R, T any](rows []R, f func(*R) T) []T {
-	out := make([]T, len(rows))
-	for i := range rows {
-		out[i] = f(&rows[i])
+// column appends one column of rows at once (clickhouse-go takes a slice
+// of a scalar type without reflection).
+func column[R, T any](rows []R, f func(*R) T) func(driver.BatchColumn) error {
+	return func(c driver.BatchColumn) error {
+		out := make([]T, len(rows))
+		for i := range rows {
+			out[i] = f(&rows[i])
+		}
+		return c.Append(out)
 	}
-	return out
+}
+
+// arrays appends an array column row by row: clickhouse-go appends a
+// row's typed slice without reflection, but a slice of them through
+// reflection, element by element.
+func arrays[R, T any](rows []R, f func(*R) []T) func(driver.BatchColumn) error {
+	return func(c driver.BatchColumn) error {
+		for i := range rows {
+			if err := c.AppendRow(nz(f(&rows[i]))); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // epoch writes a zero time as the Unix epoch (ClickHouse's zero DateTime).

@@ -1,10 +1,14 @@
 package analytics_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"sharpeye/alerts/analytics"
+	"sharpeye/alerts/analytics/gen"
+	"sharpeye/ingest/bus"
 )
 
 // TestEventRowAttributes: each kind of attribute value goes to its own
@@ -33,4 +37,39 @@ func TestEventRowAttributes(t *testing.T) {
 	if n := testing.AllocsPerRun(200, func() { r = analytics.EventRowAttributes(attrs) }); n > 3 {
 		t.Fatalf("%.1f allocations for the attribute columns, want 3", n)
 	}
+}
+
+// BenchmarkFromMessages: the sink's CPU per event before the store,
+// decoding generated events (the bench's county) into rows.
+func BenchmarkFromMessages(b *testing.B) {
+	gc := gen.Benchmark()
+	gc.CasesPerDay, gc.HealthDays, gc.Batch = 0, 0, 5000
+	gc.Days = 1
+	gc.Start = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var msgs []bus.Message
+	err := gen.Messages(b.Context(), gc, func(ms []bus.Message) error {
+		msgs = append(msgs, ms...)
+		if len(msgs) >= 20000 {
+			return gen.ErrStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, gen.ErrStop) {
+		b.Fatal(err)
+	}
+	var size int
+	for _, m := range msgs {
+		size += len(m.Value)
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := 0; i < len(msgs); i += 1000 {
+			batch, bad := analytics.FromMessages(msgs[i:min(i+1000, len(msgs))])
+			if len(bad) != 0 || len(batch.Events) == 0 {
+				b.Fatalf("%d rejected, %d events", len(bad), len(batch.Events))
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/event")
 }

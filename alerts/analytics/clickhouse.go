@@ -484,6 +484,61 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
+// Compact merges each settled day's partition that holds more than one
+// part into one (OPTIMIZE ... FINAL), oldest first, until budget has been
+// spent (0: no bound; one at least is merged); it reports how many it
+// merged and whether any were left. A day is settled once it has been
+// over for a day (two days after its start, whatever the time zone).
+//
+// ClickHouse's own merges leave two or three parts in most partitions of
+// a table partitioned by day, and on a small machine each part read costs
+// a question a few milliseconds: over 90 days the case questions read
+// 229 parts of cases_flat and took 160-200 ms, one part a day 85-100 ms.
+// The merge also applies what FINAL means for each engine, as the
+// server's merges would in time: duplicate events go (ReplacingMergeTree),
+// rollup rows are summed, a case's cancelled rows collapse. Late rows for
+// a settled day make a new part, merged again next time.
+func (s *CHStore) Compact(ctx context.Context, now time.Time, budget time.Duration) (merged int, more bool, err error) {
+	rows, err := s.conn.Query(ctx, `SELECT table, partition FROM system.parts
+		WHERE database = ? AND active GROUP BY table, partition HAVING count() > 1`, s.cfg.ClickHouse.Database)
+	if err != nil {
+		return 0, false, fmt.Errorf("list partitions: %w", err)
+	}
+	type part struct {
+		table, partition string
+		day              time.Time
+	}
+	var parts []part
+	settled := now.UTC().AddDate(0, 0, -2)
+	for rows.Next() {
+		var p part
+		if err := rows.Scan(&p.table, &p.partition); err != nil {
+			rows.Close()
+			return 0, false, err
+		}
+		var ok bool
+		if p.day, ok = partitionDay(p.partition); ok && p.day.Before(settled) {
+			parts = append(parts, p)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, false, err
+	}
+	slices.SortFunc(parts, func(a, b part) int { return a.day.Compare(b.day) })
+	start := time.Now()
+	for _, p := range parts {
+		if err := s.conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s PARTITION %s FINAL", p.table, p.partition)); err != nil {
+			return merged, true, fmt.Errorf("merge %s partition %s: %w", p.table, p.partition, err)
+		}
+		merged++
+		if budget > 0 && time.Since(start) > budget && merged < len(parts) {
+			return merged, true, nil
+		}
+	}
+	return merged, false, nil
+}
+
 // partitionDay is the day of a partition by day (20261121), or the last
 // day of one by days ((20261120,20261121): cases_flat's creation and
 // opening days).

@@ -74,7 +74,8 @@ type Retention struct {
 	Events       int `yaml:"events"`
 	CaseEvents   int `yaml:"case_events"`
 	CameraHealth int `yaml:"camera_health"`
-	// Every is how often old partitions are looked for.
+	// Every is how often old partitions are looked for (and, on ClickHouse,
+	// settled days merged into one part each).
 	Every conf.Duration `yaml:"every"`
 }
 

@@ -76,3 +76,6 @@ func EventRowAttributes(attrs map[string]any) EventRow {
 	r.attributes(attrs)
 	return r
 }
+
+// PartitionDay is the last day of a partition's key.
+var PartitionDay = partitionDay

@@ -84,6 +84,7 @@ func (s *Sink) expireLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			s.expire(ctx)
+			s.compact(ctx)
 		case <-repair.C:
 			s.repairRollups(ctx)
 		}
@@ -93,6 +94,35 @@ func (s *Sink) expireLoop(ctx context.Context) {
 func (s *Sink) expire(ctx context.Context) {
 	if err := s.store.Expire(ctx, s.now()); err != nil && ctx.Err() == nil {
 		s.log.Warn("expire analytics rows", "err", err)
+	}
+}
+
+// compactor is a store whose settled partitions are worth merging into
+// one part each (ClickHouse).
+type compactor interface {
+	Compact(ctx context.Context, now time.Time, budget time.Duration) (merged int, more bool, err error)
+}
+
+// compactBudget bounds the time one round of compaction takes, so that a
+// backlog (a store filled before the sink ran, a long outage) is worked
+// off over several rounds beside the inserts.
+const compactBudget = time.Minute
+
+// compact has the store merge the parts of settled days, every
+// retention.every, after the expiry.
+func (s *Sink) compact(ctx context.Context) {
+	c, ok := s.store.(compactor)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	n, more, err := c.Compact(ctx, s.now(), compactBudget)
+	s.m.compacted.Add(float64(n))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.log.Warn("compact analytics partitions", "merged", n, "err", err)
+	case n > 0:
+		s.log.Info("analytics partitions compacted", "merged", n, "more_left", more, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 
@@ -257,6 +287,7 @@ type sinkMetrics struct {
 	insertSeconds prometheus.Histogram
 	lag           prometheus.GaugeFunc
 	repaired      prometheus.Counter
+	compacted     prometheus.Counter
 }
 
 func newSinkMetrics(reg prometheus.Registerer, lag func() time.Duration) *sinkMetrics {
@@ -287,6 +318,9 @@ func newSinkMetrics(reg prometheus.Registerer, lag func() time.Duration) *sinkMe
 			Name: "sharpeye_analytics_rollup_rows_repaired_total", Help: "Rows inserted into hourly rollups that an interrupted insert had left short (ClickHouse).",
 		}),
 	}
-	reg.MustRegister(m.rows, m.rejected, m.skipped, m.batches, m.failures, m.insertSeconds, m.lag, m.repaired)
+	m.compacted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sharpeye_analytics_partitions_compacted_total", Help: "Settled day partitions merged into one part each (ClickHouse).",
+	})
+	reg.MustRegister(m.rows, m.rejected, m.skipped, m.batches, m.failures, m.insertSeconds, m.lag, m.repaired, m.compacted)
 	return m
 }

@@ -1,0 +1,134 @@
+package analytics_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sharpeye/alerts/analytics"
+)
+
+// TestCompactSettledPartitions: the fixture inserted in three interleaved
+// batches leaves several parts in each day's partition; compaction merges
+// every settled day into one part, leaves the days not yet settled, and
+// every question answers exactly what it answered before. A second round
+// finds nothing to do, and a budget stops a round after one merge.
+func TestCompactSettledPartitions(t *testing.T) {
+	f := buildFixture()
+	ctx := context.Background()
+	cfg, s, st := openClickHouse(t)
+	for k := range 3 {
+		var b analytics.Batch
+		for i, e := range f.batch.Events {
+			if i%3 == k {
+				b.Events = append(b.Events, e)
+			}
+		}
+		for i, c := range f.batch.Cases {
+			if i%3 == k {
+				b.Cases = append(b.Cases, c)
+			}
+		}
+		for i, h := range f.batch.Health {
+			if i%3 == k {
+				b.Health = append(b.Health, h)
+			}
+		}
+		if _, err := s.Insert(ctx, &b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
+	ask := func() map[string][]answer {
+		out := map[string][]answer{}
+		for _, qu := range questions(f) {
+			got, err := qu.ask(ctx, q)
+			if err != nil {
+				t.Fatalf("%s: %v", qu.name, err)
+			}
+			out[qu.name] = got
+		}
+		return out
+	}
+	before := ask()
+	if n := splitPartitions(t, s, end); n == 0 {
+		t.Fatal("no partition holds several parts after three inserts: a weak test")
+	}
+
+	// Nothing is settled two days after the fixture's first day.
+	if n, more, err := st.Compact(ctx, start.AddDate(0, 0, 1), 0); err != nil || n != 0 || more {
+		t.Fatalf("compacted %d partitions (more: %v) before any day was settled: %v", n, more, err)
+	}
+	// A budget already spent stops the round after one merge.
+	n, more, err := st.Compact(ctx, end.AddDate(0, 0, 3), time.Nanosecond)
+	if err != nil || n != 1 || !more {
+		t.Fatalf("with a spent budget: %d merged, more %v, %v; want 1 and more", n, more, err)
+	}
+	// Days up to two days before now are settled; the last day is not.
+	lastDay := end.AddDate(0, 0, -1)
+	n, more, err = st.Compact(ctx, lastDay.AddDate(0, 0, 1), 0)
+	if err != nil || n == 0 || more {
+		t.Fatalf("compacted %d partitions (more: %v): %v", n, more, err)
+	}
+	if left := splitPartitions(t, s, lastDay.AddDate(0, 0, -1)); left != 0 {
+		t.Errorf("%d settled partitions still hold several parts", left)
+	}
+	if splitPartitions(t, s, end) == 0 {
+		t.Error("the last day, not settled, was merged too")
+	}
+	n, _, err = st.Compact(ctx, end.AddDate(0, 0, 3), 0)
+	if err != nil || n == 0 {
+		t.Fatalf("the last days once settled: %d merged: %v", n, err)
+	}
+	if left := splitPartitions(t, s, end); left != 0 {
+		t.Errorf("%d partitions still hold several parts", left)
+	}
+	if n, _, err := st.Compact(ctx, end.AddDate(0, 0, 3), 0); err != nil || n != 0 {
+		t.Errorf("a second round merged %d partitions: %v", n, err)
+	}
+
+	after := ask()
+	for _, qu := range questions(f) {
+		a, b := before[qu.name], after[qu.name]
+		if len(a) != len(b) {
+			t.Errorf("%s: %d tables before, %d after", qu.name, len(a), len(b))
+			continue
+		}
+		for i := range a {
+			if !equalTables(a[i].table, b[i].table) {
+				t.Errorf("%s %s changed:\nbefore %v\nafter  %v", qu.name, a[i].name, brief(a[i].table), brief(b[i].table))
+			}
+		}
+		if qu.check != nil {
+			t.Run(qu.name, func(t *testing.T) { qu.check(t, b) })
+		}
+	}
+}
+
+// splitPartitions counts the store's partitions of days before until
+// (by their last day) that hold more than one active part.
+func splitPartitions(t *testing.T, s analytics.Store, until time.Time) int {
+	t.Helper()
+	rows, err := s.DB().QueryContext(context.Background(), `SELECT table, partition FROM system.parts
+		WHERE database = currentDatabase() AND active GROUP BY table, partition HAVING count() > 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var table, partition string
+		if err := rows.Scan(&table, &partition); err != nil {
+			t.Fatal(err)
+		}
+		if day, ok := analytics.PartitionDay(partition); ok && day.Before(until) {
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

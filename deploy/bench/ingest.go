@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"sharpeye/ingest/camera"
+	"sharpeye/ingest/rtsp"
 	"sharpeye/ingest/simcam"
 )
 
@@ -60,6 +61,10 @@ type IngestRow struct {
 	GOPCameras int   `json:"gop_cameras"`
 	GOPBytes   int64 `json:"gop_bytes"`
 	GOPLimit   int64 `json:"gop_limit_bytes"`
+	// Reactor is how many of the cameras' connections a reactor read at
+	// the end of the window (ingest.pull.read_interval; the rest went
+	// through Go's poller).
+	Reactor int `json:"reactor_connections"`
 	// CameraServer is the cameras' process over the same window.
 	CameraServer cameraServerReport `json:"camera_server"`
 }
@@ -130,6 +135,7 @@ func ingestRow(ctx context.Context, o *options, n int, clip *simcam.Clip, progre
 	w := window{d: o.duration, profile: o.profilePrefix("ingest", n), atEnd: func() {
 		after, t1 = st.snapshot(cs.info.Paths)
 		row.GOPBytes, row.GOPCameras, row.GOPLimit = st.ingest.GOPCache()
+		row.Reactor = rtsp.ReactorConnections()
 	}}
 	if row.Process, err = measure(ctx, w); err != nil {
 		return row, err

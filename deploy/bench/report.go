@@ -132,15 +132,15 @@ func writeIngest(w io.Writer, r *IngestResult) {
 	fmt.Fprintf(w, "\nIngest: CPU and memory of the ingest role pulling N cameras over RTSP/%s\n", strings.ToUpper(r.Transport))
 	fmt.Fprintf(w, "(camera: %s; cameras in another process; %gs warm-up, %.0fs measured%s)\n\n", r.Fixture, r.Warmup, window, memoryLimitNote(r.MemoryLimit))
 	tw := table(w)
-	fmt.Fprintln(tw, "cameras\tstreaming\tcores\tcores/100 cams\tRSS\tRSS peak\tGo heap\tlive heap\tcached GOPs\tgoroutines\tframes/s\texpected\tslowest cam\tsilent\tRTP lost\tcamera proc\t")
+	fmt.Fprintln(tw, "cameras\tstreaming\tcores\tcores/100 cams\tRSS\tRSS peak\tGo heap\tlive heap\tcached GOPs\treactor\tgoroutines\tframes/s\texpected\tslowest cam\tsilent\tRTP lost\tcamera proc\t")
 	for _, x := range r.Rows {
 		limit := "no bound"
 		if x.GOPLimit > 0 {
 			limit = "of " + mib(uint64(x.GOPLimit))
 		}
-		fmt.Fprintf(tw, "%d\t%d/%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d cams, %s %s\t%d\t%.0f\t%.0f\t%.1f fps\t%d\t%d\t%.2f core\t\n",
+		fmt.Fprintf(tw, "%d\t%d/%d\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%d cams, %s %s\t%d\t%d\t%.0f\t%.0f\t%.1f fps\t%d\t%d\t%.2f core\t\n",
 			x.Cameras, x.Online, x.Cameras, x.Process.Cores, 100*x.Process.Cores/float64(x.Cameras),
-			mib(x.Process.RSS), mib(x.Process.RSSPeak), mib(x.Process.Heap), mib(x.Process.Live), x.GOPCameras, mib(uint64(x.GOPBytes)), limit, x.Process.Goroutines,
+			mib(x.Process.RSS), mib(x.Process.RSSPeak), mib(x.Process.Heap), mib(x.Process.Live), x.GOPCameras, mib(uint64(x.GOPBytes)), limit, x.Reactor, x.Process.Goroutines,
 			x.Frames, x.Expected, finite(x.MinCameraFPS), x.Silent, x.Lost, x.CameraServer.Cores)
 	}
 	tw.Flush()

@@ -45,6 +45,7 @@ const fmtTime = (t) => (t ? new Date(t).toLocaleString() : "—");
 function showLogin() {
   me = null;
   closeStream();
+  stopWall();
   an.built = false; // the next user may see other cards
   $("#app").hidden = true;
   $("#login").hidden = false;

@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"sharpeye/console/auth"
+)
+
+// wallTiles reads each tile of the console's video wall: its camera, its
+// state and the size of the picture its video element shows.
+const wallTilesJS = `JSON.stringify([...document.querySelectorAll('#wall .wall-tile')].map((t) => ({
+  camera: t.querySelector('select').value,
+  state: t.querySelector('.wall-state').textContent,
+  width: t.querySelector('video').videoWidth,
+  height: t.querySelector('video').videoHeight,
+})))`
+
+type wallTile struct {
+	Camera string `json:"camera"`
+	State  string `json:"state"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+// watchingJS asks the API how many viewers each camera has.
+const watchingJS = `(async () => {
+  const r = await fetch('/api/v1/cameras', { credentials: 'same-origin' });
+  const out = {};
+  for (const c of (await r.json()).cameras) out[c.id] = c.stream.watching;
+  return JSON.stringify(out);
+})()`
+
+// TestBrowserWall: the console's video wall, in Chromium, plays two
+// cameras side by side at their own sizes; a tile switched to another
+// camera plays it and ends its first session; leaving the wall ends every
+// session; coming back restores the wall as it was left.
+func TestBrowserWall(t *testing.T) {
+	ctx := browser(t)
+	n := startNodeWithCameras(t, map[string]string{"market": "street-360p.h264", "gate": "gate-720p.h264"})
+	if _, err := n.Auth().EnsureUser(context.Background(), auth.NewUser{Username: "admin", Password: "admin-password-1", Role: auth.Admin}); err != nil {
+		t.Fatal(err)
+	}
+	if err := logIn(ctx, n.URL(), "#/wall?layout=2&cams=market,gate", "admin", "admin-password-1"); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	tiles := func() []wallTile {
+		var s string
+		if err := chromedp.Run(ctx, chromedp.Evaluate(wallTilesJS, &s)); err != nil {
+			t.Fatal(err)
+		}
+		var out []wallTile
+		if err := json.Unmarshal([]byte(s), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	watching := func() map[string]int {
+		var s string
+		if err := chromedp.Run(ctx, chromedp.Evaluate(watchingJS, &s, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
+			return p.WithAwaitPromise(true)
+		})); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		if err := json.Unmarshal([]byte(s), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// wait polls the tiles until want holds, or fails with a screenshot.
+	wait := func(what string, want func([]wallTile) bool) []wallTile {
+		t.Helper()
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			got := tiles()
+			if want(got) {
+				return got
+			}
+			if time.Now().After(deadline) {
+				fullScreenshot(t, ctx, "wall-failed.png")
+				t.Fatalf("%s: the wall shows %+v", what, got)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	playing := func(sizes ...string) func([]wallTile) bool {
+		return func(got []wallTile) bool {
+			if len(got) != 4 {
+				return false
+			}
+			for i, size := range sizes {
+				if fmt.Sprintf("%dx%d", got[i].Width, got[i].Height) != size || got[i].State != "live 直播" {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	wait("two cameras on a 2×2 wall", playing("640x360", "1280x720"))
+	waitWatching := func(what string, want map[string]int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			got := watching()
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: viewers %v, want %v", what, got, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitWatching("one viewer each", map[string]int{"market": 1, "gate": 1})
+	fullScreenshot(t, ctx, "console-wall.png")
+
+	// The second tile switched to the first camera.
+	err := chromedp.Run(ctx, chromedp.Evaluate(`(() => {
+	  const s = document.querySelectorAll('#wall .wall-tile select')[1];
+	  s.value = 'market';
+	  s.dispatchEvent(new Event('change'));
+	})()`, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait("the second tile switched", playing("640x360", "640x360"))
+	waitWatching("the gate's session ended", map[string]int{"market": 2, "gate": 0})
+
+	// Leaving the wall ends every session; coming back restores it.
+	if err := chromedp.Run(ctx, chromedp.Navigate(n.URL()+"/#/overview"), chromedp.WaitVisible(`#status .tile`)); err != nil {
+		t.Fatal(err)
+	}
+	waitWatching("after leaving the wall", map[string]int{"market": 0, "gate": 0})
+	if err := chromedp.Run(ctx, chromedp.Navigate(n.URL()+"/#/wall")); err != nil {
+		t.Fatal(err)
+	}
+	wait("the wall as it was left", playing("640x360", "640x360"))
+	if got := tiles(); got[2].Camera != "" || got[3].Camera != "" || got[2].Width != 0 {
+		t.Errorf("empty tiles: %+v", got[2:])
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,9 +39,10 @@ const watchingJS = `(async () => {
 })()`
 
 // TestBrowserWall: the console's video wall, in Chromium, plays two
-// cameras side by side at their own sizes; a tile switched to another
-// camera plays it and ends its first session; leaving the wall ends every
-// session; coming back restores the wall as it was left.
+// cameras side by side at their own sizes; tiles whose sessions the relay
+// ends come back by themselves; a tile switched to another camera plays
+// it and ends its first session; leaving the wall ends every session;
+// coming back restores the wall as it was left.
 func TestBrowserWall(t *testing.T) {
 	ctx := browser(t)
 	n := startNodeWithCameras(t, map[string]string{"market": "street-360p.h264", "gate": "gate-720p.h264"})
@@ -73,6 +75,19 @@ func TestBrowserWall(t *testing.T) {
 			t.Fatal(err)
 		}
 		return out
+	}
+	sessionIDs := func() []string {
+		var s string
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`fetch('/api/v1/whep', { credentials: 'same-origin' })
+		  .then((r) => r.json()).then((j) => JSON.stringify(j.sessions.map((x) => x.id)))`, &s,
+			func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		if err := json.Unmarshal([]byte(s), &ids); err != nil {
+			t.Fatal(err)
+		}
+		return ids
 	}
 	// wait polls the tiles until want holds, or fails with a screenshot.
 	wait := func(what string, want func([]wallTile) bool) []wallTile {
@@ -121,6 +136,31 @@ func TestBrowserWall(t *testing.T) {
 	waitWatching("one viewer each", map[string]int{"market": 1, "gate": 1})
 	fullScreenshot(t, ctx, "console-wall.png")
 
+	// The relay ends both sessions (as when it restarts): each tile
+	// notices and comes back with a session of its own.
+	first := sessionIDs()
+	if len(first) != 2 {
+		t.Fatalf("relay sessions %v, want two", first)
+	}
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`Promise.all(`+jsStrings(first)+`.map((id) =>
+	  fetch('/api/v1/whep/' + id, { method: 'DELETE', credentials: 'same-origin' }).then((r) => r.status)))`, nil,
+		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		now := sessionIDs()
+		if len(now) == 2 && !slices.Contains(now, first[0]) && !slices.Contains(now, first[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			fullScreenshot(t, ctx, "wall-failed.png")
+			t.Fatalf("after the relay ended the sessions %v: sessions %v, tiles %+v", first, now, tiles())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	wait("both tiles back", playing("640x360", "1280x720"))
+
 	// The second tile switched to the first camera.
 	err := chromedp.Run(ctx, chromedp.Evaluate(`(() => {
 	  const s = document.querySelectorAll('#wall .wall-tile select')[1];
@@ -145,4 +185,10 @@ func TestBrowserWall(t *testing.T) {
 	if got := tiles(); got[2].Camera != "" || got[3].Camera != "" || got[2].Width != 0 {
 		t.Errorf("empty tiles: %+v", got[2:])
 	}
+}
+
+// jsStrings is a JavaScript array literal of ss.
+func jsStrings(ss []string) string {
+	b, _ := json.Marshal(ss)
+	return string(b)
 }

@@ -317,10 +317,10 @@ func newSinkMetrics(reg prometheus.Registerer, lag func() time.Duration) *sinkMe
 		repaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharpeye_analytics_rollup_rows_repaired_total", Help: "Rows inserted into hourly rollups that an interrupted insert had left short (ClickHouse).",
 		}),
+		compacted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharpeye_analytics_partitions_compacted_total", Help: "Settled day partitions merged into one part each (ClickHouse).",
+		}),
 	}
-	m.compacted = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "sharpeye_analytics_partitions_compacted_total", Help: "Settled day partitions merged into one part each (ClickHouse).",
-	})
 	reg.MustRegister(m.rows, m.rejected, m.skipped, m.batches, m.failures, m.insertSeconds, m.lag, m.repaired, m.compacted)
 	return m
 }

@@ -194,6 +194,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer, environ []string) error {
 			fmt.Fprintf(stdout, "  Login:    admin / %s   (set SHARPEYE_ADMIN_PASSWORD to choose it)\n", pw)
 		}
 		fmt.Fprintf(stdout, "  Cameras:  %d simulated, e.g. %s/play/%s\n", len(cams), n.URL(), cams[0].ID)
+		fmt.Fprintf(stdout, "  Wall:     %s\n", demoWallURL(n.URL(), cams))
 		if addr := n.Ingest().RTSPAddr(); addr != "" {
 			fmt.Fprintf(stdout, "  RTSP:     rtsp://admin:<password or API token>@%s/%s\n", addr, cams[0].ID)
 		}

@@ -3,6 +3,8 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"sharpeye/ingest/camera"
@@ -62,4 +64,18 @@ func startDemoCameras(log *slog.Logger) (*simcam.Server, []camera.Camera, error)
 		})
 	}
 	return sim, cams, nil
+}
+
+// demoWallURL opens the console's video wall with the demo's cameras, on
+// the smallest square layout that holds them (at most 4×4).
+func demoWallURL(base string, cams []camera.Camera) string {
+	side := 1
+	for side < 4 && side*side < len(cams) {
+		side++
+	}
+	ids := make([]string, 0, side*side)
+	for _, c := range cams[:min(len(cams), side*side)] {
+		ids = append(ids, url.QueryEscape(c.ID))
+	}
+	return fmt.Sprintf("%s/#/wall?layout=%d&cams=%s", base, side, strings.Join(ids, ","))
 }

@@ -85,7 +85,7 @@ function wallTile(index) {
   const stats = el("span", { class: "wall-stats muted" }, "");
   const select = el("select", { "aria-label": `camera of tile ${index + 1}` },
     el("option", { value: "" }, "— choose a camera 选择摄像机 —"),
-    ...wall.cameras.map((c) => el("option", { value: c.id }, `${c.name || c.id}${c.status.state === "online" ? "" : " (" + c.status.state + ")"}`)));
+    ...wall.cameras.map((c) => el("option", { value: c.id }, `${c.name || c.id}${["online", "idle"].includes(c.status.state) ? "" : " (" + c.status.state + ")"}`)));
   const head = el("div", { class: "wall-head" }, select, state);
   const root = el("div", { class: "wall-tile", "data-index": index }, head, video, el("div", { class: "wall-foot" }, stats));
   const t = {

@@ -438,22 +438,8 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 	if s.feat.TTL {
 		return nil
 	}
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT table, partition FROM system.parts WHERE database = ? AND active", s.cfg.ClickHouse.Database)
+	parts, err := s.dayPartitions(ctx)
 	if err != nil {
-		return fmt.Errorf("list partitions: %w", err)
-	}
-	type part struct{ table, partition string }
-	var parts []part
-	for rows.Next() {
-		var p part
-		if err := rows.Scan(&p.table, &p.partition); err != nil {
-			rows.Close()
-			return err
-		}
-		parts = append(parts, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	var errs []error
@@ -467,12 +453,8 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 		if days == 0 {
 			continue
 		}
-		day, ok := partitionDay(p.partition)
-		if !ok {
-			continue
-		}
 		// A day's partition goes once its last second is older than the retention.
-		if day.Add(24 * time.Hour).After(now.AddDate(0, 0, -days)) {
+		if p.day.Add(24 * time.Hour).After(now.AddDate(0, 0, -days)) {
 			continue
 		}
 		if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", p.table, p.partition)); err != nil {
@@ -482,6 +464,42 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 		s.log.Info("analytics partition dropped (retention)", "table", p.table, "partition", p.partition, "retention_days", days)
 	}
 	return errors.Join(errs...)
+}
+
+// dayPartition is one active partition by day of the store's tables.
+type dayPartition struct {
+	table, partition string
+	day              time.Time // its last day (partitionDay)
+	parts            int       // active parts in it
+}
+
+// dayPartitions lists the store's active partitions by day, oldest
+// first (tables not partitioned by day are left out).
+func (s *CHStore) dayPartitions(ctx context.Context) ([]dayPartition, error) {
+	rows, err := s.conn.Query(ctx, `SELECT table, partition, count() FROM system.parts
+		WHERE database = ? AND active GROUP BY table, partition`, s.cfg.ClickHouse.Database)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions: %w", err)
+	}
+	defer rows.Close()
+	var out []dayPartition
+	for rows.Next() {
+		var p dayPartition
+		var n uint64
+		if err := rows.Scan(&p.table, &p.partition, &n); err != nil {
+			return nil, err
+		}
+		var ok bool
+		if p.day, ok = partitionDay(p.partition); ok {
+			p.parts = int(n)
+			out = append(out, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b dayPartition) int { return a.day.Compare(b.day) })
+	return out, nil
 }
 
 // Compact merges each settled day's partition that holds more than one
@@ -500,33 +518,17 @@ func (s *CHStore) Expire(ctx context.Context, now time.Time) error {
 // rollup rows are summed, a case's cancelled rows collapse. Late rows for
 // a settled day make a new part, merged again next time.
 func (s *CHStore) Compact(ctx context.Context, now time.Time, budget time.Duration) (merged int, more bool, err error) {
-	rows, err := s.conn.Query(ctx, `SELECT table, partition FROM system.parts
-		WHERE database = ? AND active GROUP BY table, partition HAVING count() > 1`, s.cfg.ClickHouse.Database)
+	all, err := s.dayPartitions(ctx)
 	if err != nil {
-		return 0, false, fmt.Errorf("list partitions: %w", err)
+		return 0, false, err
 	}
-	type part struct {
-		table, partition string
-		day              time.Time
-	}
-	var parts []part
 	settled := now.UTC().AddDate(0, 0, -2)
-	for rows.Next() {
-		var p part
-		if err := rows.Scan(&p.table, &p.partition); err != nil {
-			rows.Close()
-			return 0, false, err
-		}
-		var ok bool
-		if p.day, ok = partitionDay(p.partition); ok && p.day.Before(settled) {
+	var parts []dayPartition
+	for _, p := range all {
+		if p.parts > 1 && p.day.Before(settled) {
 			parts = append(parts, p)
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, false, err
-	}
-	slices.SortFunc(parts, func(a, b part) int { return a.day.Compare(b.day) })
 	start := time.Now()
 	for _, p := range parts {
 		if err := s.conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s PARTITION %s FINAL", p.table, p.partition)); err != nil {

@@ -2,6 +2,8 @@ package analytics_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -131,4 +133,52 @@ func splitPartitions(t *testing.T, s analytics.Store, until time.Time) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestExpireDropsOldDays: retention drops whole days of the tables it
+// bounds once their last second is older than it, and leaves the others
+// (case events are kept forever by default) and the younger days whole.
+func TestExpireDropsOldDays(t *testing.T) {
+	f := buildFixture()
+	ctx := context.Background()
+	_, s, st := openClickHouse(t)
+	b := analytics.Batch{Events: slices.Clone(f.batch.Events), Cases: slices.Clone(f.batch.Cases), Health: slices.Clone(f.batch.Health)}
+	if _, err := s.Insert(ctx, &b, false); err != nil {
+		t.Fatal(err)
+	}
+	count := func(q string) int64 {
+		t.Helper()
+		var n int64
+		if err := s.DB().QueryRowContext(ctx, q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Partitions are UTC days: the fixture's first days end by this.
+	cut := time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)
+	old := fmt.Sprintf("SELECT count() FROM events WHERE time < toDateTime(%d)", cut.Unix())
+	young := fmt.Sprintf("SELECT count() FROM events WHERE time >= toDateTime(%d)", cut.Unix())
+	oldN, youngN, cases := count(old), count(young), count("SELECT count() FROM case_events")
+	if oldN == 0 || youngN == 0 || cases == 0 {
+		t.Fatalf("fixture: %d events before %s, %d after, %d case events: a weak test", oldN, cut, youngN, cases)
+	}
+	if err := st.Expire(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	if count(old) != oldN || count(young) != youngN {
+		t.Fatal("retention dropped days younger than 400 days")
+	}
+	days := analytics.Defaults().Retention.Events
+	if err := st.Expire(ctx, cut.AddDate(0, 0, days)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(old); n != 0 {
+		t.Errorf("%d events older than the retention left", n)
+	}
+	if n := count(young); n != youngN {
+		t.Errorf("%d younger events left, want %d", n, youngN)
+	}
+	if n := count("SELECT count() FROM case_events"); n != cases {
+		t.Errorf("%d case events left, want all %d (kept forever)", n, cases)
+	}
 }

@@ -444,9 +444,7 @@ func runGenerate(ctx context.Context, o *analyticsOptions, progress io.Writer, l
 	if res.InsertSeconds > 0 {
 		res.InsertRowsPerSecond = rows / res.InsertSeconds
 	}
-	if c, ok := store.(interface {
-		Compact(context.Context, time.Time, time.Duration) (int, bool, error)
-	}); ok && err == nil {
+	if c, ok := store.(*analytics.CHStore); ok && err == nil {
 		fmt.Fprintf(progress, "bench analytics generate: merging the settled days' parts\n")
 		start := time.Now()
 		res.Compacted, _, err = c.Compact(ctx, time.Now(), 0)

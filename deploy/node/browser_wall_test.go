@@ -52,58 +52,51 @@ func TestBrowserWall(t *testing.T) {
 	if err := logIn(ctx, n.URL(), "#/wall?layout=2&cams=market,gate", "admin", "admin-password-1"); err != nil {
 		t.Fatalf("log in: %v", err)
 	}
-	tiles := func() []wallTile {
+	// evalJSON evaluates expr in the page (awaiting a promise) and
+	// decodes the JSON text it gives into out.
+	evalJSON := func(expr string, out any) {
+		t.Helper()
 		var s string
-		if err := chromedp.Run(ctx, chromedp.Evaluate(wallTilesJS, &s)); err != nil {
-			t.Fatal(err)
-		}
-		var out []wallTile
-		if err := json.Unmarshal([]byte(s), &out); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	watching := func() map[string]int {
-		var s string
-		if err := chromedp.Run(ctx, chromedp.Evaluate(watchingJS, &s, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
+		if err := chromedp.Run(ctx, chromedp.Evaluate(expr, &s, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
 			return p.WithAwaitPromise(true)
 		})); err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]int{}
-		if err := json.Unmarshal([]byte(s), &out); err != nil {
+		if err := json.Unmarshal([]byte(s), out); err != nil {
 			t.Fatal(err)
 		}
+	}
+	tiles := func() (out []wallTile) { evalJSON(wallTilesJS, &out); return out }
+	watching := func() (out map[string]int) { evalJSON(watchingJS, &out); return out }
+	sessionIDs := func() (out []string) {
+		evalJSON(`fetch('/api/v1/whep', { credentials: 'same-origin' })
+		  .then((r) => r.json()).then((j) => JSON.stringify(j.sessions.map((x) => x.id)))`, &out)
 		return out
 	}
-	sessionIDs := func() []string {
-		var s string
-		if err := chromedp.Run(ctx, chromedp.Evaluate(`fetch('/api/v1/whep', { credentials: 'same-origin' })
-		  .then((r) => r.json()).then((j) => JSON.stringify(j.sessions.map((x) => x.id)))`, &s,
-			func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		if err := json.Unmarshal([]byte(s), &ids); err != nil {
-			t.Fatal(err)
-		}
-		return ids
-	}
-	// wait polls the tiles until want holds, or fails with a screenshot.
-	wait := func(what string, want func([]wallTile) bool) []wallTile {
+	// eventually polls check until it holds, or fails with a screenshot
+	// and what check saw last.
+	eventually := func(what string, within time.Duration, check func() (bool, any)) {
 		t.Helper()
-		deadline := time.Now().Add(45 * time.Second)
+		deadline := time.Now().Add(within)
 		for {
-			got := tiles()
-			if want(got) {
-				return got
+			ok, saw := check()
+			if ok {
+				return
 			}
 			if time.Now().After(deadline) {
 				fullScreenshot(t, ctx, "wall-failed.png")
-				t.Fatalf("%s: the wall shows %+v", what, got)
+				t.Fatalf("%s: after %s, %+v", what, within, saw)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+	}
+	wait := func(what string, want func([]wallTile) bool) {
+		t.Helper()
+		eventually(what, 45*time.Second, func() (bool, any) { got := tiles(); return want(got), got })
+	}
+	waitWatching := func(what string, want map[string]int) {
+		t.Helper()
+		eventually(what, 20*time.Second, func() (bool, any) { got := watching(); return fmt.Sprint(got) == fmt.Sprint(want), got })
 	}
 	playing := func(sizes ...string) func([]wallTile) bool {
 		return func(got []wallTile) bool {
@@ -119,20 +112,6 @@ func TestBrowserWall(t *testing.T) {
 		}
 	}
 	wait("two cameras on a 2×2 wall", playing("640x360", "1280x720"))
-	waitWatching := func(what string, want map[string]int) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			got := watching()
-			if fmt.Sprint(got) == fmt.Sprint(want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: viewers %v, want %v", what, got, want)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
 	waitWatching("one viewer each", map[string]int{"market": 1, "gate": 1})
 	fullScreenshot(t, ctx, "console-wall.png")
 
@@ -147,18 +126,10 @@ func TestBrowserWall(t *testing.T) {
 		func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	eventually("new sessions after the relay ended "+fmt.Sprint(first), 60*time.Second, func() (bool, any) {
 		now := sessionIDs()
-		if len(now) == 2 && !slices.Contains(now, first[0]) && !slices.Contains(now, first[1]) {
-			break
-		}
-		if time.Now().After(deadline) {
-			fullScreenshot(t, ctx, "wall-failed.png")
-			t.Fatalf("after the relay ended the sessions %v: sessions %v, tiles %+v", first, now, tiles())
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return len(now) == 2 && !slices.Contains(now, first[0]) && !slices.Contains(now, first[1]), now
+	})
 	wait("both tiles back", playing("640x360", "1280x720"))
 
 	// The second tile switched to the first camera.

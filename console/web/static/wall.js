@@ -91,7 +91,7 @@ function wallTile(index) {
   const t = {
     index, root, video, camera: "", live: false, pc: null, session: "", timer: null, retry: null, last: null,
     play(id) {
-      this.stop();
+      this.end();
       this.camera = id;
       select.value = id;
       if (select.value !== id) { // not a camera this user may see (or gone)
@@ -132,7 +132,7 @@ function wallTile(index) {
           if (res.ok && loc) fetch(loc, { method: "DELETE", credentials: "same-origin", keepalive: true }).catch(() => {});
           return;
         }
-        if (res.status === 401) { stopWall(); showLogin(); return; }
+        if (res.status === 401) { showLogin(); return; } // which stops the wall
         if (!res.ok) {
           const body = await res.json().catch(() => null);
           this.drop((body && body.error && body.error.message) || `HTTP ${res.status}`);
@@ -145,15 +145,17 @@ function wallTile(index) {
         if (this.pc === pc) this.drop(String(e));
       }
     },
-    // drop ends the session after a failure and tries again shortly.
+    // drop ends the session after a failure and tries the camera again
+    // shortly.
     drop(why) {
       const id = this.camera;
-      this.stop();
-      this.camera = id;
+      this.end();
       setState(`${why} · retrying 重连中`, "bad");
       this.retry = setTimeout(() => { if (this.camera === id && view.name === "wall" && me) this.connect(); }, WALL_RETRY_MS);
     },
-    stop() {
+    // end ends the session (DELETE) and the peer connection, keeping the
+    // camera chosen.
+    end() {
       clearTimeout(this.retry);
       clearInterval(this.timer);
       this.timer = null;
@@ -168,12 +170,16 @@ function wallTile(index) {
         old.close();
       }
       video.srcObject = null;
-      this.camera = "";
       if (this.live) {
         this.live = false;
         wallSummary();
       }
       stats.textContent = "";
+    },
+    // stop ends the session and leaves the tile empty.
+    stop() {
+      this.end();
+      this.camera = "";
       setState("");
     },
     async stats() {

@@ -509,10 +509,10 @@ func (s *CHStore) dayPartitions(ctx context.Context) ([]dayPartition, error) {
 // over for a day (two days after its start, whatever the time zone).
 //
 // ClickHouse's own merges leave two or three parts in most partitions of
-// a table partitioned by day, and on a small machine each part read costs
-// a question a few milliseconds: over 90 days the case performance
-// question read 229 parts of cases_flat and took 157-186 ms, with one part
-// a day 119-122 ms (bench analytics query, 2 cores).
+// a table partitioned by day, and each part read adds a fixed cost to a
+// question: over 90 days the case performance question read 229 parts of
+// cases_flat and took 157-186 ms, with one part a day 119-122 ms (bench
+// analytics query, 2 cores).
 // The merge also applies what FINAL means for each engine, as the
 // server's merges would in time: duplicate events go (ReplacingMergeTree),
 // rollup rows are summed, a case's cancelled rows collapse. Late rows for

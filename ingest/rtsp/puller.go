@@ -201,15 +201,15 @@ var rmemWarned atomic.Bool
 // to net.core.rmem_max, which the kernel would silently apply (gortsplib
 // then refuses the session), with a warning the first time.
 func udpReadBuffer(want int, log *slog.Logger) int {
-	max := rmemMax()
-	if want <= 0 || max <= 0 || want <= max {
+	limit := rmemMax()
+	if want <= 0 || limit <= 0 || want <= limit {
 		return want
 	}
 	if rmemWarned.CompareAndSwap(false, true) {
 		log.Warn("ingest.pull.udp_read_buffer is above the system's net.core.rmem_max: cameras over UDP get the smaller buffer and may lose packets in bursts; raise it with sysctl -w net.core.rmem_max=N",
-			"udp_read_buffer", want, "rmem_max", max)
+			"udp_read_buffer", want, "rmem_max", limit)
 	}
-	return max
+	return limit
 }
 
 // tcpRetryAfter is how long a camera that refused RTSP over TCP is pulled

@@ -27,9 +27,10 @@ import (
 // own; while they are busy it looks at the set once an interval (2 ms by
 // default) and wakes the readers of every socket that had bytes, so that
 // threads are woken once an interval and find many readers to run each
-// time (at 500 cameras 1,300 thread switches a second, from 9,000). That took the pull of 500 cameras from 0.51–0.53 to
-// 0.36–0.39 core on the project's 2-core machine, and 200 from 0.26 to
-// 0.20 (see the README). The cost is latency: a packet waits up to an
+// time (at 500 cameras 1,300 thread switches a second, from 9,000). That
+// took the pull of 500 cameras from 0.51–0.53 to 0.34–0.39 core on the
+// project's 2-core machine, and 200 from 0.25 to 0.18–0.21 (see
+// docs/performance.md). The cost is latency: a packet waits up to an
 // interval before it is read, and arrival times (the jitter statistic)
 // are as coarse. When no socket had bytes in an interval the reactor
 // waits in epoll for the next, so a quiet ingest costs nothing.

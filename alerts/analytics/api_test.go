@@ -35,10 +35,7 @@ func newAnalyticsAPI(t *testing.T, driver string, f fixture) (*httptest.Server, 
 	t.Helper()
 	cfg := analyticstest.Config(t, driver)
 	s := analyticstest.OpenConfig(t, cfg)
-	b := analytics.Batch{Events: slices.Clone(f.batch.Events), Cases: slices.Clone(f.batch.Cases), Health: slices.Clone(f.batch.Health)}
-	if _, err := s.Insert(t.Context(), &b, false); err != nil {
-		t.Fatal(err)
-	}
+	f.insert(t, s)
 	reg := prometheus.NewRegistry()
 	rt := api.NewRouter(1<<20, 30*time.Second)
 	rt.SetAuthenticator(analysts)

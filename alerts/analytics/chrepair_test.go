@@ -61,10 +61,7 @@ func TestRollupsRepaired(t *testing.T) {
 	f := buildFixture()
 	ctx := context.Background()
 	_, s, st := openClickHouse(t)
-	b := analytics.Batch{Events: slices.Clone(f.batch.Events), Cases: slices.Clone(f.batch.Cases), Health: slices.Clone(f.batch.Health)}
-	if _, err := s.Insert(ctx, &b, false); err != nil {
-		t.Fatal(err)
-	}
+	b := f.insert(t, s)
 	want := snapshot(t, s)
 	for name, rows := range want {
 		if rows == "" {

@@ -3,7 +3,6 @@ package analytics_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -142,10 +141,7 @@ func TestExpireDropsOldDays(t *testing.T) {
 	f := buildFixture()
 	ctx := context.Background()
 	_, s, st := openClickHouse(t)
-	b := analytics.Batch{Events: slices.Clone(f.batch.Events), Cases: slices.Clone(f.batch.Cases), Health: slices.Clone(f.batch.Health)}
-	if _, err := s.Insert(ctx, &b, false); err != nil {
-		t.Fatal(err)
-	}
+	f.insert(t, s)
 	count := func(q string) int64 {
 		t.Helper()
 		var n int64

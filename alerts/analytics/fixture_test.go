@@ -252,9 +252,17 @@ func load(t testing.TB, driver string, f fixture) *analytics.Questions {
 	t.Helper()
 	cfg := analyticstest.Config(t, driver)
 	s := analyticstest.OpenConfig(t, cfg)
+	f.insert(t, s)
+	return analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
+}
+
+// insert writes all the fixture's rows into s in one batch (a copy of the
+// fixture's, which it returns).
+func (f fixture) insert(t testing.TB, s analytics.Store) analytics.Batch {
+	t.Helper()
 	b := analytics.Batch{Events: slices.Clone(f.batch.Events), Cases: slices.Clone(f.batch.Cases), Health: slices.Clone(f.batch.Health)}
 	if _, err := s.Insert(context.Background(), &b, false); err != nil {
-		t.Fatalf("load the fixture into %s: %v", driver, err)
+		t.Fatalf("load the fixture into %s: %v", s.Driver(), err)
 	}
-	return analytics.NewQuestions(cfg, s, prometheus.NewRegistry())
+	return b
 }

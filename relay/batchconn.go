@@ -95,9 +95,9 @@ func newBatchConn(conn *net.UDPConn, onSend func(calls, datagrams, failed int)) 
 		index:   make(map[netip.AddrPort]int, maxBatch),
 	}
 	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
-		c.w = ipv6.NewPacketConn(conn)
+		c.w = newBatchWriter(conn, ipv6.NewPacketConn(conn))
 	} else {
-		c.w = ipv4.NewPacketConn(conn)
+		c.w = newBatchWriter(conn, ipv4.NewPacketConn(conn))
 	}
 	for i := range c.msgs {
 		c.msgs[i].Buffers = [][]byte{make([]byte, 0, slotSize)}

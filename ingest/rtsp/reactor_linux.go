@@ -243,6 +243,12 @@ func ownConn(nc net.Conn, interval time.Duration) net.Conn {
 	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
 		return nc
 	}
+	// The duplicate shares the socket's flags, non-blocking under Go's
+	// poller; said again because readNB and writeNB must never wait.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nc
+	}
 	r, err := acquireReactor(interval)
 	if err != nil {
 		unix.Close(fd)
@@ -293,7 +299,7 @@ func (c *reactorConn) Read(p []byte) (int, error) {
 		c.sys.RLock()
 		n, err := -1, net.ErrClosed
 		if !c.closing.Load() {
-			n, err = unix.Read(c.fd, p)
+			n, err = readNB(c.fd, p)
 		}
 		c.sys.RUnlock()
 		switch {
@@ -328,7 +334,7 @@ func (c *reactorConn) Write(p []byte) (int, error) {
 		c.sys.RLock()
 		n, err := -1, net.ErrClosed
 		if !c.closing.Load() {
-			n, err = unix.Write(c.fd, p[done:])
+			n, err = writeNB(c.fd, p[done:])
 		}
 		c.sys.RUnlock()
 		switch {

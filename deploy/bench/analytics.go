@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -550,6 +551,60 @@ type SinkResult struct {
 	ProducedPerSecond float64       `json:"produced_per_second"`
 	Runs              []SinkRun     `json:"runs"`
 	Targets           []TargetCheck `json:"targets"`
+	// Budget is what the target rate would take of this machine, from
+	// the figures of the ClickHouse run.
+	Budget *SinkBudget `json:"budget,omitempty"`
+}
+
+// SinkBudget is the CPU the target rate would take, each part at the cost
+// per event measured in the runs: ClickHouse's query threads (its merges
+// not counted, so the server's figure is a floor), the broker, the sink's
+// process, and the Kafka consumer alone (the part of the sink's figure
+// that fetches and parses the messages and nothing more).
+type SinkBudget struct {
+	Rate         float64 `json:"events_per_second"`
+	MachineCores int     `json:"machine_cores"`
+	Server       Share   `json:"server"`
+	Broker       Share   `json:"broker"`
+	Sink         Share   `json:"sink"`
+	Consumer     Share   `json:"consumer"`
+	// Cores is server, broker and sink together.
+	Cores float64 `json:"cores"`
+}
+
+// Share is one part's CPU per event and what the rate makes of it.
+type Share struct {
+	Micros float64 `json:"cpu_us_per_event"`
+	Cores  float64 `json:"cores"`
+}
+
+// sinkBudget prices the target rate from the ClickHouse run and the
+// consumer-alone run; nil without a ClickHouse run.
+func sinkBudget(runs []SinkRun, rate float64, cpus int) *SinkBudget {
+	var ch, consumer *SinkRun
+	for i := range runs {
+		switch r := &runs[i]; {
+		case r.Error != "" || r.Sustained <= 0:
+		case r.Name == analytics.ClickHouse:
+			ch = r
+		case r.Name == "consumer":
+			consumer = r
+		}
+	}
+	if ch == nil || ch.ServerCores <= 0 {
+		return nil
+	}
+	share := func(micros float64) Share { return Share{Micros: micros, Cores: micros * rate / 1e6} }
+	perEvent := func(cores float64) float64 { return cores / ch.Sustained * 1e6 }
+	b := &SinkBudget{Rate: rate, MachineCores: cpus,
+		Server: share(perEvent(ch.ServerCores)),
+		Broker: share(perEvent(ch.BrokerCores)),
+		Sink:   share(ch.MicrosPerEvent)}
+	if consumer != nil {
+		b.Consumer = share(consumer.MicrosPerEvent)
+	}
+	b.Cores = b.Server.Cores + b.Broker.Cores + b.Sink.Cores
+	return b
 }
 
 // SinkRun is one consumer group reading every event from the start.
@@ -730,6 +785,7 @@ func runSinkBench(ctx context.Context, o *analyticsOptions, progress io.Writer, 
 		t.Measured = "not measured (no ClickHouse run)"
 	}
 	res.Targets = []TargetCheck{t}
+	res.Budget = sinkBudget(res.Runs, sinkTarget, runtime.NumCPU())
 	return res, ctx.Err()
 }
 
@@ -1034,6 +1090,14 @@ func writeAnalytics(w io.Writer, r *AnalyticsReport) {
 			fmt.Fprintln(w)
 		}
 		writeTargets(w, s.Targets)
+		if b := s.Budget; b != nil {
+			fmt.Fprintf(w, "At %.0f events/s, at the costs per event measured above: ClickHouse %.2f cores (%.1f µs, its merges not counted), the broker %.2f (%.1f µs), the sink's process %.2f (%.1f µs): %.2f cores of the machine's %d",
+				b.Rate, b.Server.Cores, b.Server.Micros, b.Broker.Cores, b.Broker.Micros, b.Sink.Cores, b.Sink.Micros, b.Cores, b.MachineCores)
+			if b.Consumer.Micros > 0 {
+				fmt.Fprintf(w, "; the Kafka consumer alone, decoding nothing, %.2f (%.1f µs)", b.Consumer.Cores, b.Consumer.Micros)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	if q := r.Query; q != nil {
 		writeQuery(w, q)

@@ -69,6 +69,33 @@ func TestAnalyticsSmoke(t *testing.T) {
 			if len(s.Targets) != 1 || (driver == analytics.ClickHouse) != (s.Targets[0].Met != nil) {
 				t.Errorf("the ClickHouse target must be judged exactly when ClickHouse ran: %+v", s.Targets)
 			}
+			if b := s.Budget; (driver == analytics.ClickHouse) != (b != nil) {
+				t.Errorf("the budget must be priced exactly when ClickHouse ran: %+v", b)
+			} else if b != nil && (b.Server.Micros <= 0 || b.Sink.Micros <= 0 || b.Consumer.Micros <= 0 || b.Cores <= b.Server.Cores) {
+				t.Errorf("budget: %+v", b)
+			}
 		})
+	}
+}
+
+// The budget prices the target rate at the runs' costs per event.
+func TestSinkBudget(t *testing.T) {
+	runs := []SinkRun{
+		{Name: "consumer", Sustained: 400_000, MicrosPerEvent: 4},
+		{Name: "nop", Sustained: 150_000, MicrosPerEvent: 12},
+		{Name: analytics.ClickHouse, Sustained: 50_000, MicrosPerEvent: 20, ServerCores: 0.35, BrokerCores: 0.05},
+	}
+	b := sinkBudget(runs, 200_000, 2)
+	near := func(got, want float64) bool { return got > want-1e-9 && got < want+1e-9 }
+	if b == nil || !near(b.Server.Micros, 7) || !near(b.Server.Cores, 1.4) || !near(b.Broker.Micros, 1) || !near(b.Broker.Cores, 0.2) ||
+		!near(b.Sink.Cores, 4) || !near(b.Consumer.Cores, 0.8) || !near(b.Cores, 5.6) || b.MachineCores != 2 {
+		t.Fatalf("budget %+v", b)
+	}
+	runs[2].Error = "ClickHouse down"
+	if b := sinkBudget(runs, 200_000, 2); b != nil {
+		t.Fatalf("a failed ClickHouse run priced: %+v", b)
+	}
+	if b := sinkBudget(runs[:2], 200_000, 2); b != nil {
+		t.Fatalf("priced without a ClickHouse run: %+v", b)
 	}
 }

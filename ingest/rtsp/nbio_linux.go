@@ -16,25 +16,18 @@ import (
 // second; the CPU saved is within the bench's noise).
 // The descriptor must be non-blocking: a raw call that waits holds its
 // processor for as long.
-func readNB(fd int, p []byte) (int, error) {
-	var b unsafe.Pointer
-	if len(p) > 0 {
-		b = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(b), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+func readNB(fd int, p []byte) (int, error) { return rawIO(unix.SYS_READ, fd, p) }
 
 // writeNB: see readNB.
-func writeNB(fd int, p []byte) (int, error) {
+func writeNB(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
+
+// rawIO makes the read or write trap on fd with p.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	var b unsafe.Pointer
 	if len(p) > 0 {
 		b = unsafe.Pointer(&p[0])
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(b), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(b), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}

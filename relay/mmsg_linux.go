@@ -3,6 +3,7 @@ package relay
 import (
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -149,6 +150,8 @@ func putSockaddr(sa *unix.RawSockaddrInet6, addr net.Addr) (uint32, error) {
 	if ua.Zone != "" {
 		if ifi, err := net.InterfaceByName(ua.Zone); err == nil {
 			sa.Scope_id = uint32(ifi.Index)
+		} else if n, err := strconv.ParseUint(ua.Zone, 10, 32); err == nil {
+			sa.Scope_id = uint32(n)
 		}
 	}
 	return unix.SizeofSockaddrInet6, nil

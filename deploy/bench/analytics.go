@@ -39,11 +39,13 @@ Usage:
                                     [--seed 1] [--end YYYY-MM-DD] [--batch 100000] [--replace]
   sharpeye bench analytics sink     [--events 2000000] [--partitions 8] [--consumers 1] [--batch 20000]
                                     [--driver clickhouse,sqlite,none] [--clickhouse ADDR] [--timeout 10m]
+                                    [--clickhouse-http ADDR]
   sharpeye bench analytics query    [store flags] [--runs 7]
 
   generate  fills a store with a generated county's history; prints rows/s inserted
   sink      Kafka (an in-process kfake cluster in another process) to the store through the
-            analytics sink; prints events/s, with the consumer alone and a no-op store for comparison
+            analytics sink; prints events/s, with the consumer alone and a no-op store for comparison,
+            ClickHouse alone with --clickhouse-http, and what the target rate would take of the machine
   query     runs each analytics question over a filled store; prints median and p90 latency
 
 Store flags: --driver sqlite|clickhouse (default clickhouse), --clickhouse 127.0.0.1:19000,
@@ -137,6 +139,7 @@ type analyticsOptions struct {
 	events, partitions, consumers, sinkBatch int
 	timeout                                  time.Duration
 	keep                                     bool
+	clickhouseHTTP                           string
 	// query
 	runs int
 	// profile is a CPU profile file of the run (generate, sink).
@@ -184,6 +187,7 @@ func (o *analyticsOptions) register(fs *flag.FlagSet, sub string) {
 		fs.IntVar(&o.sinkBatch, "batch", o.sinkBatch, "the sink's batch (analytics.sink.batch)")
 		fs.DurationVar(&o.timeout, "timeout", o.timeout, "longest wait for one run to store every event")
 		fs.BoolVar(&o.keep, "keep", false, "keep the ClickHouse database and SQLite file the runs filled")
+		fs.StringVar(&o.clickhouseHTTP, "clickhouse-http", "", "ClickHouse's HTTP interface host:port: after the ClickHouse run, its inserts are replayed there in ClickHouse's native format, one per core at a time, to measure the server alone (empty: not measured)")
 	case "query":
 		fs.IntVar(&o.runs, "runs", o.runs, "times each question is asked (after one warm-up)")
 	}
@@ -570,6 +574,18 @@ type SinkBudget struct {
 	Consumer     Share   `json:"consumer"`
 	// Cores is server, broker and sink together.
 	Cores float64 `json:"cores"`
+	// ServerWhole: Server is the server process's whole CPU (merges
+	// included), not its query threads'.
+	ServerWhole bool `json:"server_whole_process,omitempty"`
+	// Alone is the events/s of ClickHouse alone (0: not measured).
+	Alone float64 `json:"clickhouse_alone_per_second,omitempty"`
+	// AloneMicros is the server process's whole CPU per event then (0:
+	// not known).
+	AloneMicros float64 `json:"clickhouse_alone_cpu_us_per_event,omitempty"`
+	// Floor is the least the rate could take: ClickHouse at its cost
+	// alone, the broker and the Kafka consumer alone, with no decoding
+	// and no columns built (0: not known).
+	Floor float64 `json:"floor_cores,omitempty"`
 }
 
 // Share is one part's CPU per event and what the rate makes of it.
@@ -581,7 +597,7 @@ type Share struct {
 // sinkBudget prices the target rate from the ClickHouse run and the
 // consumer-alone run; nil without a ClickHouse run.
 func sinkBudget(runs []SinkRun, rate float64, cpus int) *SinkBudget {
-	var ch, consumer *SinkRun
+	var ch, consumer, alone *SinkRun
 	for i := range runs {
 		switch r := &runs[i]; {
 		case r.Error != "" || r.Sustained <= 0:
@@ -589,21 +605,34 @@ func sinkBudget(runs []SinkRun, rate float64, cpus int) *SinkBudget {
 			ch = r
 		case r.Name == "consumer":
 			consumer = r
+		case r.Name == aloneRun:
+			alone = r
 		}
 	}
 	if ch == nil || ch.ServerCores <= 0 {
 		return nil
 	}
+	server := ch.ServerCores
+	if ch.ServerProcessCores > server {
+		server = ch.ServerProcessCores
+	}
 	share := func(micros float64) Share { return Share{Micros: micros, Cores: micros * rate / 1e6} }
 	perEvent := func(cores float64) float64 { return cores / ch.Sustained * 1e6 }
 	b := &SinkBudget{Rate: rate, MachineCores: cpus,
-		Server: share(perEvent(ch.ServerCores)),
+		Server: share(perEvent(server)), ServerWhole: server == ch.ServerProcessCores,
 		Broker: share(perEvent(ch.BrokerCores)),
 		Sink:   share(ch.MicrosPerEvent)}
 	if consumer != nil {
 		b.Consumer = share(consumer.MicrosPerEvent)
 	}
 	b.Cores = b.Server.Cores + b.Broker.Cores + b.Sink.Cores
+	if alone != nil {
+		b.Alone = alone.Sustained
+		b.AloneMicros = alone.ServerProcessCores / alone.Sustained * 1e6
+		if b.AloneMicros > 0 && b.Consumer.Micros > 0 {
+			b.Floor = b.AloneMicros*rate/1e6 + b.Broker.Cores + b.Consumer.Cores
+		}
+	}
 	return b
 }
 
@@ -630,6 +659,9 @@ type SinkRun struct {
 	// what the figure costs, whatever else the machine was doing.
 	MicrosPerEvent float64 `json:"cpu_us_per_event"`
 	ServerCores    float64 `json:"server_cores,omitempty"`
+	// ServerProcessCores is the clickhouse-server process's whole CPU,
+	// merges included, when exactly one runs on this machine (else 0).
+	ServerProcessCores float64 `json:"server_process_cores,omitempty"`
 	// Batches are the inserts the sink made and MeanBatch their mean
 	// rows; InsertMs the mean time of one insert.
 	Batches   int     `json:"batches,omitempty"`
@@ -767,13 +799,24 @@ func runSinkBench(ctx context.Context, o *analyticsOptions, progress io.Writer, 
 			break
 		}
 		fmt.Fprintf(progress, "bench analytics sink: %s\n", name)
-		run := sinkRun(ctx, o, kb, br, name, log)
+		var alone *SinkRun
+		after := func(store analytics.Store, cfg analytics.Config) {
+			if name == analytics.ClickHouse && o.clickhouseHTTP != "" {
+				fmt.Fprintf(progress, "bench analytics sink: ClickHouse alone\n")
+				r := replayAlone(ctx, o, store, cfg)
+				alone = &r
+			}
+		}
+		run := sinkRun(ctx, o, kb, br, name, after, log)
 		if run.Error != "" {
 			fmt.Fprintf(progress, "  %s failed: %s\n", name, run.Error)
 		} else {
 			fmt.Fprintf(progress, "  %.0f events/s sustained, %.2f cores\n", run.Sustained, run.Cores)
 		}
 		res.Runs = append(res.Runs, run)
+		if alone != nil {
+			res.Runs = append(res.Runs, *alone)
+		}
 	}
 	t := TargetCheck{What: fmt.Sprintf("%d events/s sustained from Kafka to ClickHouse", sinkTarget)}
 	for _, r := range res.Runs {
@@ -869,8 +912,9 @@ var _ analytics.Store = (*nopStore)(nil)
 
 // sinkRun reads every event with a new consumer group: the consumer alone
 // (name "consumer"), the sink on a no-op store ("nop") or on a fresh store
-// of driver name.
-func sinkRun(ctx context.Context, o *analyticsOptions, kb *kafka.Bus, br *broker, name string, log *slog.Logger) SinkRun {
+// of driver name. after (may be nil) is given that store once the run has
+// succeeded, before it is closed and dropped.
+func sinkRun(ctx context.Context, o *analyticsOptions, kb *kafka.Bus, br *broker, name string, after func(analytics.Store, analytics.Config), log *slog.Logger) SinkRun {
 	run := SinkRun{Name: name}
 	fail := func(err error) SinkRun {
 		run.Error = err.Error()
@@ -901,6 +945,9 @@ func sinkRun(ctx context.Context, o *analyticsOptions, kb *kafka.Bus, br *broker
 			return fail(err)
 		}
 		defer func() {
+			if after != nil && run.Error == "" {
+				after(store, cfg)
+			}
 			store.Close()
 			if !o.keep {
 				_ = dropStore(context.WithoutCancel(ctx), cfg)
@@ -917,6 +964,10 @@ func sinkRun(ctx context.Context, o *analyticsOptions, kb *kafka.Bus, br *broker
 	errs := make(chan error, o.consumers)
 	b0, _ := br.cpu(ctx)
 	s0, serr := serverCPU(ctx, store)
+	var whole serverWhole
+	if store != nil && store.Driver() == analytics.ClickHouse {
+		whole = startServerWhole()
+	}
 	u0, err := readUsage()
 	if err != nil {
 		return fail(err)
@@ -973,6 +1024,7 @@ func sinkRun(ctx context.Context, o *analyticsOptions, kb *kafka.Bus, br *broker
 	if s1, serr1 := serverCPU(ctx, store); serr == nil && serr1 == nil {
 		run.ServerCores = (s1 - s0) / u1.wall.Sub(u0.wall).Seconds()
 	}
+	run.ServerProcessCores = whole.cores(u1.wall.Sub(u0.wall).Seconds())
 	cancel()
 	// The counters of the last batch are written after its insert: wait
 	// for the consumers to return.
@@ -1065,15 +1117,19 @@ func writeAnalytics(w io.Writer, r *AnalyticsReport) {
 		fmt.Fprintf(w, "\nAnalytics sink: %d events (%.0f bytes each) from Kafka (kfake, in another process) through the sink\n", s.Events, s.MessageBytes)
 		fmt.Fprintf(w, "(%d partitions, %d consumer(s), sink batch %d; produced beforehand at %.0f events/s)\n\n", s.Partitions, s.Consumers, s.Batch, s.ProducedPerSecond)
 		tw := table(w)
-		fmt.Fprintln(tw, "run\tseconds\tevents/s\tsustained\tcores\tCPU/event\tbroker cores\tserver cores\tinserts\tmean batch\tmean insert\t")
+		fmt.Fprintln(tw, "run\tseconds\tevents/s\tsustained\tcores\tCPU/event\tbroker cores\tserver cores\tserver CPU/event\tserver process\tinserts\tmean batch\tmean insert\t")
 		for _, x := range s.Runs {
 			if x.Error != "" {
-				fmt.Fprintf(tw, "%s\tfailed\t\t\t\t\t\t\t\t\t\t\n", x.Name)
+				fmt.Fprintf(tw, "%s\tfailed\t\t\t\t\t\t\t\t\t\t\t\t\n", x.Name)
 				continue
 			}
-			server, inserts := "-", "-\t-\t-"
-			if x.Name == analytics.ClickHouse {
-				server = fmt.Sprintf("%.2f", x.ServerCores)
+			server, inserts := "-\t-\t-", "-\t-\t-"
+			if x.ServerCores > 0 {
+				server = fmt.Sprintf("%.2f\t%.1f µs\t-", x.ServerCores, x.ServerCores/x.Sustained*1e6)
+				if x.ServerProcessCores > 0 {
+					server = fmt.Sprintf("%.2f\t%.1f µs\t%.2f (%.1f µs)", x.ServerCores, x.ServerCores/x.Sustained*1e6,
+						x.ServerProcessCores, x.ServerProcessCores/x.Sustained*1e6)
+				}
 			}
 			if x.Batches > 0 {
 				inserts = fmt.Sprintf("%d\t%.0f\t%.0f ms", x.Batches, x.MeanBatch, x.InsertMs)
@@ -1091,12 +1147,27 @@ func writeAnalytics(w io.Writer, r *AnalyticsReport) {
 		}
 		writeTargets(w, s.Targets)
 		if b := s.Budget; b != nil {
-			fmt.Fprintf(w, "At %.0f events/s, at the costs per event measured above: ClickHouse %.2f cores (%.1f µs, its merges not counted), the broker %.2f (%.1f µs), the sink's process %.2f (%.1f µs): %.2f cores of the machine's %d",
-				b.Rate, b.Server.Cores, b.Server.Micros, b.Broker.Cores, b.Broker.Micros, b.Sink.Cores, b.Sink.Micros, b.Cores, b.MachineCores)
+			merges := "its merges not counted"
+			if b.ServerWhole {
+				merges = "its merges included"
+			}
+			fmt.Fprintf(w, "At %.0f events/s, at the costs per event measured above: ClickHouse %.2f cores (%.1f µs, %s), the broker %.2f (%.1f µs), the sink's process %.2f (%.1f µs): %.2f cores of the machine's %d",
+				b.Rate, b.Server.Cores, b.Server.Micros, merges, b.Broker.Cores, b.Broker.Micros, b.Sink.Cores, b.Sink.Micros, b.Cores, b.MachineCores)
 			if b.Consumer.Micros > 0 {
 				fmt.Fprintf(w, "; the Kafka consumer alone, decoding nothing, %.2f (%.1f µs)", b.Consumer.Cores, b.Consumer.Micros)
 			}
 			fmt.Fprintln(w)
+			if b.Alone > 0 {
+				fmt.Fprintf(w, "ClickHouse alone, fed the sink's inserts with nothing else to do: %.0f events/s", b.Alone)
+				if b.AloneMicros > 0 {
+					fmt.Fprintf(w, " at %.1f µs of its CPU per event, merges included", b.AloneMicros)
+				}
+				fmt.Fprintln(w)
+			}
+			if b.Floor > 0 {
+				fmt.Fprintf(w, "The least %.0f events/s could take: ClickHouse at its cost alone %.2f cores, the broker %.2f, the Kafka consumer decoding nothing %.2f: %.2f cores of the machine's %d\n",
+					b.Rate, b.AloneMicros*b.Rate/1e6, b.Broker.Cores, b.Consumer.Cores, b.Floor, b.MachineCores)
+			}
 		}
 	}
 	if q := r.Query; q != nil {

@@ -52,15 +52,24 @@ func TestAnalyticsSmoke(t *testing.T) {
 				}
 			}
 
-			rep = runJSON[AnalyticsReport](t, "analytics", "sink", "--quick", "--events", "5000", "--partitions", "2", "--batch", "1000",
-				"--driver", driver, "--clickhouse", cfg.ClickHouse.Addr[0], "--timeout", "2m")
+			sink := []string{"analytics", "sink", "--quick", "--events", "5000", "--partitions", "2", "--batch", "1000",
+				"--driver", driver, "--clickhouse", cfg.ClickHouse.Addr[0], "--timeout", "2m"}
+			runs := 3
+			if driver == analytics.ClickHouse {
+				sink = append(sink, "--clickhouse-http", analyticstest.HTTPAddr(cfg.ClickHouse.Addr[0]))
+				runs++
+			}
+			rep = runJSON[AnalyticsReport](t, sink...)
 			s := rep.Sink
-			if s == nil || len(s.Runs) != 3 {
-				t.Fatalf("sink: want the consumer, no-op and %s runs, got %+v", driver, s)
+			if s == nil || len(s.Runs) != runs {
+				t.Fatalf("sink: want the consumer, no-op and %s runs (and ClickHouse alone), got %+v", driver, s)
 			}
 			for _, r := range s.Runs {
 				if r.Error != "" || r.Sustained <= 0 || r.Seconds <= 0 {
 					t.Errorf("sink run %s: %+v", r.Name, r)
+				}
+				if r.Name == aloneRun && (r.Batches < 5 || r.MeanBatch != 1000 || r.ServerCores <= 0) {
+					t.Errorf("ClickHouse alone: %d inserts of %.0f rows, server %.2f cores; want 5 or more of 1000", r.Batches, r.MeanBatch, r.ServerCores)
 				}
 				if r.Name != "consumer" && (r.Batches == 0 || r.MeanBatch > 1000) {
 					t.Errorf("sink run %s: %d inserts of %.0f rows on average, want batches of at most 1000", r.Name, r.Batches, r.MeanBatch)
@@ -71,7 +80,7 @@ func TestAnalyticsSmoke(t *testing.T) {
 			}
 			if b := s.Budget; (driver == analytics.ClickHouse) != (b != nil) {
 				t.Errorf("the budget must be priced exactly when ClickHouse ran: %+v", b)
-			} else if b != nil && (b.Server.Micros <= 0 || b.Sink.Micros <= 0 || b.Consumer.Micros <= 0 || b.Cores <= b.Server.Cores) {
+			} else if b != nil && (b.Server.Micros <= 0 || b.Sink.Micros <= 0 || b.Consumer.Micros <= 0 || b.Cores <= b.Server.Cores || b.Alone <= 0) {
 				t.Errorf("budget: %+v", b)
 			}
 		})
@@ -84,13 +93,25 @@ func TestSinkBudget(t *testing.T) {
 		{Name: "consumer", Sustained: 400_000, MicrosPerEvent: 4},
 		{Name: "nop", Sustained: 150_000, MicrosPerEvent: 12},
 		{Name: analytics.ClickHouse, Sustained: 50_000, MicrosPerEvent: 20, ServerCores: 0.35, BrokerCores: 0.05},
+		{Name: aloneRun, Sustained: 300_000, ServerCores: 1, ServerProcessCores: 1.8},
 	}
 	b := sinkBudget(runs, 200_000, 2)
 	near := func(got, want float64) bool { return got > want-1e-9 && got < want+1e-9 }
 	if b == nil || !near(b.Server.Micros, 7) || !near(b.Server.Cores, 1.4) || !near(b.Broker.Micros, 1) || !near(b.Broker.Cores, 0.2) ||
-		!near(b.Sink.Cores, 4) || !near(b.Consumer.Cores, 0.8) || !near(b.Cores, 5.6) || b.MachineCores != 2 {
+		!near(b.Sink.Cores, 4) || !near(b.Consumer.Cores, 0.8) || !near(b.Cores, 5.6) || b.MachineCores != 2 || b.ServerWhole {
 		t.Fatalf("budget %+v", b)
 	}
+	// ClickHouse alone at 6 µs per event: 1.2 cores at the rate, with the
+	// broker's 0.2 and the consumer's 0.8 the floor is 2.2.
+	if !near(b.Alone, 300_000) || !near(b.AloneMicros, 6) || !near(b.Floor, 2.2) {
+		t.Fatalf("budget with ClickHouse alone %+v", b)
+	}
+	// The whole server process, where known, is the server's share.
+	runs[2].ServerProcessCores = 0.5
+	if b := sinkBudget(runs, 200_000, 2); b == nil || !near(b.Server.Micros, 10) || !b.ServerWhole {
+		t.Fatalf("budget with the server's whole CPU %+v", b)
+	}
+	runs[2].ServerProcessCores = 0
 	runs[2].Error = "ClickHouse down"
 	if b := sinkBudget(runs, 200_000, 2); b != nil {
 		t.Fatalf("a failed ClickHouse run priced: %+v", b)

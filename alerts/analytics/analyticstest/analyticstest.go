@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,9 @@ import (
 const (
 	AddrEnv   = "SHARPEYE_TEST_CLICKHOUSE_ADDR"
 	ROUserEnv = "SHARPEYE_TEST_CLICKHOUSE_RO_USER"
+	// HTTPEnv is the server's HTTP interface (default: the native
+	// port + 1, as .ci/clickhouse-start opens it).
+	HTTPEnv = "SHARPEYE_TEST_CLICKHOUSE_HTTP"
 )
 
 // Defaults: where .ci/clickhouse-start puts the server and its read-only user.
@@ -90,4 +95,21 @@ func OpenConfig(t testing.TB, cfg analytics.Config) analytics.Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// HTTPAddr is the HTTP interface of the ClickHouse peer whose native
+// protocol is at addr.
+func HTTPAddr(addr string) string {
+	if v := testpeer.Setting(HTTPEnv, ""); v != "" {
+		return v
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
 }

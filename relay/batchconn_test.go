@@ -93,11 +93,11 @@ func TestBatchConnKeepsOrderPerDestination(t *testing.T) {
 	// Per viewer with offload: 4×1228+700 in one message, 1228+300 in
 	// another; without, a message per datagram.
 	want := 2 * len(sizes)
-	if c.gso {
+	if c.gso.Load() {
 		want = 4
 	}
-	if c.n != want {
-		t.Fatalf("%d messages queued, want %d (offload %v)", c.n, want, c.gso)
+	if c.cur.n != want {
+		t.Fatalf("%d messages queued, want %d (offload %v)", c.cur.n, want, c.gso.Load())
 	}
 	c.Flush()
 	for _, r := range []struct {
@@ -196,7 +196,7 @@ func (r refusingWriter) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
 // datagram by datagram, segmentation is turned off and nothing is lost.
 func TestBatchConnFallsBackWithoutOffload(t *testing.T) {
 	c, st := newTestBatchConn(t)
-	if !c.gso {
+	if !c.gso.Load() {
 		t.Skip("no UDP segmentation offload here: the fallback is the only path")
 	}
 	c.w = refusingWriter{c.w}
@@ -215,7 +215,7 @@ func TestBatchConnFallsBackWithoutOffload(t *testing.T) {
 			t.Fatalf("datagram %d starts %q", i, got[i][:4])
 		}
 	}
-	if c.gso {
+	if c.gso.Load() {
 		t.Fatal("segmentation still on after the kernel refused it")
 	}
 	if _, d, f := st.get(); d != 10 || f != 0 {
@@ -272,7 +272,7 @@ func TestUnitFlushBatchesManyViewers(t *testing.T) {
 		t.Fatalf("with %d sessions a unit's flush sent: %d calls, want the first only", sessions.Load(), calls)
 	}
 	c.mu.Lock()
-	queued := c.queued
+	queued := c.cur.queued
 	c.mu.Unlock()
 	if queued != 3 {
 		t.Fatalf("%d datagrams queued, want 3", queued)
@@ -281,5 +281,49 @@ func TestUnitFlushBatchesManyViewers(t *testing.T) {
 	receive(t, r, 3)
 	if calls, d, _ := st.get(); calls != 2 || d != 4 {
 		t.Fatalf("%d calls, %d datagrams; want the three in one call", calls, d)
+	}
+}
+
+// Writers on several goroutines fill batches while others are sent: every
+// datagram arrives, in order for each destination, and what is queued at
+// Close still leaves.
+func TestBatchConnConcurrentWriters(t *testing.T) {
+	c, st := newTestBatchConn(t)
+	const writers, each = 8, 400
+	recv := make([]*net.UDPConn, writers)
+	for i := range recv {
+		recv[i] = listenUDP(t)
+		if err := recv[i].SetReadBuffer(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := c.WriteTo(datagram(fmt.Sprintf("w%d-", w), i, 100+i%3*50), recv[w].LocalAddr()); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%50 == 49 {
+					c.Flush()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for w, r := range recv {
+		got := receive(t, r, each)
+		for i, d := range got {
+			if want := datagram(fmt.Sprintf("w%d-", w), i, 100+i%3*50); !bytes.Equal(d, want) {
+				t.Fatalf("writer %d: datagram %d starts %q, want %q", w, i, d[:8], want[:8])
+			}
+		}
+	}
+	if _, d, f := st.get(); d != writers*each || f != 0 {
+		t.Fatalf("%d datagrams reported, %d failed; want %d, 0", d, f, writers*each)
 	}
 }

@@ -327,3 +327,63 @@ func TestBatchConnConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d datagrams reported, %d failed; want %d, 0", d, f, writers*each)
 	}
 }
+
+// heldWriter holds the first batch in the system call until released.
+type heldWriter struct {
+	w                batchWriter
+	entered, release chan struct{}
+	once             *sync.Once
+}
+
+func (h heldWriter) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
+	h.once.Do(func() {
+		close(h.entered)
+		<-h.release
+	})
+	return h.w.WriteBatch(ms, flags)
+}
+
+// While one goroutine is in the system call, the others go on queueing
+// (and a flush leaves its batch to that sender): the call is made outside
+// the lock. What was queued meanwhile follows the held batch, in order.
+func TestBatchConnSendsOutsideTheLock(t *testing.T) {
+	c, st := newTestBatchConn(t)
+	h := heldWriter{w: c.w, entered: make(chan struct{}), release: make(chan struct{}), once: &sync.Once{}}
+	c.w = h
+	r := listenUDP(t)
+	if _, err := c.WriteTo([]byte("first"), r.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan struct{})
+	go func() {
+		c.Flush() // becomes the sender, held in the call
+		close(sent)
+	}()
+	<-h.entered
+	queued := make(chan error)
+	go func() {
+		_, err := c.WriteTo([]byte("second"), r.LocalAddr())
+		if err == nil {
+			c.Flush()
+		}
+		queued <- err
+	}()
+	select {
+	case err := <-queued:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(h.release)
+		t.Fatal("a write and a flush waited for another goroutine's system call")
+	}
+	close(h.release)
+	<-sent
+	got := receive(t, r, 2)
+	if string(got[0]) != "first" || string(got[1]) != "second" {
+		t.Fatalf("received %q, %q", got[0], got[1])
+	}
+	if calls, d, _ := st.get(); calls != 2 || d != 2 {
+		t.Fatalf("%d calls, %d datagrams; want the held batch and the next, one each", calls, d)
+	}
+}

@@ -33,6 +33,7 @@ type mmsgWriter struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // each big enough for either family
+	zones map[string]uint32       // interface index of each IPv6 zone met
 }
 
 // newBatchWriter returns the sendmmsg writer for conn, or golang.org/x/net's
@@ -113,7 +114,7 @@ func (w *mmsgWriter) prepare(ms []ipv4.Message) error {
 			h.hdr.SetControllen(len(m.OOB))
 		}
 		if m.Addr != nil {
-			n, err := putSockaddr(&w.names[i], m.Addr)
+			n, err := w.putSockaddr(&w.names[i], m.Addr)
 			if err != nil {
 				return err
 			}
@@ -126,7 +127,7 @@ func (w *mmsgWriter) prepare(ms []ipv4.Message) error {
 
 // putSockaddr writes addr into sa as a sockaddr_in (IPv4, which Linux takes
 // on a dual-stack socket too) or a sockaddr_in6, and returns its length.
-func putSockaddr(sa *unix.RawSockaddrInet6, addr net.Addr) (uint32, error) {
+func (w *mmsgWriter) putSockaddr(sa *unix.RawSockaddrInet6, addr net.Addr) (uint32, error) {
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
 		return 0, &net.AddrError{Err: "not a UDP address", Addr: addr.String()}
@@ -148,11 +149,27 @@ func putSockaddr(sa *unix.RawSockaddrInet6, addr net.Addr) (uint32, error) {
 	copy(sa.Addr[:], ua.IP)
 	sa.Scope_id = 0
 	if ua.Zone != "" {
-		if ifi, err := net.InterfaceByName(ua.Zone); err == nil {
-			sa.Scope_id = uint32(ifi.Index)
-		} else if n, err := strconv.ParseUint(ua.Zone, 10, 32); err == nil {
-			sa.Scope_id = uint32(n)
-		}
+		sa.Scope_id = w.zoneIndex(ua.Zone)
 	}
 	return unix.SizeofSockaddrInet6, nil
+}
+
+// zoneIndex is the interface index of an IPv6 zone (a name, or the index
+// itself), looked up once per zone: a lookup asks the kernel for its
+// interfaces, too much for every datagram to a link-local viewer.
+func (w *mmsgWriter) zoneIndex(zone string) uint32 {
+	if i, ok := w.zones[zone]; ok {
+		return i
+	}
+	var i uint32
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		i = uint32(n)
+	} else if ifi, err := net.InterfaceByName(zone); err == nil {
+		i = uint32(ifi.Index)
+	}
+	if w.zones == nil {
+		w.zones = make(map[string]uint32)
+	}
+	w.zones[zone] = i
+	return i
 }

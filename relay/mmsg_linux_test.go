@@ -77,3 +77,20 @@ func TestMMsgWriterRefusedAndClosed(t *testing.T) {
 		t.Fatalf("write on a closed socket: %v, want net.ErrClosed", err)
 	}
 }
+
+// An IPv6 zone is an interface name or index, looked up once.
+func TestMMsgWriterZones(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no loopback interface named lo: %v", err)
+	}
+	w := &mmsgWriter{}
+	for zone, want := range map[string]uint32{"lo": uint32(lo.Index), "7": 7, "no-such-interface": 0} {
+		if got := w.zoneIndex(zone); got != want {
+			t.Errorf("zone %q: index %d, want %d", zone, got, want)
+		}
+	}
+	if len(w.zones) != 3 {
+		t.Errorf("%d zones remembered, want 3", len(w.zones))
+	}
+}

@@ -561,10 +561,11 @@ type SinkResult struct {
 }
 
 // SinkBudget is the CPU the target rate would take, each part at the cost
-// per event measured in the runs: ClickHouse's query threads (its merges
-// not counted, so the server's figure is a floor), the broker, the sink's
-// process, and the Kafka consumer alone (the part of the sink's figure
-// that fetches and parses the messages and nothing more).
+// per event measured in the runs: ClickHouse (its whole process where the
+// bench can read it, else its query threads, a floor since merges are not
+// counted), the broker, the sink's process, and the Kafka consumer alone
+// (the part of the sink's figure that fetches and parses the messages and
+// nothing more).
 type SinkBudget struct {
 	Rate         float64 `json:"events_per_second"`
 	MachineCores int     `json:"machine_cores"`
@@ -612,14 +613,15 @@ func sinkBudget(runs []SinkRun, rate float64, cpus int) *SinkBudget {
 	if ch == nil || ch.ServerCores <= 0 {
 		return nil
 	}
+	whole := ch.ServerProcessCores > ch.ServerCores
 	server := ch.ServerCores
-	if ch.ServerProcessCores > server {
+	if whole {
 		server = ch.ServerProcessCores
 	}
 	share := func(micros float64) Share { return Share{Micros: micros, Cores: micros * rate / 1e6} }
 	perEvent := func(cores float64) float64 { return cores / ch.Sustained * 1e6 }
 	b := &SinkBudget{Rate: rate, MachineCores: cpus,
-		Server: share(perEvent(server)), ServerWhole: server == ch.ServerProcessCores,
+		Server: share(perEvent(server)), ServerWhole: whole,
 		Broker: share(perEvent(ch.BrokerCores)),
 		Sink:   share(ch.MicrosPerEvent)}
 	if consumer != nil {
@@ -660,7 +662,8 @@ type SinkRun struct {
 	MicrosPerEvent float64 `json:"cpu_us_per_event"`
 	ServerCores    float64 `json:"server_cores,omitempty"`
 	// ServerProcessCores is the clickhouse-server process's whole CPU,
-	// merges included, when exactly one runs on this machine (else 0).
+	// merges included, when the server is on this machine's loopback and
+	// exactly one runs here (else 0).
 	ServerProcessCores float64 `json:"server_process_cores,omitempty"`
 	// Batches are the inserts the sink made and MeanBatch their mean
 	// rows; InsertMs the mean time of one insert.
@@ -966,7 +969,7 @@ func sinkRun(ctx context.Context, o *analyticsOptions, kb *kafka.Bus, br *broker
 	s0, serr := serverCPU(ctx, store)
 	var whole serverWhole
 	if store != nil && store.Driver() == analytics.ClickHouse {
-		whole = startServerWhole()
+		whole = startServerWhole(cfg.ClickHouse.Addr[0])
 	}
 	u0, err := readUsage()
 	if err != nil {
@@ -1125,11 +1128,11 @@ func writeAnalytics(w io.Writer, r *AnalyticsReport) {
 			}
 			server, inserts := "-\t-\t-", "-\t-\t-"
 			if x.ServerCores > 0 {
-				server = fmt.Sprintf("%.2f\t%.1f µs\t-", x.ServerCores, x.ServerCores/x.Sustained*1e6)
+				process := "-"
 				if x.ServerProcessCores > 0 {
-					server = fmt.Sprintf("%.2f\t%.1f µs\t%.2f (%.1f µs)", x.ServerCores, x.ServerCores/x.Sustained*1e6,
-						x.ServerProcessCores, x.ServerProcessCores/x.Sustained*1e6)
+					process = fmt.Sprintf("%.2f (%.1f µs)", x.ServerProcessCores, x.ServerProcessCores/x.Sustained*1e6)
 				}
+				server = fmt.Sprintf("%.2f\t%.1f µs\t%s", x.ServerCores, x.ServerCores/x.Sustained*1e6, process)
 			}
 			if x.Batches > 0 {
 				inserts = fmt.Sprintf("%d\t%.0f\t%.0f ms", x.Batches, x.MeanBatch, x.InsertMs)

@@ -6,15 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"sharpeye/alerts/analytics"
 )
@@ -31,9 +34,11 @@ const aloneMin = 10 * time.Second
 // core at a time, until as many events as the sink carried have gone in
 // and at least aloneMin has passed (so that its merges run meanwhile, as
 // they do under a sustained load).
-// The same table, materialized views and insert size as the sink's; no
-// Kafka, no decoding, no columns to build. Repeated events are merged
-// away by the table's key, as a retried batch is.
+// The same table, materialized views and insert size as the sink's, and
+// like a sink's batch the insert is a contiguous stretch of time (the
+// earliest events: some hours of one day); no Kafka, no decoding, no
+// columns to build. Repeated events are merged away by the table's key, as
+// a retried batch is.
 func replayAlone(ctx context.Context, o *analyticsOptions, store analytics.Store, cfg analytics.Config) SinkRun {
 	run := SinkRun{Name: aloneRun, What: fmt.Sprintf(
 		"ClickHouse alone: one of the sink's inserts replayed over HTTP (%s) in the native format, %d at a time, into the same tables", o.clickhouseHTTP, runtime.NumCPU())}
@@ -50,7 +55,7 @@ func replayAlone(ctx context.Context, o *analyticsOptions, store analytics.Store
 		return fail(errors.New("no events to replay"))
 	}
 	ch := &chHTTP{base: "http://" + o.clickhouseHTTP + "/", database: cfg.ClickHouse.Database, client: &http.Client{Timeout: 5 * time.Minute}}
-	block, err := ch.query(ctx, fmt.Sprintf("SELECT * FROM events LIMIT %d FORMAT Native", rows), nil)
+	block, err := ch.query(ctx, fmt.Sprintf("SELECT * FROM events ORDER BY time LIMIT %d FORMAT Native", rows), nil)
 	if err != nil {
 		return fail(fmt.Errorf("reading a batch back: %w", err))
 	}
@@ -61,40 +66,31 @@ func replayAlone(ctx context.Context, o *analyticsOptions, store analytics.Store
 	}
 
 	s0, serr := serverCPU(ctx, store)
-	whole := startServerWhole()
+	whole := startServerWhole(cfg.ClickHouse.Addr[0])
 	u0, err := readUsage()
 	if err != nil {
 		return fail(err)
 	}
-	var next, done atomic.Int64
-	var insertNanos atomic.Int64
-	more := func() bool {
-		n := next.Add(1)
-		since := time.Since(u0.wall)
-		return ctx.Err() == nil && since < o.timeout && (n <= inserts || since < least)
-	}
-	var once sync.Once
-	var insErr error
-	var wg sync.WaitGroup
+	var next, done, insertNanos atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
 	for range runtime.NumCPU() {
-		wg.Go(func() {
-			for more() {
+		g.Go(func() error {
+			for {
+				n, since := next.Add(1), time.Since(u0.wall)
+				if since >= o.timeout || (n > inserts && since >= least) {
+					return nil
+				}
 				t := time.Now()
-				if _, err := ch.query(ctx, "INSERT INTO events FORMAT Native", block); err != nil {
-					once.Do(func() { insErr = err })
-					return
+				if _, err := ch.query(gctx, "INSERT INTO events FORMAT Native", block); err != nil {
+					return err
 				}
 				insertNanos.Add(int64(time.Since(t)))
 				done.Add(1)
 			}
 		})
 	}
-	wg.Wait()
-	if insErr != nil {
-		return fail(fmt.Errorf("replaying: %w", insErr))
-	}
-	if ctx.Err() != nil {
-		return fail(ctx.Err())
+	if err := g.Wait(); err != nil {
+		return fail(fmt.Errorf("replaying: %w", err))
 	}
 	u1, err := readUsage()
 	if err != nil {
@@ -153,10 +149,18 @@ func (c *chHTTP) query(ctx context.Context, q string, body []byte) ([]byte, erro
 // Linux whatever the kernel's tick).
 const userHZ = 100
 
-// serverProcess finds the one clickhouse-server process of this machine
-// (0 when there is none or more than one, or no /proc): its whole CPU,
-// background merges included, which system.events does not count.
-func serverProcess() int {
+// serverProcess finds the clickhouse-server process at addr: the one of
+// this machine when addr is a loopback address (0 when addr is not, when
+// there is no such process or more than one, or no /proc). Its whole CPU
+// counts the background merges, which system.events does not.
+func serverProcess(addr string) int {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	if ip, err := netip.ParseAddr(host); (err != nil || !ip.IsLoopback()) && host != "localhost" {
+		return 0
+	}
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
@@ -207,8 +211,8 @@ type serverWhole struct {
 	t0  float64
 }
 
-func startServerWhole() serverWhole {
-	w := serverWhole{pid: serverProcess()}
+func startServerWhole(addr string) serverWhole {
+	w := serverWhole{pid: serverProcess(addr)}
 	if w.pid != 0 {
 		var err error
 		if w.t0, err = processCPU(w.pid); err != nil {

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bytes"
+	"os"
+	"runtime"
 	"testing"
 
 	"sharpeye/alerts/analytics"
@@ -118,5 +120,31 @@ func TestSinkBudget(t *testing.T) {
 	}
 	if b := sinkBudget(runs[:2], 200_000, 2); b != nil {
 		t.Fatalf("priced without a ClickHouse run: %+v", b)
+	}
+}
+
+// The server's whole CPU is read from /proc only for a server on this
+// machine's loopback, and /proc's figure agrees with the process's own.
+func TestServerProcessCPU(t *testing.T) {
+	for _, addr := range []string{"10.1.2.3:9000", "clickhouse.example:9000", "no port"} {
+		if pid := serverProcess(addr); pid != 0 {
+			t.Errorf("%s: process %d taken for a server elsewhere", addr, pid)
+		}
+	}
+	x := 0
+	for i := range 50_000_000 { // some CPU to read
+		x ^= i * i
+	}
+	own, err := cpuTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /proc counts in hundredths of a second, rounded down per thread.
+	if diff := own.Seconds() - got; diff < -0.05 || diff > 0.05*float64(runtime.NumCPU()+8) || got <= 0 {
+		t.Fatalf("/proc says %.2f s of CPU, getrusage %.2f s (x %d)", got, own.Seconds(), x)
 	}
 }

@@ -21,22 +21,7 @@ func TestCompactSettledPartitions(t *testing.T) {
 	ctx := context.Background()
 	cfg, s, st := openClickHouse(t)
 	for k := range 3 {
-		var b analytics.Batch
-		for i, e := range f.batch.Events {
-			if i%3 == k {
-				b.Events = append(b.Events, e)
-			}
-		}
-		for i, c := range f.batch.Cases {
-			if i%3 == k {
-				b.Cases = append(b.Cases, c)
-			}
-		}
-		for i, h := range f.batch.Health {
-			if i%3 == k {
-				b.Health = append(b.Health, h)
-			}
-		}
+		b := analytics.Batch{Events: third(f.batch.Events, k), Cases: third(f.batch.Cases, k), Health: third(f.batch.Health, k)}
 		if _, err := s.Insert(ctx, &b, false); err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +91,17 @@ func TestCompactSettledPartitions(t *testing.T) {
 			t.Run(qu.name, func(t *testing.T) { qu.check(t, b) })
 		}
 	}
+}
+
+// third is the rows of s whose index is k modulo 3.
+func third[T any](s []T, k int) []T {
+	var out []T
+	for i, x := range s {
+		if i%3 == k {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // splitPartitions counts the store's partitions of days before until

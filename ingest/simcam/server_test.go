@@ -577,10 +577,11 @@ func TestLoopTimestamps(t *testing.T) {
 	index := unitIndex(&short)
 
 	var wraps atomic.Int64
+	third := make(chan struct{}) // closed when the callback sees the third wrap
 	last := -1
 	s := startServer(t, Config{OnUnitSent: func(_ string, i int, _ bool, _ time.Time) {
-		if i < last {
-			wraps.Add(1)
+		if i < last && wraps.Add(1) == 3 {
+			close(third)
 		}
 		last = i
 	}})
@@ -609,10 +610,9 @@ func TestLoopTimestamps(t *testing.T) {
 	}
 	// OnUnitSent runs after a unit is written, so the reader may have the
 	// unit that completes the third loop before the callback has seen it.
-	for deadline := time.Now().Add(5 * time.Second); wraps.Load() < 3 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if wraps.Load() < 3 {
+	select {
+	case <-third:
+	case <-time.After(5 * time.Second):
 		t.Errorf("OnUnitSent saw %d wraps", wraps.Load())
 	}
 }

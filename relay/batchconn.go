@@ -149,6 +149,7 @@ func (b *batch) reset() {
 type batchConn struct {
 	*net.UDPConn
 	w      batchWriter
+	r      *rawReader // nil: the UDPConn's reads
 	onSend func(calls, datagrams, failed int)
 	gso    atomic.Bool
 
@@ -170,6 +171,7 @@ func newBatchConn(conn *net.UDPConn, onSend func(calls, datagrams, failed int)) 
 	c := &batchConn{UDPConn: conn, onSend: onSend, after: flushAfter, cur: newBatch()}
 	c.left = sync.NewCond(&c.mu)
 	c.gso.Store(gsoSupported(conn))
+	c.r = newRawReader(conn)
 	if la, ok := conn.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && !la.IP.IsUnspecified() {
 		c.w = newBatchWriter(conn, ipv6.NewPacketConn(conn))
 	} else {
@@ -217,6 +219,9 @@ func (c *batchConn) WriteToAddrPort(b []byte, addr netip.AddrPort) (int, error) 
 // ReadFromAddrPort reads one datagram; with WriteToAddrPort it lets pion
 // handle addresses without allocating.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	if c.r != nil {
+		return c.r.ReadFromAddrPort(b)
+	}
 	return c.UDPConn.ReadFromUDPAddrPort(b)
 }
 

@@ -2,8 +2,10 @@ package relay
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -172,4 +174,106 @@ func (w *mmsgWriter) zoneIndex(zone string) uint32 {
 	}
 	w.zones[zone] = i
 	return i
+}
+
+// rawReader reads datagrams with recvfrom(2) made as a raw system call, for
+// the reason mmsgWriter sends that way: pion's UDP mux reads every
+// viewer's RTCP and STUN (600 datagrams a second at 200 viewers), and a
+// read the runtime is told of (syscall.Recvfrom) that comes while every
+// processor is idle, as it does between a camera's frames, wakes the
+// runtime's monitor and resets its tick to 20 µs: at 200 viewers those
+// reads kept the monitor sleeping and waking 1,400 times a second. A read
+// that finds nothing waits in Go's poller, deadlines included.
+type rawReader struct {
+	rc syscall.RawConn
+
+	mu    sync.Mutex // one read at a time: the fields below are its state
+	buf   []byte
+	n     int
+	errno syscall.Errno
+	from  unix.RawSockaddrAny
+	read  func(fd uintptr) bool // r.recv, bound once
+	zones map[uint32]string     // name of each IPv6 zone index met
+}
+
+// newRawReader returns the raw reader of conn, or nil when conn offers no
+// raw access.
+func newRawReader(conn *net.UDPConn) *rawReader {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &rawReader{rc: rc}
+	r.read = r.recv
+	return r
+}
+
+// recv is one recvfrom(2) into r.buf; false when nothing is there yet.
+func (r *rawReader) recv(fd uintptr) bool {
+	var b unsafe.Pointer
+	if len(r.buf) > 0 {
+		b = unsafe.Pointer(&r.buf[0])
+	}
+	size := uint32(unsafe.Sizeof(r.from))
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(b), uintptr(len(r.buf)), 0,
+		uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&size)))
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
+	}
+	r.n, r.errno = int(n), e
+	return true
+}
+
+// ReadFromAddrPort reads one datagram into p, as net.UDPConn's does.
+func (r *rawReader) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf = p
+	err := r.rc.Read(r.read)
+	r.buf = nil
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	if r.errno != 0 {
+		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", r.errno)}
+	}
+	return r.n, r.source(), nil
+}
+
+// source is the address r.from holds, as net.UDPConn gives it: an IPv4
+// sender of a dual-stack socket as an IPv4-mapped IPv6 address, a zone by
+// its interface's name.
+func (r *rawReader) source() netip.AddrPort {
+	switch r.from.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.from))
+		port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(port[0])<<8|uint16(port[1]))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.from))
+		port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+		ip := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			ip = ip.WithZone(r.zoneName(sa.Scope_id))
+		}
+		return netip.AddrPortFrom(ip, uint16(port[0])<<8|uint16(port[1]))
+	}
+	return netip.AddrPort{}
+}
+
+// zoneName is the name of interface index i (its number when it has
+// none), looked up once per index.
+func (r *rawReader) zoneName(i uint32) string {
+	if name, ok := r.zones[i]; ok {
+		return name
+	}
+	name := strconv.FormatUint(uint64(i), 10)
+	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
+		name = ifi.Name
+	}
+	if r.zones == nil {
+		r.zones = make(map[uint32]string)
+	}
+	r.zones[i] = name
+	return name
 }

@@ -3,7 +3,9 @@ package relay
 import (
 	"errors"
 	"net"
+	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/net/ipv4"
 )
@@ -92,5 +94,81 @@ func TestMMsgWriterZones(t *testing.T) {
 	}
 	if len(w.zones) != 3 {
 		t.Errorf("%d zones remembered, want 3", len(w.zones))
+	}
+}
+
+// The raw reader gives what net.UDPConn gives: the datagram and its
+// sender, IPv4 senders of a dual-stack socket as mapped addresses, IPv6
+// senders as they are; a short buffer truncates as recvfrom does; a read
+// deadline times out; a closed socket is net.ErrClosed.
+func TestRawReader(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := newRawReader(conn)
+	if r == nil {
+		t.Fatal("no raw reader for a UDP socket")
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	s4 := listenUDP(t)
+	senders := []*net.UDPConn{s4}
+	if s6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
+		defer s6.Close()
+		senders = append(senders, s6)
+	}
+	for _, s := range senders {
+		dst := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+		if s.LocalAddr().(*net.UDPAddr).IP.To4() == nil {
+			dst = &net.UDPAddr{IP: net.IPv6loopback, Port: port}
+		}
+		for _, msg := range []string{"first", "second"} {
+			if _, err := s.WriteToUDP([]byte(msg), dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		// The first datagram through net.UDPConn, the second raw: the
+		// same sender must come out of both.
+		buf := make([]byte, 64)
+		n, want, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != "first" {
+			t.Fatalf("net.UDPConn read %q, %v", buf[:n], err)
+		}
+		n, got, err := r.ReadFromAddrPort(buf)
+		if err != nil || string(buf[:n]) != "second" {
+			t.Fatalf("raw read %q, %v", buf[:n], err)
+		}
+		if got != want {
+			t.Errorf("raw read's sender %v, net.UDPConn's %v", got, want)
+		}
+		if sent := s.LocalAddr().(*net.UDPAddr).AddrPort(); got.Port() != sent.Port() || got.Addr().Unmap() != sent.Addr().Unmap() {
+			t.Errorf("sender %v, sent from %v", got, sent)
+		}
+	}
+
+	if _, err := s4.WriteToUDP([]byte("truncated"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	short := make([]byte, 4)
+	if n, _, err := r.ReadFromAddrPort(short); err != nil || string(short[:n]) != "trun" {
+		t.Errorf("short buffer: %q, %v", short[:n], err)
+	}
+
+	conn.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, _, err := r.ReadFromAddrPort(make([]byte, 64)); !os.IsTimeout(err) {
+		t.Errorf("read past the deadline: %v, want a timeout", err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.ReadFromAddrPort(make([]byte, 64))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it wait in the poller
+	conn.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read on a closed socket: %v, want net.ErrClosed", err)
 	}
 }
